@@ -1,0 +1,67 @@
+"""Offscreen MuJoCo camera rendering shared by the MuJoCo-based adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import mujoco
+import numpy as np
+
+from vla_gym.core.rendering import resolve_render_quality
+
+
+def apply_mujoco_render_quality(model: mujoco.MjModel, quality: str) -> None:
+    """Fast quality: no shadow map, no multisampling (must run before a Renderer is made)."""
+    if quality == "fast":
+        model.vis.quality.shadowsize = 0
+        model.vis.quality.offsamples = 0
+
+
+class MujocoCameras:
+    """Renders a fixed set of named cameras, each at its own (height, width).
+
+    ``cameras`` maps our camera name to ``(mujoco camera name or id, height, width)``.
+    One ``mujoco.Renderer`` (one GL context) is kept per distinct size.
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        cameras: Mapping[str, tuple[str | int, int, int]],
+        render_quality: str = "auto",
+    ) -> None:
+        self.quality = resolve_render_quality(render_quality)
+        self._model = model
+        self._cameras = dict(cameras)
+        apply_mujoco_render_quality(model, self.quality)
+        sizes = {(h, w) for _, h, w in self._cameras.values()}
+        model.vis.global_.offheight = max([model.vis.global_.offheight, *(h for h, _ in sizes)])
+        model.vis.global_.offwidth = max([model.vis.global_.offwidth, *(w for _, w in sizes)])
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        for h, w in sorted(sizes):
+            renderer = mujoco.Renderer(model, height=h, width=w)
+            if self.quality == "fast":
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            self._renderers[(h, w)] = renderer
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._cameras)
+
+    def render(self, data: mujoco.MjData, name: str) -> np.ndarray:
+        camera, h, w = self._cameras[name]
+        renderer = self._renderers[(h, w)]
+        renderer.update_scene(data, camera=camera)
+        if self.quality == "fast":  # update_scene may re-enable flags from the model defaults
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        return renderer.render()
+
+    def render_all(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
+        return {name: self.render(data, name) for name in self._cameras}
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()

@@ -1,0 +1,1 @@
+"""Benchmark adapters, one package each (see vla_gym.registration)."""

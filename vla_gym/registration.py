@@ -1,0 +1,45 @@
+"""Registers every vla_gym ID with Gymnasium.
+
+Each benchmark is a package ``vla_gym.envs.<name>`` whose ``__init__`` is light (it imports no
+simulator) and defines ``IDS = {env_id: (entry_point, default_kwargs)}``. The simulator is only
+imported by ``gym.make``; a missing simulator then fails there with a message naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+
+BENCHMARK_PACKAGES = ("panda", "calvin", "metaworld", "libero", "behavior")
+
+
+def _benchmark_packages():
+    for name in BENCHMARK_PACKAGES:
+        try:
+            yield importlib.import_module(f"vla_gym.envs.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"vla_gym.envs.{name}":  # a real import error inside the package
+                raise
+
+
+def registered_ids() -> list[str]:
+    """All IDs vla_gym registers, in benchmark order."""
+    return [env_id for package in _benchmark_packages() for env_id in package.IDS]
+
+
+def register_all() -> None:
+    for package in _benchmark_packages():
+        for env_id, (entry_point, kwargs) in package.IDS.items():
+            if env_id in gym.registry:
+                continue
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                kwargs=dict(kwargs),
+                # The env enforces its own step limit (a chunk must stop at truncation) and
+                # validates actions itself: no TimeLimit and no passive checker on top.
+                max_episode_steps=None,
+                disable_env_checker=True,
+                vector_entry_point="vla_gym.vector:make_vec_entry_point",
+            )
