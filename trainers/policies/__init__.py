@@ -1,0 +1,1 @@
+"""Trainer policies: MLP, flow-matching VLA, action-token VLA."""
