@@ -25,12 +25,12 @@ def _benchmark_packages():
 
 def registered_ids() -> list[str]:
     """All IDs vla_gym registers, in benchmark order."""
-    return [env_id for package in _benchmark_packages() for env_id in package.IDS]
+    return [env_id for package in _benchmark_packages() for env_id in getattr(package, "IDS", {})]
 
 
 def register_all() -> None:
     for package in _benchmark_packages():
-        for env_id, (entry_point, kwargs) in package.IDS.items():
+        for env_id, (entry_point, kwargs) in getattr(package, "IDS", {}).items():
             if env_id in gym.registry:
                 continue
             gym.register(

@@ -16,6 +16,6 @@ def require(module: str, *, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{what} needs the Python package '{module.split('.')[0]}', which could not be imported "
-            f"({exc}). Install it with: pip install -e \".[{extra}]\""
+            f"{what} needs the Python package '{module.split('.')[0]}', which could not be "
+            f'imported ({exc}). Install it with: pip install -e ".[{extra}]"'
         ) from exc

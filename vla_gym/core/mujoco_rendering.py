@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Mapping
 
 import mujoco
 import numpy as np
 
 from vla_gym.core.rendering import resolve_render_quality
+
+# Renderers still open at exit are closed before MuJoCo tears down its EGL display (atexit runs
+# handlers last-in first-out, and this module registers after mujoco's); otherwise their
+# finalisers print EGL errors at interpreter exit.
+_open_cameras: weakref.WeakSet[MujocoCameras] = weakref.WeakSet()
+atexit.register(lambda: [cameras.close() for cameras in list(_open_cameras)])
 
 
 def apply_mujoco_render_quality(model: mujoco.MjModel, quality: str) -> None:
@@ -44,6 +52,7 @@ class MujocoCameras:
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             self._renderers[(h, w)] = renderer
+        _open_cameras.add(self)
 
     @property
     def names(self) -> list[str]:
