@@ -1,0 +1,161 @@
+"""`make_vec`: the one entry point to every backend, and Gymnasium's ``vector_entry_point``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode
+
+from vla_gym.vector.base import BatchedVectorEnv
+
+BACKENDS = ("subproc", "sync", "ray")
+DEFAULT_STEP_TIMEOUT = 300.0  # seconds; generous for slow simulators, still bounded
+
+
+def parse_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
+    """An ``AutoresetMode``, its value (``"NextStep"``) or name (``"next_step"``)."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    for candidate in AutoresetMode:
+        if str(mode) in (candidate.value, candidate.name) or str(mode).upper() == candidate.name:
+            return candidate
+    names = [m.name for m in AutoresetMode]
+    raise ValueError(f"autoreset_mode must be one of {names} (or AutoresetMode), got {mode!r}")
+
+
+def _env_fn(env_id: str | Callable[..., gym.Env], env_kwargs: dict) -> Callable[[], gym.Env]:
+    if isinstance(env_id, str):
+        return functools.partial(gym.make, env_id, **env_kwargs)
+    if callable(env_id):
+        return functools.partial(env_id, **env_kwargs) if env_kwargs else env_id
+    raise TypeError(f"env_id must be a registered ID or a callable building an env, got {env_id!r}")
+
+
+def make_vec(
+    env_id: str | Callable[..., gym.Env],
+    num_envs: int,
+    *,
+    backend: str = "subproc",
+    envs_per_worker: int = 1,
+    devices: str | Sequence[int] | None = None,
+    cpu_affinity: str | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    restart_on_failure: bool = False,
+    copy: bool = True,
+    start_method: str | None = None,
+    egl_device_map: dict[int, int] | None = None,
+    **env_kwargs: Any,
+) -> BatchedVectorEnv:
+    """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of ``env_id``.
+
+    Args:
+        env_id: a registered Gymnasium ID (any, not only ``VLA/...``) or a callable building one
+            env (called with ``env_kwargs``; it must be picklable for the subproc backend).
+        num_envs: number of envs; env ``i`` is seeded with ``seed + i`` by ``reset(seed=seed)``.
+        backend: ``"subproc"`` (worker processes, images through shared memory), ``"sync"``
+            (in this process) or ``"ray"`` (each worker a Ray actor).
+        envs_per_worker: envs each worker hosts (stepped one after the other).
+        devices: GPUs for the workers, round-robin: ``"0-3"``, ``"0,2"`` or ``[0, 2]``. Each
+            worker gets ``CUDA_VISIBLE_DEVICES`` and the EGL index of the same GPU.
+        cpu_affinity: pin workers to CPU cores, round-robin: ``"auto"`` (one available core
+            each), ``"0-7"``, ``[0, 1]`` or a list of core lists.
+        autoreset_mode: ``NEXT_STEP`` (default), ``SAME_STEP`` (final obs in
+            ``infos["final_obs"]``) or ``DISABLED`` (``reset(options={"reset_mask": m})``).
+        step_timeout: seconds a worker may take for one step/reset before it is reported.
+        restart_on_failure: replace a failed worker, reset its envs and report them as
+            truncated with ``infos["worker_restarted"]``, instead of raising.
+        copy: return observations that stay valid after the next step (``False``: views of
+            the shared buffers, overwritten by the next step; faster).
+        start_method: ``"forkserver"`` (default where available) or ``"spawn"`` (subproc).
+        egl_device_map: CUDA index -> EGL index, replacing the EGL device query (tests).
+        env_kwargs: passed to every env.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if not isinstance(envs_per_worker, int) or envs_per_worker < 1:
+        raise ValueError(f"envs_per_worker must be a positive integer, got {envs_per_worker!r}")
+    if step_timeout is None or step_timeout <= 0:
+        raise ValueError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
+    mode = parse_autoreset_mode(autoreset_mode)
+    env_fns = [_env_fn(env_id, env_kwargs)] * num_envs
+    common = dict(
+        autoreset_mode=mode,
+        copy=copy,
+        step_timeout=step_timeout,
+        restart_on_failure=restart_on_failure,
+    )
+    if backend == "sync":
+        if devices is not None or cpu_affinity is not None:
+            raise ValueError(
+                "devices= and cpu_affinity= pin worker processes; use backend='subproc' or "
+                "'ray' (the sync backend runs in this process)"
+            )
+        from vla_gym.vector.sync import SyncVectorEnv
+
+        envs: BatchedVectorEnv = SyncVectorEnv(env_fns, **common)
+    elif backend == "subproc":
+        from vla_gym.vector.subproc import SubprocVectorEnv
+
+        envs = SubprocVectorEnv(
+            env_fns,
+            envs_per_worker=envs_per_worker,
+            devices=devices,
+            cpu_affinity=cpu_affinity,
+            egl_device_map=egl_device_map,
+            start_method=start_method,
+            **common,
+        )
+    else:
+        from vla_gym.vector.ray_backend import RayVectorEnv
+
+        envs = RayVectorEnv(
+            env_fns,
+            envs_per_worker=envs_per_worker,
+            devices=devices,
+            cpu_affinity=cpu_affinity,
+            egl_device_map=egl_device_map,
+            **common,
+        )
+    if isinstance(env_id, str) and env_id in gym.registry:
+        spec = gym.spec(env_id)
+        envs.spec = EnvSpec(id=spec.id, entry_point=spec.entry_point, kwargs=dict(env_kwargs))
+    return envs
+
+
+def _calling_env_spec() -> EnvSpec | None:
+    """The spec ``gym.make_vec`` is building (it passes kwargs but not the ID to entry points)."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            spec = frame.f_locals.get("env_spec")
+            if isinstance(spec, EnvSpec) and frame.f_code.co_name == "make_vec":
+                return spec
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def make_vec_entry_point(num_envs: int = 1, env_id: str | None = None, **kwargs: Any):
+    """Gymnasium's ``vector_entry_point`` for every vla_gym ID.
+
+    ``gym.make_vec(id, n, vectorization_mode="vector_entry_point", **kwargs)`` lands here with
+    the registered kwargs merged with the caller's (env kwargs and make_vec options alike).
+    """
+    if env_id is None:
+        spec = _calling_env_spec()
+        if spec is None:
+            raise RuntimeError(
+                "make_vec_entry_point is meant to be called by gym.make_vec; call "
+                "vla_gym.make_vec(env_id, num_envs, ...) directly instead"
+            )
+        env_id = spec.id
+    return make_vec(env_id, num_envs, **kwargs)
