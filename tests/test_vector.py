@@ -14,7 +14,7 @@ from test_vector_helpers import INSTRUCTIONS, FaultyEnv, ImageEnv
 import vla_gym
 from vla_gym.vector import EnvError, make_vec
 
-BACKENDS = ["sync"]
+BACKENDS = ["sync", "subproc"]
 MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
 
 

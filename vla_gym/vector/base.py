@@ -157,14 +157,18 @@ class BatchedVectorEnv(VectorEnv):
     ) -> tuple[Any, dict[str, Any]]:
         env_ids, seeds, options = self._reset_targets(seed, options)
         self._require_idle("reset")
-        self._submit_reset(env_ids, seeds, options)
+        submit_error = self._submit_reset(env_ids, seeds, options)
         infos = self._merge(self._collect(all_pending=True))
+        if submit_error is not None:
+            raise submit_error
         return self.obs_layout.batch(self.buffers.obs, self._texts, copy=self.copy), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         self._require_idle("step")
-        self.send(actions)
+        submit_error = self._send(actions)
         infos = self._merge(self._collect(all_pending=True))
+        if submit_error is not None:
+            raise submit_error
         b = self.buffers
         obs = self.obs_layout.batch(b.obs, self._texts, copy=self.copy)
         return obs, b.rewards.copy(), b.terminations.copy(), b.truncations.copy(), infos
@@ -216,6 +220,13 @@ class BatchedVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ async API
     def send(self, actions: Any, env_ids: Sequence[int] | np.ndarray | None = None) -> None:
         """Start stepping ``env_ids`` (default: all) with ``actions`` (one row per env id)."""
+        error = self._send(actions, env_ids)
+        if error is not None:
+            raise error
+
+    def _send(self, actions: Any, env_ids: Any = None) -> Exception | None:
+        """Submit to every concerned worker; a dead one's error is returned, not raised, so
+        the others' answers can still be collected."""
         ids = self._env_ids(env_ids)
         if self._in_flight[ids].any():
             busy = ids[self._in_flight[ids]].tolist()
@@ -227,14 +238,16 @@ class BatchedVectorEnv(VectorEnv):
                 "reset(options={'reset_mask': mask}) before stepping them again"
             )
         self.act_layout.write_rows(self.buffers.actions, ids, actions)
-        for worker, local_ids in self._by_worker(ids):
-            self._submit(worker, "step", local_ids)
+        errors = [self._submit(worker, "step", local) for worker, local in self._by_worker(ids)]
+        return next((e for e in errors if e is not None), None)
 
     def async_reset(self, seed: int | Sequence[int | None] | None = None) -> None:
         """Start resetting every env; ``recv()`` returns them as they finish."""
         self._require_idle("async_reset")
         env_ids, seeds, options = self._reset_targets(seed, None)
-        self._submit_reset(env_ids, seeds, options)
+        error = self._submit_reset(env_ids, seeds, options)
+        if error is not None:
+            raise error
 
     def recv(self, min_envs: int = 1) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Results of the envs that finished first (at least ``min_envs``, whole workers).
@@ -301,12 +314,19 @@ class BatchedVectorEnv(VectorEnv):
             env_ids = np.flatnonzero(mask)
         return env_ids, seeds, options
 
-    def _submit_reset(self, env_ids: np.ndarray, seeds: list, options: dict | None) -> None:
+    def _submit_reset(
+        self, env_ids: np.ndarray, seeds: list, options: dict | None
+    ) -> Exception | None:
+        errors = []
         for worker, local_ids in self._by_worker(env_ids):
             worker_seeds = [seeds[worker.first_index + i] for i in local_ids]
-            self._submit(worker, "reset", local_ids, worker_seeds, options)
+            errors.append(self._submit(worker, "reset", local_ids, worker_seeds, options))
+        return next((e for e in errors if e is not None), None)
 
-    def _submit(self, worker: WorkerHandle, kind: str, local_ids: list[int], *args: Any) -> None:
+    def _submit(
+        self, worker: WorkerHandle, kind: str, local_ids: list[int], *args: Any
+    ) -> Exception | None:
+        """Submit one request; a worker found dead is restarted (if asked) or its error returned."""
         if self.closed:
             raise VectorEnvError("the vector env is closed")
         try:
@@ -316,14 +336,15 @@ class BatchedVectorEnv(VectorEnv):
                 worker.submit_reset(local_ids, *args)
         except WorkerError as error:  # died since its last answer
             if not self.restart_on_failure:
-                raise
+                return error
             self._pending[worker.index].clear()
             self._restart_later(worker, error)
-            return
+            return None
         self._pending[worker.index].append(
             _Request(kind, local_ids, time.monotonic() + self.step_timeout)
         )
         self._in_flight[[worker.first_index + i for i in local_ids]] = True
+        return None
 
     def _restart_later(self, worker: WorkerHandle, error: Exception) -> None:
         """Restart now and queue the restart's result as the worker's next answer."""

@@ -1,0 +1,339 @@
+"""`backend="subproc"`: envs in worker processes, results in shared memory, one-byte signals."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import cloudpickle
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from vla_gym.vector import worker as protocol
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
+from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.devices import WorkerAssignment, assign_workers
+from vla_gym.vector.env_group import GroupResult
+from vla_gym.vector.errors import (
+    VectorEnvError,
+    WorkerDiedError,
+    WorkerTimeoutError,
+)
+from vla_gym.vector.layout import SpaceLayout
+from vla_gym.vector.shared_memory import SharedBlock
+
+CLOSE_GRACE = 10.0  # seconds a worker gets to close its envs before it is killed
+MIN_STARTUP_TIMEOUT = 120.0  # building a simulator (and its renderer) can take a while
+
+
+def default_start_method() -> str:
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def _exit_reason(process: mp.process.BaseProcess) -> str:
+    process.join(timeout=1.0)
+    code = process.exitcode
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"died from signal {signal.Signals(-code).name}"
+        return f"died from signal {-code}"
+    return f"exited with code {code}"
+
+
+class SubprocWorker(WorkerHandle):
+    """Parent side of one worker process."""
+
+    def __init__(
+        self,
+        ctx: mp.context.BaseContext,
+        index: int,
+        first_index: int,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        autoreset_mode: AutoresetMode,
+        assignment: WorkerAssignment,
+        step_timeout: float,
+    ) -> None:
+        super().__init__(index, first_index, len(env_fns))
+        self.ctx = ctx
+        self.env_fns_blob = cloudpickle.dumps(list(env_fns))
+        self.autoreset_mode = autoreset_mode
+        self.assignment = assignment
+        self.step_timeout = step_timeout
+        self.startup_timeout = max(step_timeout, MIN_STARTUP_TIMEOUT)
+        self.shm: tuple[str, int, int] | None = None
+        self.process: mp.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.spec: dict[str, Any] = {}
+        self.dead = False
+        self._submitted: deque[list[int]] = deque()  # local ids of unanswered steps/resets
+        fd, self.crash_log = tempfile.mkstemp(prefix=f"vla_gym_worker{index}_", suffix=".log")
+        os.close(fd)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, restarted: bool = False) -> None:
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        self.process = self.ctx.Process(
+            target=protocol.run_worker,
+            args=(
+                child_conn,
+                self.env_fns_blob,
+                self.first_index,
+                self.autoreset_mode.value,
+                self.assignment,
+                self.crash_log,
+                restarted,
+            ),
+            name=f"vla_gym-worker-{self.index}",
+            daemon=True,
+        )
+        self.process.start()
+        child_conn.close()  # so a dead worker shows as EOF on our end
+        self.conn = parent_conn
+        self.dead = False
+
+    def await_spec(self) -> dict[str, Any]:
+        """The worker's spaces, metadata and process facts, once its envs are built."""
+        self.spec = self._answer(self.startup_timeout, "building its envs")
+        return self.spec
+
+    def attach(self, shm_name: str, nbytes: int, num_envs: int) -> None:
+        self.shm = (shm_name, nbytes, num_envs)
+        self.conn.send_bytes(protocol.ATTACH + pickle.dumps(self.shm))
+
+    def await_attached(self) -> GroupResult | None:
+        return self._answer(self.startup_timeout, "mapping shared memory")
+
+    # ------------------------------------------------------------ requests
+    def _send(self, message: bytes) -> None:
+        if self.dead:
+            raise WorkerDiedError(self.index, self.env_ids, "is dead (an earlier failure)")
+        try:
+            self.conn.send_bytes(message)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.dead = True
+            raise WorkerDiedError(self.index, self.env_ids, self._death_report()) from None
+
+    def submit_step(self, local_ids: list[int]) -> None:
+        if len(local_ids) == self.num_envs:
+            self._send(protocol.STEP_ALL)
+        else:
+            self._send(protocol.STEP_SOME + pickle.dumps(local_ids))
+        self._submitted.append(local_ids)
+
+    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
+        self._send(protocol.RESET + pickle.dumps((local_ids, seeds, options)))
+        self._submitted.append(local_ids)
+
+    def fetch(self) -> GroupResult:
+        local_ids = self._submitted.popleft()
+        result = self._decode(self._receive())
+        if result is None:  # everything is in shared memory already
+            return GroupResult(local_ids, [{}] * len(local_ids))
+        return result
+
+    def request(self, method: str, *args: Any) -> Any:
+        self._send(protocol.REQUEST + pickle.dumps((method, args)))
+        return self._answer(self.step_timeout, f"{method}()")
+
+    # ------------------------------------------------------------ answers
+    def _receive(self) -> bytes:
+        try:
+            return self.conn.recv_bytes()
+        except (EOFError, ConnectionResetError, OSError):
+            self.dead = True
+            raise WorkerDiedError(self.index, self.env_ids, self._death_report()) from None
+
+    def _decode(self, message: bytes) -> Any:
+        kind, payload = message[:1], message[1:]
+        if kind == protocol.OK:
+            return None
+        if kind in (protocol.OK_EXTRA, protocol.VALUE):
+            return pickle.loads(payload)
+        if kind == protocol.ENV_ERROR:
+            raise pickle.loads(payload)
+        summary, tb = pickle.loads(payload)
+        raise VectorEnvError(
+            f"worker {self.index} (envs {self.env_ids}) failed: {summary}\n\n"
+            f"Traceback in the worker:\n{tb}"
+        )
+
+    def _answer(self, timeout: float, doing: str) -> Any:
+        """Wait (bounded) for one answer, noticing a worker that dies meanwhile."""
+        ready = wait([self.conn, self.process.sentinel], timeout)
+        if not ready:
+            self.kill()
+            raise WorkerTimeoutError(
+                self.index,
+                self.env_ids,
+                f"did not finish {doing} within {timeout:g} s; it was killed",
+            )
+        if self.conn not in ready and not self.conn.poll(0):
+            self.dead = True
+            raise WorkerDiedError(self.index, self.env_ids, self._death_report(doing))
+        return self._decode(self._receive())
+
+    def _death_report(self, doing: str = "its work") -> str:
+        reason = _exit_reason(self.process) if self.process is not None else "never started"
+        report = f"{reason} during {doing}"
+        with contextlib.suppress(OSError):
+            with open(self.crash_log) as log:
+                crash = log.read().strip()
+            if crash:
+                report += f"\n\nThe worker's last Python stack (faulthandler):\n{crash}"
+        return report
+
+    # ------------------------------------------------------------ failure & shutdown
+    def restart(self) -> GroupResult:
+        self.kill()
+        self._close_conn()
+        self._submitted.clear()
+        self.start(restarted=True)
+        spec = self.await_spec()
+        self.spec = spec
+        self.attach(*self.shm)
+        result = self.await_attached()
+        assert isinstance(result, GroupResult)
+        return result
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5.0)
+        self.dead = True
+
+    def _close_conn(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.close()
+            self.conn = None
+
+    def close(self) -> None:
+        if self.process is not None and not self.dead and self.process.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send_bytes(protocol.CLOSE)
+            self.process.join(timeout=CLOSE_GRACE)
+        self.kill()
+        if self.process is not None:
+            with contextlib.suppress(ValueError):
+                self.process.close()
+            self.process = None
+        self._close_conn()
+        with contextlib.suppress(OSError):
+            os.unlink(self.crash_log)
+
+    def describe(self) -> dict[str, Any]:
+        a = self.assignment
+        return {
+            **super().describe(),
+            "backend": "subproc",
+            "pid": self.spec.get("pid"),
+            "cuda_device": a.cuda_device,
+            "egl_device": a.egl_device,
+            "cpu_cores": list(a.cpu_cores) if a.cpu_cores is not None else None,
+            "env": self.spec.get("env", {}),  # as the worker saw them
+            "cpu_affinity": self.spec.get("cpu_affinity"),  # as the worker saw it
+        }
+
+
+class SubprocVectorEnv(BatchedVectorEnv):
+    """Each worker process hosts ``envs_per_worker`` envs and writes into shared memory."""
+
+    backend = "subproc"
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        *,
+        envs_per_worker: int = 1,
+        devices: str | Sequence[int] | None = None,
+        cpu_affinity: Any = None,
+        egl_device_map: Mapping[int, int] | None = None,
+        start_method: str | None = None,
+        autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+        copy: bool = True,
+        step_timeout: float = 300.0,
+        restart_on_failure: bool = False,
+    ) -> None:
+        super().__init__()
+        self.closed = True  # until fully built: close() must not touch half-made state
+        num_envs = len(env_fns)
+        slices = [
+            (first, env_fns[first : first + envs_per_worker])
+            for first in range(0, num_envs, envs_per_worker)
+        ]
+        assignments = assign_workers(len(slices), devices, cpu_affinity, egl_device_map)
+        ctx = mp.get_context(start_method or default_start_method())
+        if ctx.get_start_method() == "forkserver":
+            # workers fork from a server that already imported numpy, gymnasium and this
+            # package (no simulator, no CUDA/EGL: those are only imported by the envs)
+            ctx.set_forkserver_preload(["vla_gym.vector.worker"])
+        workers = [
+            SubprocWorker(ctx, w, first, fns, autoreset_mode, assignments[w], step_timeout)
+            for w, (first, fns) in enumerate(slices)
+        ]
+        self._block: SharedBlock | None = None
+        try:
+            for worker in workers:
+                worker.start()
+            specs = [worker.await_spec() for worker in workers]
+            for worker, spec in zip(workers, specs, strict=True):
+                for name in ("observation_space", "action_space"):
+                    if spec[name] != specs[0][name]:
+                        raise ValueError(
+                            f"env {worker.first_index} has {name} {spec[name]}, but env 0 has "
+                            f"{specs[0][name]}; a vector env needs the same spaces in every env"
+                        )
+            obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
+            act_layout = SpaceLayout(specs[0]["action_space"], "action")
+            nbytes = StepBuffers.nbytes(obs_layout, act_layout, num_envs)
+            self._block = SharedBlock.create(nbytes)
+            buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, self._block.buf)
+            for worker in workers:
+                worker.attach(self._block.name, nbytes, num_envs)
+            for worker in workers:
+                worker.await_attached()
+        except BaseException:
+            for worker in workers:
+                worker.close()
+            if self._block is not None:
+                self._block.close()
+            raise
+        self.closed = False
+        self._setup(
+            workers=workers,
+            single_observation_space=specs[0]["observation_space"],
+            single_action_space=specs[0]["action_space"],
+            buffers=buffers,
+            metadata=specs[0]["metadata"],
+            render_mode=specs[0]["render_mode"],
+            autoreset_mode=autoreset_mode,
+            copy=copy,
+            step_timeout=step_timeout,
+            restart_on_failure=restart_on_failure,
+        )
+
+    def _wait(self, workers: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
+        by_object: dict[Any, SubprocWorker] = {}
+        for worker in workers:
+            assert isinstance(worker, SubprocWorker)
+            by_object[worker.conn] = worker
+            by_object[worker.process.sentinel] = worker
+        ready = wait(list(by_object), timeout)
+        return list(dict.fromkeys(by_object[obj] for obj in ready))
+
+    def _release_memory(self) -> None:
+        if getattr(self, "buffers", None) is not None:
+            self.buffers.release()
+        if self._block is not None:
+            self._block.close()
+            self._block = None

@@ -1,0 +1,151 @@
+"""The worker process: builds its envs (never before the fork), then serves one-byte commands.
+
+Protocol over a duplex pipe (``Connection.send_bytes``, no pickling on the fast path):
+
+* parent -> worker: ``STEP_ALL``; ``STEP_SOME + pickle(local_ids)``;
+  ``RESET + pickle((local_ids, seeds, options))``; ``REQUEST + pickle((method, args))``;
+  ``CLOSE``.
+* worker -> parent: ``OK`` (a step/reset whose results are all in shared memory), or
+  ``OK_EXTRA + pickle(GroupResult)`` (infos, changed instructions, final observations), or
+  ``VALUE + pickle(value)``, or ``ENV_ERROR + pickle(EnvError)``, or
+  ``FAILURE + pickle((summary, traceback))``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import pickle
+import signal
+import traceback
+from multiprocessing.connection import Connection
+
+from gymnasium.vector import AutoresetMode
+
+from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.devices import GPU_ENV_VARS, WorkerAssignment
+from vla_gym.vector.env_group import EnvGroup, GroupResult
+from vla_gym.vector.errors import EnvError
+from vla_gym.vector.layout import SpaceLayout
+from vla_gym.vector.shared_memory import attach
+
+STEP_ALL, STEP_SOME, RESET, REQUEST, ATTACH, CLOSE = b"a", b"s", b"r", b"q", b"m", b"c"
+OK, OK_EXTRA, VALUE, ENV_ERROR, FAILURE = b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent process dies, even while stuck in env code."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def encode_result(result: GroupResult) -> bytes:
+    return OK if result.is_plain else OK_EXTRA + pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+
+
+def describe_process() -> dict:
+    return {
+        "pid": os.getpid(),
+        "env": {name: os.environ.get(name) for name in GPU_ENV_VARS},
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    }
+
+
+def run_worker(
+    conn: Connection,
+    env_fns_blob: bytes,
+    first_index: int,
+    autoreset_mode: str,
+    assignment: WorkerAssignment,
+    crash_log: str,
+    restarted: bool,
+) -> None:
+    """Entry point of a worker process (started with forkserver or spawn)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
+    assignment.apply()  # before any env (and its CUDA/EGL) is imported
+    with open(crash_log, "w") as log:
+        faulthandler.enable(log)  # a segfault's Python stack lands here for the parent to read
+        try:
+            _serve(conn, env_fns_blob, first_index, AutoresetMode(autoreset_mode), restarted)
+        except (EOFError, BrokenPipeError, KeyboardInterrupt):
+            pass  # the parent went away: nothing left to answer
+        finally:
+            conn.close()
+
+
+def _send_failure(conn: Connection, exc: BaseException) -> None:
+    if isinstance(exc, EnvError):
+        conn.send_bytes(ENV_ERROR + pickle.dumps(exc))
+    else:
+        summary = f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback.format_exception(exc))
+        conn.send_bytes(FAILURE + pickle.dumps((summary, tb)))
+
+
+def _serve(
+    conn: Connection,
+    env_fns_blob: bytes,
+    first_index: int,
+    autoreset_mode: AutoresetMode,
+    restarted: bool,
+) -> None:
+    import cloudpickle  # noqa: F401  (env fns were pickled with it)
+
+    try:
+        env_fns = pickle.loads(env_fns_blob)
+        group = EnvGroup(env_fns, first_index, autoreset_mode)
+        conn.send_bytes(VALUE + pickle.dumps({**group.describe(), **describe_process()}))
+    except Exception as exc:
+        _send_failure(conn, exc)
+        return
+    try:
+        message = conn.recv_bytes()
+        assert message[:1] == ATTACH, message[:1]
+        shm_name, nbytes, num_envs = pickle.loads(message[1:])
+        memory = attach(shm_name, nbytes)
+        obs_layout = SpaceLayout(group.envs[0].observation_space, "observation")
+        act_layout = SpaceLayout(group.envs[0].action_space, "action")
+        buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, memoryview(memory))
+        group.bind(obs_layout, act_layout, buffers)
+        if restarted:  # replace a failed worker: fresh episodes, reported as cut short
+            every = list(range(len(group.envs)))
+            result = group.mark_restarted(group.reset(every, [None] * len(every), None))
+            conn.send_bytes(encode_result(result))
+        else:
+            conn.send_bytes(OK)
+    except Exception as exc:
+        _send_failure(conn, exc)
+        return
+
+    all_local = list(range(len(group.envs)))
+    recv, send = conn.recv_bytes, conn.send_bytes
+    while True:
+        message = recv()
+        command = message[:1]
+        try:
+            if command == STEP_ALL:
+                send(encode_result(group.step(all_local)))
+            elif command == STEP_SOME:
+                send(encode_result(group.step(pickle.loads(message[1:]))))
+            elif command == RESET:
+                send(encode_result(group.reset(*pickle.loads(message[1:]))))
+            elif command == REQUEST:
+                method, args = pickle.loads(message[1:])
+                value = getattr(group, method)(*args)
+                send(VALUE + pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+            elif command == CLOSE:
+                group.close()
+                del buffers
+                send(OK)
+                return
+            else:
+                raise RuntimeError(f"unknown command {command!r}")
+        except Exception as exc:
+            _send_failure(conn, exc)
