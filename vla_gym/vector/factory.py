@@ -30,7 +30,9 @@ def parse_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
 
 def _env_fn(env_id: str | Callable[..., gym.Env], env_kwargs: dict) -> Callable[[], gym.Env]:
     if isinstance(env_id, str):
-        return functools.partial(gym.make, env_id, **env_kwargs)
+        # Resolve the ID here: an ID registered at run time in this process is unknown to a
+        # freshly started worker, while its spec (entry point + kwargs) travels fine.
+        return functools.partial(gym.make, gym.spec(env_id), **env_kwargs)
     if callable(env_id):
         return functools.partial(env_id, **env_kwargs) if env_kwargs else env_id
     raise TypeError(f"env_id must be a registered ID or a callable building an env, got {env_id!r}")
