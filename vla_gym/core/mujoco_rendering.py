@@ -11,11 +11,16 @@ import numpy as np
 
 from vla_gym.core.rendering import resolve_render_quality
 
-# Renderers still open at exit are closed before MuJoCo tears down its EGL display (atexit runs
-# handlers last-in first-out, and this module registers after mujoco's); otherwise their
-# finalisers print EGL errors at interpreter exit.
+# Renderers still open at exit must be closed before MuJoCo's EGL backend terminates its display
+# (an atexit hook it registers when the first context is made), or their finalisers print EGL
+# errors. atexit runs last-in first-out, so ours is registered after the first renderer exists.
 _open_cameras: weakref.WeakSet[MujocoCameras] = weakref.WeakSet()
-atexit.register(lambda: [cameras.close() for cameras in list(_open_cameras)])
+_exit_hook_registered = False
+
+
+def _close_open_cameras() -> None:
+    for cameras in list(_open_cameras):
+        cameras.close()
 
 
 def apply_mujoco_render_quality(model: mujoco.MjModel, quality: str) -> None:
@@ -53,6 +58,10 @@ class MujocoCameras:
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             self._renderers[(h, w)] = renderer
         _open_cameras.add(self)
+        global _exit_hook_registered
+        if not _exit_hook_registered:
+            atexit.register(_close_open_cameras)
+            _exit_hook_registered = True
 
     @property
     def names(self) -> list[str]:

@@ -9,11 +9,13 @@ the task layout follows SERL's ``franka_sim`` PandaPickCube:
   gripper command (0 open .. 1 closed). Orientation stays gripper-down. Control at 50 Hz
   (``control_dt=0.02``, physics 0.002 s).
 * state (10-D, SERL's sorted keys): block position (3), gripper command (1), TCP position (3),
-  TCP linear velocity (3). The Vision variant observes ``front`` and ``wrist`` RGB images
-  (128 x 128 default) and the 7-D proprio part (no block position); its ``obs_mode="flat"`` is the
-  10-D state.
+  TCP linear velocity (3), with the ``front`` image (128 x 128 default) in ``obs_mode="vla"``.
+  The Vision variant observes ``front`` and ``wrist`` images and the 7-D proprio part (no block
+  position). ``obs_mode="flat"`` is the 10-D state for both (no rendering at all).
 * reward: ``0.3 * exp(-20 * |block - tcp|) + 0.7 * clip(lift / 0.2, 0, 1)``; success when the
-  block is 0.2 m above its initial height (terminates by default). 100 steps per episode.
+  block is 0.2 m above its initial height (terminates by default). ``max_steps=100`` control
+  steps per episode, enforced inside chunks (``gym.make``'s own ``max_episode_steps`` instead adds
+  Gymnasium's TimeLimit, which counts ``step`` calls, i.e. chunks).
 * reset: arm at a fixed home pose; block xy uniform in ``[0.25, 0.55] x [-0.25, 0.25]`` drawn
   from the env's seeded RNG (gym-hil ignores the seed; we do not).
 
@@ -49,7 +51,7 @@ class PandaPickCubeEnv(VLAEnv):
         *,
         obs_mode: str = "vla",
         action_chunk: int = 1,
-        max_episode_steps: int = 100,
+        max_steps: int = 100,
         image_size: int | tuple[int, int] = 128,
         control_dt: float = 0.02,
         physics_dt: float = 0.002,
@@ -67,7 +69,10 @@ class PandaPickCubeEnv(VLAEnv):
         self._opspace = opspace
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.vision = vision
-        cameras = {"front": (height, width), "wrist": (height, width)} if vision else {}
+        # The VLA schema needs at least one image: the state variant observes the front camera.
+        cameras = {"front": (height, width)}
+        if vision:
+            cameras["wrist"] = (height, width)
         super().__init__(
             action_dim=4,
             state_dim=7 if vision else 10,
@@ -75,7 +80,7 @@ class PandaPickCubeEnv(VLAEnv):
             cameras=cameras,
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_episode_steps,
+            max_episode_steps=max_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,
@@ -154,11 +159,6 @@ class PandaPickCubeEnv(VLAEnv):
 
     def _get_images(self) -> dict[str, np.ndarray]:
         return {name: self._cameras.render(self.data, name) for name in self.cameras}
-
-    def _render_frame(self) -> np.ndarray:
-        if self.cameras:
-            return super()._render_frame()
-        return self._cameras.render(self.data, "front")
 
     def _extra_info(self) -> dict[str, Any]:
         return {
