@@ -68,10 +68,10 @@ def token_log_prob(processed_logits: torch.Tensor, tokens: torch.Tensor) -> torc
 def token_entropy(processed_logits: torch.Tensor) -> torch.Tensor:
     """Entropy of each position's processed distribution (filtered tokens contribute 0)."""
     log_probs = F.log_softmax(processed_logits.float(), dim=-1)
-    probs = log_probs.exp()
-    # 0 * -inf is nan; a filtered token has probability exactly 0 and contributes nothing.
-    terms = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs))
-    return -terms.sum(-1)
+    # A filtered token has probability 0 and log-probability -inf: it contributes nothing, and
+    # zeroing its log first keeps 0 * -inf (nan) out of both the value and the gradient.
+    finite_log_probs = log_probs.masked_fill(torch.isneginf(log_probs), 0.0)
+    return -(log_probs.exp() * finite_log_probs).sum(-1)
 
 
 def log_prob_levels(token_level: torch.Tensor) -> dict[str, torch.Tensor]:
