@@ -1,0 +1,307 @@
+"""Learning benchmark on VLA/PandaPickCube-v0 (state): SB3 SAC, SB3 PPO and our PPO MLP.
+
+Same env settings (``obs_mode="flat"``, 100-step episodes), same seeds, same env-step budget.
+Each algorithm runs in its own niced process (run side by side, so they share the machine's load
+alike), trains in slices of ``--eval-every`` env steps, and after each slice:
+  * evaluates the deterministic policy with one shared evaluator (``--eval-episodes`` episodes
+    from fixed seeds, success = ``success_once`` at the episode's end),
+  * saves a checkpoint and appends the point to ``<out>/<algo>_seed<k>.jsonl``.
+Re-running the same command resumes every algorithm from its last checkpoint. Wall time counts
+training only (evaluation excluded). At the end it prints a markdown table and writes a PNG plot
+(success vs env steps and vs wall time).
+
+    nice -n 10 python benchmarks/learning_panda.py --budget-steps 300000 --max-minutes 60
+    python benchmarks/learning_panda.py --report-only     # table + plot from what is on disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENV_ID = "VLA/PandaPickCube-v0"
+ENV_KWARGS = {"max_episode_steps": 100}
+ALGOS = ("ours_ppo", "sb3_ppo", "sb3_sac")
+LABELS = {"ours_ppo": "our PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
+
+
+# ----------------------------------------------------------------------- shared evaluation
+def evaluate(predict, episodes: int, seed: int, num_envs: int = 8) -> float:
+    """Success rate of ``predict(obs_batch) -> actions`` over ``episodes`` first episodes."""
+    import gymnasium as gym
+
+    import vla_gym  # noqa: F401
+
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(ENV_ID, obs_mode="flat", **ENV_KWARGS) for _ in range(num_envs)]
+    )
+    successes: list[float] = []
+    round_index = 0
+    try:
+        while len(successes) < episodes:
+            obs, _ = envs.reset(seed=[seed + round_index * num_envs + i for i in range(num_envs)])
+            finished = np.zeros(num_envs, dtype=bool)
+            result = np.zeros(num_envs)
+            while not finished.all():
+                obs, _, terminated, truncated, info = envs.step(predict(obs))
+                done = (terminated | truncated) & ~finished
+                result[done] = np.asarray(info["success_once"], dtype=float)[done]
+                finished |= done
+            successes += result.tolist()
+            round_index += 1
+    finally:
+        envs.close()
+    return float(np.mean(successes[:episodes]))
+
+
+# --------------------------------------------------------------------------- the learners
+class OursPPO:
+    def __init__(self, out: Path, seed: int) -> None:
+        from trainers.config import load_config
+        from trainers.train import Trainer
+
+        config = load_config(
+            "panda_pick_cube_ppo_mlp_cpu",
+            [
+                f"runner.log_dir={out}",
+                f"runner.run_name=ours_ppo_seed{seed}",
+                f"runner.seed={seed}",
+                "runner.max_iterations=1000000",
+                f"env.max_episode_steps={ENV_KWARGS['max_episode_steps']}",
+            ],
+        )
+        self.trainer = Trainer(config, resume=True)
+
+    @property
+    def env_steps(self) -> int:
+        return self.trainer.env_steps
+
+    def learn(self, until_steps: int) -> None:
+        while self.trainer.env_steps < until_steps:
+            metrics = self.trainer.train_iteration()
+            self.trainer.logger.log(metrics, step=self.trainer.env_steps)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.trainer.policy.eval()
+        with torch.no_grad():
+            out = self.trainer.policy.act(torch.as_tensor(obs), deterministic=True)
+        self.trainer.policy.train()
+        return out.actions.numpy()
+
+    def save(self) -> None:
+        self.trainer.save()
+        self.trainer.logger.flush()
+
+
+class SB3Learner:
+    def __init__(self, algo: str, out: Path, seed: int) -> None:
+        from stable_baselines3 import PPO, SAC
+
+        from trainers.sb3 import make_model
+
+        self.algo = algo
+        self.path = out / f"sb3_{algo}_seed{seed}" / "model.zip"
+        self.buffer_path = self.path.with_name("replay_buffer.pkl")
+        self.model = make_model(
+            algo,
+            ENV_ID,
+            num_envs=16 if algo == "ppo" else 1,
+            seed=seed,
+            log_dir=str(self.path.parent / "tensorboard"),
+            env_kwargs=ENV_KWARGS,
+        )
+        if self.path.is_file():
+            cls = PPO if algo == "ppo" else SAC
+            env = self.model.get_env()
+            self.model = cls.load(str(self.path), env=env, device="cpu")
+            if algo == "sac" and self.buffer_path.is_file():
+                self.model.load_replay_buffer(str(self.buffer_path))
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def learn(self, until_steps: int) -> None:
+        remaining = until_steps - self.env_steps
+        if remaining > 0:
+            self.model.learn(
+                total_timesteps=remaining,
+                reset_num_timesteps=False,
+                tb_log_name=self.algo,
+                progress_bar=False,
+            )
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.model.predict(obs, deterministic=True)[0]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name("model_tmp.zip")
+        self.model.save(str(tmp))
+        os.replace(tmp, self.path)
+        if self.algo == "sac":
+            tmp_buffer = self.buffer_path.with_name("replay_buffer_tmp.pkl")
+            self.model.save_replay_buffer(str(tmp_buffer))
+            os.replace(tmp_buffer, self.buffer_path)
+
+
+def run_one(
+    algo: str, seed: int, out: Path, budget: int, every: int, episodes: int, minutes: float
+) -> None:
+    """Train one algorithm (resuming), appending ``{steps, wall, success}`` after each slice."""
+    import torch
+
+    torch.set_num_threads(1)
+    log = out / f"{algo}_seed{seed}.jsonl"
+    points = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    learner = (
+        OursPPO(out, seed) if algo == "ours_ppo" else SB3Learner(algo.split("_")[1], out, seed)
+    )
+    wall = points[-1]["wall_s"] if points else 0.0
+    if learner.env_steps != (points[-1]["env_steps"] if points else 0):
+        print(f"{algo}: checkpoint at {learner.env_steps} steps, log at {points[-1:]}", flush=True)
+    if not points:
+        points.append(
+            {"env_steps": 0, "wall_s": 0.0, "success": evaluate(learner.predict, episodes, 777)}
+        )
+        log.write_text(json.dumps(points[0]) + "\n")
+    while learner.env_steps < budget and wall < minutes * 60:
+        start = time.perf_counter()
+        learner.learn(min(budget, (learner.env_steps // every + 1) * every))
+        wall += time.perf_counter() - start
+        learner.save()
+        point = {
+            "env_steps": learner.env_steps,
+            "wall_s": round(wall, 1),
+            "success": evaluate(learner.predict, episodes, 777),
+        }
+        with log.open("a") as handle:
+            handle.write(json.dumps(point) + "\n")
+        print(f"{algo} seed {seed}: {point}", flush=True)
+
+
+# ---------------------------------------------------------------------------- the report
+def load_points(out: Path, algo: str, seed: int) -> list[dict]:
+    log = out / f"{algo}_seed{seed}.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def success_at(points: list[dict], steps: int) -> float | None:
+    """Success of the last evaluation at or before ``steps`` env steps."""
+    before = [p for p in points if p["env_steps"] <= steps]
+    return before[-1]["success"] if before else None
+
+
+def report(out: Path, seeds: list[int], plot_path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {algo: [load_points(out, algo, s) for s in seeds] for algo in ALGOS}
+    runs = {algo: [p for p in pts if p] for algo, pts in runs.items() if any(pts)}
+    common = min(max(p["env_steps"] for p in pts[0]) for pts in runs.values()) if runs else 0
+    lines = [
+        f"| algorithm | env steps | train wall (min) | env steps/s | success at {common:,} steps "
+        "| best success | first eval >= 90% (steps / min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for algo, per_seed in runs.items():
+        for seed_index, pts in enumerate(per_seed):
+            steps = [p["env_steps"] for p in pts]
+            walls = [p["wall_s"] / 60 for p in pts]
+            success = [p["success"] for p in pts]
+            label = LABELS[algo] if seed_index == 0 else None
+            axes[0].plot(steps, success, marker=".", label=label)
+            axes[1].plot(walls, success, marker=".", label=label)
+        last = [pts[-1] for pts in per_seed]
+        reached = [next((p for p in pts if p["success"] >= 0.9), None) for pts in per_seed]
+        at_common = [success_at(pts, common) for pts in per_seed]
+        steps_total = np.mean([p["env_steps"] for p in last])
+        wall_total = np.mean([p["wall_s"] for p in last])
+        first = (
+            " / ".join(f"{r['env_steps']:,} / {r['wall_s'] / 60:.1f}" for r in reached if r)
+            or "not reached"
+        )
+        lines.append(
+            f"| {LABELS[algo]} | {steps_total:,.0f} | {wall_total / 60:.1f} | "
+            f"{steps_total / max(wall_total, 1e-9):.0f} | "
+            f"{np.mean([s for s in at_common if s is not None]):.2f} | "
+            f"{np.mean([max(p['success'] for p in pts) for pts in per_seed]):.2f} | {first} |"
+        )
+    for axis, xlabel in zip(axes, ("env steps", "training wall time (min)"), strict=True):
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("success rate (deterministic eval)")
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.suptitle(f"{ENV_ID} (state), seeds {seeds}")
+    fig.tight_layout()
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plot_path, dpi=100)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--budget-steps", type=int, default=300_000)
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="training wall per run")
+    parser.add_argument("--eval-every", type=int, default=20_000)
+    parser.add_argument("--eval-episodes", type=int, default=32)
+    parser.add_argument("--out", default=str(ROOT / "runs" / "learning_panda"))
+    parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "learning_panda.png"))
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.worker:
+        algo, seed = args.worker.split(":")
+        run_one(
+            algo,
+            int(seed),
+            out,
+            args.budget_steps,
+            args.eval_every,
+            args.eval_episodes,
+            args.max_minutes,
+        )
+        return 0
+    if not args.report_only:
+        workers = []
+        for algo in args.algos.split(","):
+            for seed in seeds:
+                command = [sys.executable, __file__, "--worker", f"{algo}:{seed}"] + [
+                    f"--budget-steps={args.budget_steps}",
+                    f"--max-minutes={args.max_minutes}",
+                    f"--eval-every={args.eval_every}",
+                    f"--eval-episodes={args.eval_episodes}",
+                    f"--out={out}",
+                ]
+                workers.append(subprocess.Popen(command))
+        codes = [worker.wait() for worker in workers]
+        if any(codes):
+            print(f"worker exit codes: {codes}", file=sys.stderr)
+    print(report(out, seeds, Path(args.plot)))
+    print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Advantage estimators and the clipped-surrogate update shared by PPO and GRPO."""

@@ -1,0 +1,134 @@
+"""Metric logging (TensorBoard by default, W&B when asked), the progress bar, episode videos.
+
+Metric names follow ``algorithms.md`` (``env/success_once``, ``actor/approx_kl``, ``time/*``...).
+The x-axis is the number of native env steps, so curves of resumed runs line up: on resume the
+TensorBoard writer purges events written after the checkpoint by the killed run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def progress_bar_enabled(setting: str) -> bool:
+    if setting in ("on", "off"):
+        return setting == "on"
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class MetricLogger:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        loggers: list[str],
+        purge_step: int | None = None,
+        config: dict[str, Any] | None = None,
+        run_name: str = "",
+        wandb_project: str = "vla_gym",
+        resume: bool = False,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer = None
+        self.wandb = None
+        if "tensorboard" in loggers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir / "tensorboard"), purge_step=purge_step)
+        if "wandb" in loggers:
+            try:
+                import wandb
+            except ModuleNotFoundError:
+                raise ModuleNotFoundError(
+                    "runner.loggers includes 'wandb' but wandb is not installed (pip install wandb)"
+                ) from None
+            self.wandb = wandb.init(
+                project=wandb_project,
+                name=run_name,
+                config=config,
+                dir=str(self.log_dir),
+                resume="allow" if resume else None,
+                id=run_name if resume else None,
+            )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+        if self.writer is not None:
+            for key, value in finite.items():
+                self.writer.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(finite, step=step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class ProgressBar:
+    """tqdm over iterations when enabled; a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+
+    def update(self, metrics: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        shown = {
+            key.split("/")[-1]: f"{metrics[key]:.3g}"
+            for key in ("env/success_once", "env/return", "actor/approx_kl")
+            if key in metrics
+        }
+        self.bar.set_postfix(shown)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------------- videos
+def annotate_frame(frame: np.ndarray, instruction: str, success: bool, step: int) -> np.ndarray:
+    """Draw the instruction on top and the success flag at the bottom of a frame."""
+    from PIL import Image, ImageDraw
+
+    height, width = frame.shape[:2]
+    band = 14
+    canvas = np.zeros((height + 2 * band, width, 3), dtype=np.uint8)
+    canvas[band : band + height] = frame[..., :3]
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    draw.text((2, 1), instruction[: max(8, width // 6)], fill=(255, 255, 255))
+    colour = (40, 220, 40) if success else (230, 60, 60)
+    draw.rectangle([0, height + band, width, height + 2 * band], fill=colour)
+    draw.text((2, height + band + 1), f"success: {success}  step {step}", fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = max(frame.shape[0] for frame in frames)
+    width = max(frame.shape[1] for frame in frames)
+    # libx264 wants even sizes; pad every frame to one even size.
+    height, width = height + height % 2, width + width % 2
+    padded = [
+        np.pad(f, ((0, height - f.shape[0]), (0, width - f.shape[1]), (0, 0))) for f in frames
+    ]
+    imageio.mimwrite(path, padded, fps=fps, macro_block_size=1)
+    return path

@@ -1,0 +1,447 @@
+"""Rollout collection over ``vla_gym.make_vec`` with chunked actions.
+
+The vector envs run in Gymnasium's ``NEXT_STEP`` autoreset mode: the step that ends an episode
+returns that episode's real final observation, and the following step resets the env (its action
+is ignored, reward 0). So with ``values[t] = V(obs_t)``:
+
+* ``valid[t]`` is False for such reset steps and, in episodic rollouts, for every step after an
+  env's first episode ended ("masked after episode end"); invalid steps never enter the loss.
+* truncation bootstrap needs no extra forward pass: after a truncated step ``t`` the next
+  observation is the final one, so ``rewards[t] += gamma * values[t + 1]`` (``last_value`` at the
+  end of the rollout).
+
+One policy step sends a whole action chunk; its reward is the chunk's summed reward (chunk
+level). With ``pipeline_stage_num: 2`` the envs are split into two vector envs; while one half
+steps (in its workers) the policy acts on the other half.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trainers.config import EnvConfig
+from trainers.policies.base import ActorCriticPolicy, Observation
+
+
+# ----------------------------------------------------------------------------- env creation
+def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
+    kwargs = {
+        "obs_mode": env.obs_mode,
+        "action_chunk": env.action_chunk,
+        "max_episode_steps": env.max_episode_steps,
+        **env.kwargs,
+    }
+    if evaluation:
+        kwargs.update(env.eval_kwargs)
+    return kwargs
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    kwargs: dict[str, Any],
+    *,
+    backend: str = "sync",
+    devices: str | None = None,
+) -> gym.vector.VectorEnv:
+    """The one place the trainer creates environments (NEXT_STEP autoreset, see module doc)."""
+    import vla_gym
+
+    try:
+        from vla_gym.vector import make_vec
+    except ImportError:  # the vector layer not in place (yet): Gymnasium's sync vector env
+        if backend != "sync" or devices is not None:
+            raise RuntimeError(
+                f"backend={backend!r}/devices={devices!r} need vla_gym.vector"
+            ) from None
+        return gym.vector.SyncVectorEnv(
+            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+    del vla_gym
+    envs = make_vec(
+        env_id,
+        num_envs,
+        devices=devices,
+        backend=backend,
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        **kwargs,
+    )
+    mode = envs.metadata.get("autoreset_mode")
+    if mode is not None and gym.vector.AutoresetMode(mode) != gym.vector.AutoresetMode.NEXT_STEP:
+        raise RuntimeError(f"the trainer needs NEXT_STEP autoreset, the vector env uses {mode}")
+    return envs
+
+
+# ------------------------------------------------------------------------ observation helpers
+def obs_to_torch(obs: Any, device: torch.device) -> Observation:
+    """A vector env's batched observation as the policy input (see policies/base.py)."""
+    if isinstance(obs, dict):
+        return {key: obs_to_torch(value, device) for key, value in obs.items()}
+    if isinstance(obs, np.ndarray) and obs.dtype.kind in "biuf":
+        return torch.as_tensor(obs, device=device)
+    return [str(item) for item in obs]  # instructions: tuple/array of strings
+
+
+def obs_to_device(obs: Observation, device: torch.device) -> Observation:
+    if isinstance(obs, dict):
+        return {key: obs_to_device(value, device) for key, value in obs.items()}
+    if isinstance(obs, torch.Tensor):
+        return obs.to(device, non_blocking=True)
+    return obs
+
+
+def stack_obs(steps: list[Observation]) -> Observation:
+    """``T`` batched observations -> one with leading dims ``(T, N)`` (strings: nested lists)."""
+    first = steps[0]
+    if isinstance(first, dict):
+        return {key: stack_obs([step[key] for step in steps]) for key in first}
+    if isinstance(first, torch.Tensor):
+        return torch.stack(steps)
+    return [list(step) for step in steps]
+
+
+def concat_obs(parts: list[Observation], dim: int) -> Observation:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: concat_obs([part[key] for part in parts], dim) for key in first}
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, dim=dim)
+    if dim == 0:
+        return [item for part in parts for item in part]
+    return [sum((part[t] for part in parts), []) for t in range(len(first))]  # along N
+
+
+def flatten_obs(obs: Observation) -> Observation:
+    """``(T, N, ...)`` -> ``(T * N, ...)``."""
+    if isinstance(obs, dict):
+        return {key: flatten_obs(value) for key, value in obs.items()}
+    if isinstance(obs, torch.Tensor):
+        return obs.reshape(-1, *obs.shape[2:])
+    return [item for row in obs for item in row]
+
+
+def index_obs(obs: Observation, index: torch.Tensor) -> Observation:
+    if isinstance(obs, dict):
+        return {key: index_obs(value, index) for key, value in obs.items()}
+    if isinstance(obs, torch.Tensor):
+        return obs[index.to(obs.device)]
+    return [obs[i] for i in index.tolist()]
+
+
+# --------------------------------------------------------------------------------- the buffer
+@dataclass
+class Rollout:
+    """One rollout, every tensor ``(T, N, ...)`` on the CPU (``last_value`` is ``(N,)``)."""
+
+    obs: Observation
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor  # chunk-summed env rewards (bootstrap is added by the algorithm)
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    valid: torch.Tensor  # False: reset step or after the episode's end (episodic)
+    last_value: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def dones(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+    @property
+    def num_steps(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.rewards.shape[1]
+
+    @staticmethod
+    def concat_envs(parts: list[Rollout]) -> Rollout:
+        """Join rollouts of disjoint env sets (pipeline stages) along the env axis."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda name: torch.cat([getattr(part, name) for part in parts], dim=1)  # noqa: E731
+        return Rollout(
+            obs=concat_obs([part.obs for part in parts], dim=1),
+            actions=cat("actions"),
+            log_probs=cat("log_probs"),
+            values=cat("values"),
+            rewards=cat("rewards"),
+            terminated=cat("terminated"),
+            truncated=cat("truncated"),
+            valid=cat("valid"),
+            last_value=torch.cat([part.last_value for part in parts]),
+            extras={
+                key: torch.cat([part.extras[key] for part in parts], dim=1)
+                for key in parts[0].extras
+            },
+        )
+
+
+@dataclass
+class EpisodeStats:
+    """Finished episodes of one or more rollouts."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    success_once: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    env_steps: int = 0  # native env steps executed
+    reward_sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.returns)
+
+    def metrics(self, prefix: str = "env") -> dict[str, float]:
+        out = {}
+        if self.env_steps:
+            out[f"{prefix}/reward"] = self.reward_sum / self.env_steps
+        if self.returns:
+            out[f"{prefix}/return"] = float(np.mean(self.returns))
+            out[f"{prefix}/episode_len"] = float(np.mean(self.lengths))
+            out[f"{prefix}/success_once"] = float(np.mean(self.success_once))
+            out[f"{prefix}/num_episodes"] = float(len(self.returns))
+        for name, values in self.extra.items():
+            if values:
+                out[f"{prefix}/{name}"] = float(np.mean(values))
+        return out
+
+
+@dataclass
+class Timings:
+    env_step: float = 0.0
+    policy_inference: float = 0.0
+
+
+def _info_array(infos: dict[str, Any], key: str, num_envs: int, default: float) -> np.ndarray:
+    if key not in infos:
+        return np.full(num_envs, default, dtype=np.float64)
+    values = np.asarray(infos[key], dtype=np.float64).reshape(num_envs, -1)[:, 0]
+    present = infos.get(f"_{key}")
+    if present is not None:
+        values = np.where(np.asarray(present, dtype=bool), values, default)
+    return values
+
+
+# ------------------------------------------------------------------------------ the collector
+class _Stage:
+    """One vector env (all envs, or one pipeline half) and its running episode state."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        self.obs: Any = None
+        self.prev_done = np.zeros(self.num_envs, dtype=bool)
+        self.episode_return = np.zeros(self.num_envs)
+        self._pending: tuple | None = None
+
+    def reset(self, seeds: list[int] | None) -> None:
+        self.obs, _ = self.envs.reset(seed=seeds)
+        self.prev_done[:] = False
+        self.episode_return[:] = 0.0
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start stepping; with worker processes they step while this process continues."""
+        self._pending = None
+        if hasattr(self.envs, "recv"):  # vla_gym's envpool-style send/recv
+            self.envs.send(actions)
+        elif hasattr(self.envs, "step_async"):  # gymnasium.vector.AsyncVectorEnv
+            self.envs.step_async(actions)
+        else:
+            self._pending = self.envs.step(actions)
+
+    def recv(self) -> tuple:
+        if self._pending is not None:
+            result, self._pending = self._pending, None
+            return result
+        if hasattr(self.envs, "recv"):
+            obs, rewards, terminated, truncated, infos = self.envs.recv(min_envs=self.num_envs)
+            infos.pop("env_id", None)
+            return obs, rewards, terminated, truncated, infos
+        return self.envs.step_wait()
+
+
+class RolloutCollector:
+    """Collects fixed-length rollouts from ``pipeline_stage_num`` vector envs."""
+
+    def __init__(
+        self,
+        make_envs: Callable[[int], gym.vector.VectorEnv],
+        num_envs: int,
+        *,
+        num_steps: int,
+        episodic: bool,
+        pipeline_stage_num: int = 1,
+        device: torch.device | str = "cpu",
+        episode_metrics: dict[str, str] | None = None,
+    ) -> None:
+        if num_envs % pipeline_stage_num:
+            raise ValueError(f"num_envs {num_envs} not divisible by {pipeline_stage_num} stages")
+        self.stages = [
+            _Stage(make_envs(num_envs // pipeline_stage_num)) for _ in range(pipeline_stage_num)
+        ]
+        self.num_envs = num_envs
+        self.num_steps = num_steps
+        self.episodic = episodic
+        self.device = torch.device(device)
+        self.episode_metrics = dict(episode_metrics or {})
+        self.timings = Timings()
+        self._started = False
+        first = self.stages[0].envs
+        self.observation_space = first.single_observation_space
+        self.action_space = first.single_action_space
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.envs.close()
+
+    def reset(self, seeds: list[int] | None) -> None:
+        """Reset every env; ``seeds`` has one entry per env (GRPO groups repeat a seed)."""
+        offset = 0
+        for stage in self.stages:
+            part = None if seeds is None else list(seeds[offset : offset + stage.num_envs])
+            stage.reset(part)
+            offset += stage.num_envs
+        self._started = True
+
+    @torch.no_grad()
+    def collect(
+        self,
+        policy: ActorCriticPolicy,
+        seeds: list[int] | None = None,
+        *,
+        deterministic: bool = False,
+        record: bool = True,
+    ) -> tuple[Rollout | None, EpisodeStats]:
+        """One rollout of ``num_steps`` policy steps per env.
+
+        Episodic rollouts reset every env first (with ``seeds``); continuous ones carry on from
+        where the previous rollout stopped (the first call resets with ``seeds``). With
+        ``record=False`` (evaluation) only the episode statistics are kept.
+        """
+        if self.episodic or not self._started:
+            self.reset(seeds)
+        stats = EpisodeStats()
+        records = [defaultdict(list) for _ in self.stages]
+        ever_done = [np.zeros(stage.num_envs, dtype=bool) for stage in self.stages]
+        sent_valid: list[Any] = [None] * len(self.stages)
+
+        def act_and_send(index: int) -> None:
+            stage = self.stages[index]
+            start = time.perf_counter()
+            obs = obs_to_torch(stage.obs, self.device)
+            out = policy.act(obs, deterministic=deterministic)
+            actions = out.actions.detach().cpu()
+            self.timings.policy_inference += time.perf_counter() - start
+            valid = ~stage.prev_done
+            if self.episodic:
+                valid &= ~ever_done[index]
+            if record:
+                store = records[index]
+                store["obs"].append(obs_to_device(obs, torch.device("cpu")))
+                store["actions"].append(actions)
+                store["log_probs"].append(out.log_prob.detach().cpu())
+                store["values"].append(out.value.detach().cpu().reshape(-1))
+                for key, value in out.extras.items():
+                    store[f"extra:{key}"].append(value.detach().cpu())
+                store["valid"].append(torch.as_tensor(valid))
+            start = time.perf_counter()
+            stage.send(actions.numpy())
+            self.timings.env_step += time.perf_counter() - start
+            sent_valid[index] = valid
+
+        def receive(index: int) -> None:
+            stage = self.stages[index]
+            start = time.perf_counter()
+            next_obs, reward, terminated, truncated, infos = stage.recv()
+            self.timings.env_step += time.perf_counter() - start
+            valid = sent_valid[index]
+            reward = np.asarray(reward, dtype=np.float64)
+            terminated = np.asarray(terminated, dtype=bool)
+            truncated = np.asarray(truncated, dtype=bool)
+            done = terminated | truncated
+            executed = _info_array(infos, "executed_steps", stage.num_envs, 1.0)
+            executed = np.where(stage.prev_done, 0.0, executed)  # reset steps execute nothing
+            stats.env_steps += int(executed.sum())
+            stats.reward_sum += float(reward[~stage.prev_done].sum())
+            stage.episode_return += np.where(stage.prev_done, 0.0, reward)
+            finished = done & valid
+            if finished.any():
+                success = _info_array(infos, "success_once", stage.num_envs, 0.0)
+                length = _info_array(infos, "elapsed_steps", stage.num_envs, np.nan)
+                extras = {
+                    name: _info_array(infos, key, stage.num_envs, np.nan)
+                    for name, key in self.episode_metrics.items()
+                }
+                for i in np.flatnonzero(finished):
+                    stats.returns.append(float(stage.episode_return[i]))
+                    stats.lengths.append(int(length[i]) if np.isfinite(length[i]) else 0)
+                    stats.success_once.append(float(success[i]))
+                    for name, values in extras.items():
+                        if np.isfinite(values[i]):
+                            stats.extra[name].append(float(values[i]))
+            stage.episode_return[done] = 0.0
+            if record:
+                store = records[index]
+                store["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
+                store["terminated"].append(torch.as_tensor(terminated & valid))
+                store["truncated"].append(torch.as_tensor(truncated & valid))
+            ever_done[index] |= done & valid
+            stage.prev_done = done
+            stage.obs = next_obs
+
+        # Pipelined schedule: act(0) send(0) act(1) send(1) | recv(0) act(0) send(0) recv(1) ...
+        # Evaluation stops a stage once all its episodes are over.
+        active = [True] * len(self.stages)
+        for index in range(len(self.stages)):
+            act_and_send(index)
+        for step in range(self.num_steps):
+            for index in range(len(self.stages)):
+                if not active[index]:
+                    continue
+                receive(index)
+                over = not record and self.episodic and bool(ever_done[index].all())
+                active[index] = step + 1 < self.num_steps and not over
+                if active[index]:
+                    act_and_send(index)
+
+        if not record:
+            return None, stats
+        parts = []
+        for index, stage in enumerate(self.stages):
+            start = time.perf_counter()
+            last_value = policy.value(obs_to_torch(stage.obs, self.device)).detach().cpu()
+            self.timings.policy_inference += time.perf_counter() - start
+            parts.append(self._to_rollout(records[index], last_value.reshape(-1)))
+        return Rollout.concat_envs(parts), stats
+
+    @staticmethod
+    def _to_rollout(record: dict[str, list], last_value: torch.Tensor) -> Rollout:
+        stack = lambda key: torch.stack(record[key])  # noqa: E731
+        return Rollout(
+            obs=stack_obs(record["obs"]),
+            actions=stack("actions"),
+            log_probs=stack("log_probs"),
+            values=stack("values").float(),
+            rewards=stack("rewards"),
+            terminated=stack("terminated"),
+            truncated=stack("truncated"),
+            valid=stack("valid"),
+            last_value=last_value.float(),
+            extras={
+                key.split(":", 1)[1]: torch.stack(values)
+                for key, values in record.items()
+                if key.startswith("extra:")
+            },
+        )
