@@ -17,6 +17,7 @@ evaluation uses 160, Meta-World's own horizon is 500).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -152,19 +153,33 @@ def env_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:
     return out
 
 
+def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
+    """``gym.make``, except that ``max_episode_steps`` reaches the env.
+
+    ``gym.make`` keeps a ``max_episode_steps`` argument for a ``TimeLimit`` wrapper of its own;
+    the env's internal limit (which a chunk must stop at) would stay at its default.
+    """
+    limit = env_kwargs.pop("max_episode_steps", None)
+    env = gym.make(env_id, **env_kwargs)
+    if limit is not None:
+        env.unwrapped.max_episode_steps = int(limit)
+    return env
+
+
 def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any):
     """``vla_gym.make_vec`` with NEXT_STEP autoreset (Gymnasium's sync env if it is missing)."""
     import vla_gym
 
     mode = gym.vector.AutoresetMode.NEXT_STEP
+    env_fn = functools.partial(make_env, env_id)
     if importlib.util.find_spec("vla_gym.vector") is None:
         return gym.vector.SyncVectorEnv(
-            [lambda: gym.make(env_id, **env_kwargs)] * num_envs, autoreset_mode=mode
+            [functools.partial(env_fn, **env_kwargs)] * num_envs, autoreset_mode=mode
         )
     if backend == "auto":
         has_subproc = importlib.util.find_spec("vla_gym.vector.subproc") is not None
         backend = "subproc" if has_subproc and num_envs > 1 else "sync"
-    return vla_gym.make_vec(env_id, num_envs, backend=backend, autoreset_mode=mode, **env_kwargs)
+    return vla_gym.make_vec(env_fn, num_envs, backend=backend, autoreset_mode=mode, **env_kwargs)
 
 
 def env_quotas(num_tasks: int, num_trials: int, num_envs: int) -> list[int]:
