@@ -8,6 +8,7 @@ so one expert serves single-task IDs, MT50/ML45 cycles and one slot of a vector 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,9 @@ class MetaWorldExpert:
         task = canonical_task(str(info["task"]))
         if self.task is not None and task != self.task:
             raise ValueError(f"expert for task {self.task!r} got an episode of task {task!r}")
-        action = self._policy(task).get_action(np.asarray(info["native_obs"], np.float64))
+        with warnings.catch_warnings():  # large gains are intended: the action is clipped
+            warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
+            action = self._policy(task).get_action(np.asarray(info["native_obs"], np.float64))
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         return repeat_to_chunk(action, self.action_chunk)
 
