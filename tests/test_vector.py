@@ -307,6 +307,16 @@ def test_copy_false_returns_views_that_the_next_step_overwrites():
         snapshot = first["state"].copy()
         envs.step(np.ones((2, 2), np.float32))
         np.testing.assert_array_equal(first["state"], snapshot)
+        # copies are recycled only when the caller holds nothing of them, not even a view
+        obs, *_ = envs.step(np.ones((2, 2), np.float32))
+        row, image = obs["state"][1], obs["images"]["front"][0, :2]
+        kept_row, kept_image = row.copy(), image.copy()
+        del obs
+        for _ in range(3):
+            latest, *_ = envs.step(np.ones((2, 2), np.float32))
+        np.testing.assert_array_equal(row, kept_row)
+        np.testing.assert_array_equal(image, kept_image)
+        assert not np.array_equal(latest["state"][1], kept_row)
     finally:
         envs.close()
 

@@ -24,7 +24,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.buffers import RecycledCopies, StepBuffers
 from vla_gym.vector.env_group import GroupResult
 from vla_gym.vector.errors import EnvError, VectorEnvError, WorkerError, WorkerTimeoutError
 from vla_gym.vector.infos import add_info
@@ -134,6 +134,7 @@ class BatchedVectorEnv(VectorEnv):
         self.metadata["autoreset_mode"] = autoreset_mode
         self.render_mode = render_mode
         self.copy = copy
+        self._copies = RecycledCopies(len(buffers.obs))
         self.step_timeout = float(step_timeout)
         self.restart_on_failure = restart_on_failure
         self._pending: list[deque[_Request]] = [deque() for _ in self.workers]
@@ -143,6 +144,7 @@ class BatchedVectorEnv(VectorEnv):
         self._texts: list[tuple[str, ...]] = [empty] * self.num_envs
         # answers of workers restarted while submitting, handed out by the next _collect
         self._restarted: dict[int, list[GroupResult]] = {}
+        self._all_targets = [(w, list(range(w.num_envs))) for w in self.workers]
         self._worker_of = np.concatenate([[w.index] * w.num_envs for w in self.workers])
         _LIVE_ENVS.add(self)
 
@@ -161,7 +163,7 @@ class BatchedVectorEnv(VectorEnv):
         infos = self._merge(self._collect(all_pending=True))
         if submit_error is not None:
             raise submit_error
-        return self.obs_layout.batch(self.buffers.obs, self._texts, copy=self.copy), infos
+        return self._observations(), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         self._require_idle("step")
@@ -170,8 +172,12 @@ class BatchedVectorEnv(VectorEnv):
         if submit_error is not None:
             raise submit_error
         b = self.buffers
-        obs = self.obs_layout.batch(b.obs, self._texts, copy=self.copy)
+        obs = self._observations()
         return obs, b.rewards.copy(), b.terminations.copy(), b.truncations.copy(), infos
+
+    def _observations(self) -> Any:
+        arrays = self._copies(self.buffers.obs) if self.copy else self.buffers.obs
+        return self.obs_layout.batch(arrays, self._texts)
 
     def render(self) -> tuple[Any, ...]:
         return self.call("render")
@@ -237,8 +243,13 @@ class BatchedVectorEnv(VectorEnv):
                 f"envs {done} are done and autoreset_mode is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping them again"
             )
-        self.act_layout.write_rows(self.buffers.actions, ids, actions)
-        errors = [self._submit(worker, "step", local) for worker, local in self._by_worker(ids)]
+        if env_ids is None:  # all envs: contiguous rows, every worker
+            self.act_layout.write_rows(self.buffers.actions, slice(None), actions, len(ids))
+            targets = self._all_targets
+        else:
+            self.act_layout.write_rows(self.buffers.actions, ids, actions, len(ids))
+            targets = self._by_worker(ids)
+        errors = [self._submit(worker, "step", local) for worker, local in targets]
         return next((e for e in errors if e is not None), None)
 
     def async_reset(self, seed: int | Sequence[int | None] | None = None) -> None:
@@ -343,7 +354,7 @@ class BatchedVectorEnv(VectorEnv):
         self._pending[worker.index].append(
             _Request(kind, local_ids, time.monotonic() + self.step_timeout)
         )
-        self._in_flight[[worker.first_index + i for i in local_ids]] = True
+        self._in_flight[self._rows(worker.index, local_ids)] = True
         return None
 
     def _restart_later(self, worker: WorkerHandle, error: Exception) -> None:
@@ -388,9 +399,13 @@ class BatchedVectorEnv(VectorEnv):
             busy = [w for w in self.workers if self._pending[w.index]]
             if not busy or (not all_pending and got >= min_envs and results):
                 break
-            now = time.monotonic()
-            first_deadline = min(self._pending[w.index][0].deadline for w in busy)
-            ready = self._wait(busy, max(0.0, first_deadline - now))
+            # Needing every answer, block on the last worker asked only (when it is done the
+            # others mostly are too): one wake-up per step instead of one per worker.
+            watched = busy[-1:] if all_pending else busy
+            deadline = min(self._pending[w.index][0].deadline for w in watched)
+            ready = self._wait(watched, max(0.0, deadline - time.monotonic()))
+            if all_pending and len(busy) > 1:  # whoever else is done (before judging timeouts)
+                ready += self._wait([w for w in busy if w not in ready], 0.0)
             if not ready:
                 now = time.monotonic()
                 for w in busy:
@@ -415,7 +430,7 @@ class BatchedVectorEnv(VectorEnv):
             if errors and not all_pending:
                 break
         for index, result in results:
-            self._in_flight[[self.workers[index].first_index + i for i in result.local_ids]] = False
+            self._in_flight[self._rows(index, result.local_ids)] = False
         if errors:
             raise errors[0]
         return results
@@ -434,11 +449,22 @@ class BatchedVectorEnv(VectorEnv):
                 error = restart_error
         errors.append(error)
 
+    def _rows(self, worker_index: int, local_ids: list[int]) -> slice | list[int]:
+        """Buffer rows of some of a worker's envs (a slice when it is all of them)."""
+        worker = self.workers[worker_index]
+        if len(local_ids) == worker.num_envs:
+            return slice(worker.first_index, worker.first_index + worker.num_envs)
+        return [worker.first_index + i for i in local_ids]
+
     def _absorb(self, results: list[tuple[int, GroupResult]], put_info) -> None:
         """Update instructions and done flags from results; hand each info to ``put_info``."""
         b = self.buffers
         entries = []
         for index, result in results:
+            rows = self._rows(index, result.local_ids)
+            self._done[rows] = b.terminations[rows] | b.truncations[rows]
+            if result.is_plain:  # the common case: nothing beyond the buffers
+                continue
             first = self.workers[index].first_index
             for local, texts in result.texts.items():
                 self._texts[first + local] = texts
@@ -446,8 +472,6 @@ class BatchedVectorEnv(VectorEnv):
                 entries.append((first + local, info))
             for local in result.restarted:
                 entries.append((first + local, {"worker_restarted": True}))
-            ids = [first + i for i in result.local_ids]
-            self._done[ids] = b.terminations[ids] | b.truncations[ids]
         for env, info in sorted(entries, key=lambda e: e[0]):
             if info:
                 put_info(env, info)

@@ -7,6 +7,7 @@ reads them without any copy through a pipe.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,3 +61,29 @@ class StepBuffers:
         """Drop every view so the underlying shared memory can be unmapped."""
         self.obs, self.actions = [], []
         self.rewards = self.terminations = self.truncations = np.zeros(0)
+
+
+class RecycledCopies:
+    """Per-step copies of some arrays, reusing last step's copies once nobody else holds them.
+
+    A fresh multi-100-KB array per image and step costs more in page faults than the copy
+    itself (glibc hands large blocks back to the OS on free). An array whose only references are
+    ours can be overwritten safely: any view, tensor or container the caller kept counts.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._copies: list[np.ndarray | None] = [None] * count
+        self._sole_refcount = 0  # refcount of a copy only we hold, measured, not assumed
+
+    def __call__(self, sources: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for k, source in enumerate(sources):
+            copy = self._copies[k]
+            if copy is not None and sys.getrefcount(copy) <= self._sole_refcount:
+                np.copyto(copy, source)
+            else:
+                copy = source.copy()
+                self._copies[k] = copy
+                self._sole_refcount = sys.getrefcount(copy)  # same references as the check
+            out.append(copy)
+        return out

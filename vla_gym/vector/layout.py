@@ -8,7 +8,7 @@ they rarely change and have no fixed size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class ArrayLeaf:
     path: Path
     shape: tuple[int, ...]
     dtype: np.dtype
+    scalar: bool = False  # Discrete: one env's value is a Python/NumPy integer, not an array
 
     def nbytes(self, num_envs: int) -> int:
         return int(num_envs * int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize)
@@ -44,6 +45,9 @@ class SpaceLayout:
         self.array_leaves: list[ArrayLeaf] = []
         self.text_paths: list[Path] = []
         self._walk(space, ())
+        self._plain_array = isinstance(
+            space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
+        )
 
     def _walk(self, space: spaces.Space, path: Path) -> None:
         if isinstance(space, spaces.Dict):
@@ -53,7 +57,9 @@ class SpaceLayout:
             for index, sub in enumerate(space.spaces):
                 self._walk(sub, (*path, index))
         elif isinstance(space, ARRAY_SPACES):
-            self.array_leaves.append(ArrayLeaf(path, tuple(space.shape), np.dtype(space.dtype)))
+            scalar = isinstance(space, spaces.Discrete)
+            leaf = ArrayLeaf(path, tuple(space.shape), np.dtype(space.dtype), scalar)
+            self.array_leaves.append(leaf)
         elif isinstance(space, spaces.Text):
             self.text_paths.append(path)
         else:
@@ -94,36 +100,31 @@ class SpaceLayout:
             array[row] = self._get(value, leaf.path)
         return tuple(str(self._get(value, path)) for path in self.text_paths)
 
-    def write_rows(self, arrays: Sequence[np.ndarray], rows: np.ndarray, batched: Any) -> None:
-        """Copy a batch for envs ``rows`` (e.g. actions) into those rows of ``arrays``."""
+    def write_rows(
+        self, arrays: Sequence[np.ndarray], rows: np.ndarray | slice, batched: Any, count: int
+    ) -> None:
+        """Copy a batch for ``count`` envs ``rows`` (e.g. actions) into those rows of ``arrays``."""
         for leaf, array in zip(self.array_leaves, arrays, strict=True):
             value = np.asarray(self._get(batched, leaf.path))
-            expected = (len(rows), *leaf.shape)
+            expected = (count, *leaf.shape)
             if value.shape != expected:
                 where = "/".join(map(str, leaf.path))
                 where = f" at {where!r}" if where else ""
                 raise ValueError(
-                    f"{self.name}s for {len(rows)} envs must have shape {expected}{where}, "
+                    f"{self.name}s for {count} envs must have shape {expected}{where}, "
                     f"got {value.shape}"
                 )
             array[rows] = value
 
     def read(self, arrays: Sequence[np.ndarray], row: int, texts: Sequence[str] = ()) -> Any:
         """One env's value (copied out of row ``row``), structured like the space."""
-        leaves = iter([np.array(array[row]) for array in arrays])
-        text_iter = iter(texts)
-
-        def build(space: spaces.Space) -> Any:
-            if isinstance(space, spaces.Dict):
-                return {key: build(sub) for key, sub in space.spaces.items()}
-            if isinstance(space, spaces.Tuple):
-                return tuple(build(sub) for sub in space.spaces)
-            if isinstance(space, spaces.Text):
-                return next(text_iter)
-            leaf = next(leaves)
-            return leaf[()] if isinstance(space, spaces.Discrete) else leaf
-
-        return build(self.space)
+        if self._plain_array:  # e.g. a Box action: no structure to rebuild
+            return arrays[0][row].copy()
+        leaves = [
+            array[row] if leaf.scalar else array[row].copy()  # [row] of 1-D: a scalar copy
+            for leaf, array in zip(self.array_leaves, arrays, strict=True)
+        ]
+        return _assemble(self.space, iter(leaves), iter(texts))
 
     # ------------------------------------------------------------ batches
     def batch(
@@ -131,44 +132,26 @@ class SpaceLayout:
         arrays: Sequence[np.ndarray],
         texts: Sequence[tuple[str, ...]],
         rows: np.ndarray | None = None,
-        copy: bool = True,
     ) -> Any:
-        """The batched value: arrays (all rows, or ``rows``) and one string per env per text leaf.
+        """The batched value: ``arrays`` as they are (or their ``rows``, copied) and one string
+        per env per text leaf (``texts[i]`` holds env ``i``'s text leaves)."""
+        if rows is not None:
+            arrays = [a[rows] for a in arrays]  # fancy indexing copies
+            texts = [texts[i] for i in rows]
+        per_leaf = [tuple(t[k] for t in texts) for k in range(len(self.text_paths))]
+        return _assemble(self.space, iter(arrays), iter(per_leaf))
 
-        ``texts[i]`` holds the text leaves of env ``i``. Without ``rows`` and ``copy=False`` the
-        arrays are views of ``arrays`` (valid until they are next written).
-        """
-        if rows is None:
-            leaves = iter([np.array(a) if copy else a for a in arrays])
-            env_texts = list(texts)
-        else:
-            leaves = iter([a[rows] for a in arrays])  # fancy indexing copies
-            env_texts = [texts[i] for i in rows]
-        text_index = iter(range(len(self.text_paths)))
 
-        def build(space: spaces.Space) -> Any:
-            if isinstance(space, spaces.Dict):
-                return {key: build(sub) for key, sub in space.spaces.items()}
-            if isinstance(space, spaces.Tuple):
-                return tuple(build(sub) for sub in space.spaces)
-            if isinstance(space, spaces.Text):
-                k = next(text_index)
-                return tuple(t[k] for t in env_texts)
-            return next(leaves)
+def _assemble(space: spaces.Space, leaves: Iterator[Any], texts: Iterator[Any]) -> Any:
+    """Rebuild ``space``'s structure from its array leaves and text leaves, in walk order.
 
-        return build(self.space)
-
-    def split(self, batched: Any, num_envs: int) -> list[Any]:
-        """The per-env values of a batched value (for spaces with text leaves too)."""
-        out = []
-        for i in range(num_envs):
-
-            def pick(space: spaces.Space, value: Any, i: int = i) -> Any:
-                if isinstance(space, spaces.Dict):
-                    return {key: pick(sub, value[key]) for key, sub in space.spaces.items()}
-                if isinstance(space, spaces.Tuple):
-                    return tuple(pick(sub, v) for sub, v in zip(space.spaces, value, strict=True))
-                return value[i]
-
-            out.append(pick(self.space, batched))
-        return out
+    (A plain function rather than a closure: a recursive closure is a reference cycle that
+    would keep every observation it built alive until the garbage collector runs.)
+    """
+    if isinstance(space, spaces.Dict):
+        return {key: _assemble(sub, leaves, texts) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_assemble(sub, leaves, texts) for sub in space.spaces)
+    if isinstance(space, spaces.Text):
+        return next(texts)
+    return next(leaves)

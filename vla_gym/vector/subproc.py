@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
@@ -50,6 +53,30 @@ def _exit_reason(process: mp.process.BaseProcess) -> str:
     return f"exited with code {code}"
 
 
+class WorkerPoller:
+    """One ``poll`` set over every worker's pipe and process sentinel, kept across steps
+    (building a selector per wait, as ``multiprocessing.connection.wait`` does, costs more than
+    a whole null-env step)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._owner: dict[int, SubprocWorker] = {}
+
+    def add(self, worker: SubprocWorker) -> None:
+        for fd in (worker.conn.fileno(), worker.process.sentinel):
+            self._poll.register(fd, select.POLLIN)
+            self._owner[fd] = worker
+
+    def remove(self, worker: SubprocWorker) -> None:
+        for fd in [fd for fd, owner in self._owner.items() if owner is worker]:
+            self._poll.unregister(fd)
+            del self._owner[fd]
+
+    def ready(self, timeout: float) -> list[SubprocWorker]:
+        events = self._poll.poll(max(0, math.ceil(timeout * 1000)))
+        return list(dict.fromkeys(self._owner[fd] for fd, _ in events if fd in self._owner))
+
+
 class SubprocWorker(WorkerHandle):
     """Parent side of one worker process."""
 
@@ -62,9 +89,11 @@ class SubprocWorker(WorkerHandle):
         autoreset_mode: AutoresetMode,
         assignment: WorkerAssignment,
         step_timeout: float,
+        poller: WorkerPoller,
     ) -> None:
         super().__init__(index, first_index, len(env_fns))
         self.ctx = ctx
+        self.poller = poller
         self.env_fns_blob = cloudpickle.dumps(list(env_fns))
         self.autoreset_mode = autoreset_mode
         self.assignment = assignment
@@ -100,6 +129,10 @@ class SubprocWorker(WorkerHandle):
         child_conn.close()  # so a dead worker shows as EOF on our end
         self.conn = parent_conn
         self.dead = False
+        self.poller.add(self)
+        self.own_poll = select.poll()  # this worker alone: its answer, or its death
+        for fd in (self.conn.fileno(), self.process.sentinel):
+            self.own_poll.register(fd, select.POLLIN)
 
     def await_spec(self) -> dict[str, Any]:
         """The worker's spaces, metadata and process facts, once its envs are built."""
@@ -206,6 +239,7 @@ class SubprocWorker(WorkerHandle):
         return result
 
     def kill(self) -> None:
+        self.poller.remove(self)
         if self.process is not None and self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5.0)
@@ -218,6 +252,7 @@ class SubprocWorker(WorkerHandle):
             self.conn = None
 
     def close(self) -> None:
+        self.poller.remove(self)
         if self.process is not None and not self.dead and self.process.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 self.conn.send_bytes(protocol.CLOSE)
@@ -277,8 +312,11 @@ class SubprocVectorEnv(BatchedVectorEnv):
             # workers fork from a server that already imported numpy, gymnasium and this
             # package (no simulator, no CUDA/EGL: those are only imported by the envs)
             ctx.set_forkserver_preload(["vla_gym.vector.worker"])
+        self._poller = WorkerPoller()
         workers = [
-            SubprocWorker(ctx, w, first, fns, autoreset_mode, assignments[w], step_timeout)
+            SubprocWorker(
+                ctx, w, first, fns, autoreset_mode, assignments[w], step_timeout, self._poller
+            )
             for w, (first, fns) in enumerate(slices)
         ]
         self._block: SharedBlock | None = None
@@ -323,13 +361,21 @@ class SubprocVectorEnv(BatchedVectorEnv):
         )
 
     def _wait(self, workers: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
-        by_object: dict[Any, SubprocWorker] = {}
-        for worker in workers:
+        if len(workers) == 1:
+            (worker,) = workers
             assert isinstance(worker, SubprocWorker)
-            by_object[worker.conn] = worker
-            by_object[worker.process.sentinel] = worker
-        ready = wait(list(by_object), timeout)
-        return list(dict.fromkeys(by_object[obj] for obj in ready))
+            ready = worker.own_poll.poll(max(0, math.ceil(timeout * 1000)))
+            return [worker] if ready else []
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = self._poller.ready(timeout)
+            hits = [w for w in ready if w in workers]
+            idle = [w for w in ready if not self._pending[w.index]]
+            for worker in idle:  # an idle worker that became readable has died: forget it
+                worker.kill()
+            timeout = deadline - time.monotonic()
+            if hits or not idle or timeout <= 0:
+                return hits
 
     def _release_memory(self) -> None:
         if getattr(self, "buffers", None) is not None:
