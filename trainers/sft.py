@@ -1,0 +1,241 @@
+"""Supervised fine-tuning (SFT) on demonstrations, with periodic success evaluation.
+
+    python -m trainers sft --config flow_panda_vision_ppo --demos demos/panda --steps 2000
+    python -m trainers train --config flow_panda_vision_ppo \
+        runner.init_checkpoint_path=runs/flow_panda_vision_ppo_sft/checkpoints/latest.pt
+
+The policy and env come from a trainer config (so the SFT checkpoint loads straight into the RL
+run); the SFT settings are flags. Training is generic over policies: it minimises the policy's
+own ``sft_loss(obs, actions)`` (flow matching for the flow VLA, cross-entropy over action tokens
+for the token VLA). Evaluation runs the deterministic policy on held-out seeds of the config's
+evaluation env. Checkpoints (trainer format: ``{"policy": state_dict, ...}``) are written
+atomically every ``--save-interval`` steps; ``--resume`` continues from the latest one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from trainers import checkpoint
+from trainers.demos import DemoDataset
+from trainers.policies.base import ActorCriticPolicy
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 2000  # optimiser steps
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of lr
+    eval_interval: int = 500  # steps between success evaluations (0: only at the end)
+    eval_episodes: int = 16
+    eval_seed: int = 100_000  # held out: demonstrations are collected from small seeds
+    save_interval: int = 500
+    log_interval: int = 50
+    shuffle_buffer: int = 4096
+    only_success: bool = True  # train on successful demonstrations only
+    seed: int = 0
+
+
+def learning_rate(config: SFTConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def check_compatible(dataset: DemoDataset, action_space: gym.spaces.Box) -> None:
+    if dataset.meta["action_dim"] != action_space.shape[-1]:
+        raise ValueError(
+            f"demonstrations in {dataset.root} have {dataset.meta['action_dim']}-D actions, the "
+            f"policy's action space is {action_space.shape}"
+        )
+
+
+def train_sft(
+    policy: ActorCriticPolicy,
+    dataset: DemoDataset,
+    config: SFTConfig,
+    action_space: gym.spaces.Box,
+    *,
+    device: torch.device | str = "cpu",
+    evaluate: Callable[[ActorCriticPolicy], dict[str, float]] | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    log: Callable[[dict[str, float], int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Minimise ``policy.sft_loss`` on ``dataset``; return the logged history.
+
+    ``evaluate(policy)`` (deterministic success on held-out seeds) runs every
+    ``eval_interval`` steps and at the end; its metrics join the history.
+    """
+    check_compatible(dataset, action_space)
+    device = torch.device(device)
+    policy.to(device)
+    chunk = action_space.shape[0] if len(action_space.shape) == 2 else 1
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    step, history = 0, []
+    if resume and checkpoint_path is not None and checkpoint_path.is_file():
+        state = checkpoint.load(checkpoint_path, device)
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        checkpoint.restore_rng(state["rng"])
+    elif hasattr(policy, "set_state_statistics"):
+        policy.set_state_statistics(*dataset.state_statistics())
+
+    def save() -> None:
+        if checkpoint_path is not None:
+            checkpoint.save_atomic(
+                {
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "history": history,
+                    "sft_config": asdict(config),
+                    "demos": str(dataset.root),
+                    "rng": checkpoint.rng_state(),
+                },
+                checkpoint_path,
+            )
+
+    def record(metrics: dict[str, float]) -> None:
+        history.append({"step": step, **metrics})
+        if log is not None:
+            log(metrics, step)
+
+    batches = dataset.batches(
+        config.batch_size,
+        chunk,
+        shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed + step,  # a resumed run draws a fresh order
+        single_action_shape=len(action_space.shape) == 1,
+    )
+    started, losses = time.time(), []
+    while step < config.steps:
+        policy.train()
+        obs, actions = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss = policy.sft_loss(_to(obs, device), actions.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        if step % config.log_interval == 0 or step == config.steps:
+            record(
+                {
+                    "sft/loss": sum(losses) / len(losses),
+                    "sft/grad_norm": float(grad_norm),
+                    "sft/lr": optimizer.param_groups[0]["lr"],
+                    "time/sft_elapsed": time.time() - started,
+                }
+            )
+            losses = []
+        evaluate_now = config.eval_interval and step % config.eval_interval == 0
+        if evaluate is not None and (evaluate_now or step == config.steps):
+            record(evaluate(policy))
+        if step % config.save_interval == 0 or step == config.steps:
+            save()
+    return history
+
+
+def _to(obs: Any, device: torch.device) -> Any:
+    if isinstance(obs, dict):
+        return {key: _to(value, device) for key, value in obs.items()}
+    return obs.to(device) if isinstance(obs, torch.Tensor) else obs
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="trainer config: policy and env")
+    parser.add_argument("--demos", required=True, help="dataset from `python -m trainers collect`")
+    parser.add_argument("--out", default="", help="run dir (default: <log_dir>/<name>_sft)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    for field in fields(SFTConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, type=_parse_bool, default=field.default, metavar="BOOL")
+        else:
+            kind = {"int": int, "float": float}.get(str(field.type), str)
+            parser.add_argument(flag, type=kind, default=field.default)
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainers.config import load_config
+    from trainers.evaluate import evaluate_policy, make_eval_collector
+    from trainers.logging import MetricLogger
+    from trainers.placement import torch_device
+    from trainers.policies import make_policy
+    from trainers.rollout import env_kwargs
+
+    config = load_config(args.config, args.overrides)
+    sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})
+    device = torch_device(config.cluster.component_placement.get("actor", "cpu"))
+    torch.manual_seed(sft.seed)
+    import vla_gym  # registers the VLA/ IDs
+
+    del vla_gym
+    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    observation_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    policy = make_policy(config.policy, observation_space, action_space).to(device)
+    dataset = DemoDataset(args.demos, only_success=sft.only_success)
+    run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / f"{config.name}_sft"
+    collector = make_eval_collector(config, device)
+    logger = MetricLogger(run_dir, loggers=config.runner.loggers, config=config.to_dict())
+
+    def evaluate(policy: ActorCriticPolicy) -> dict[str, float]:
+        stats = evaluate_policy(collector, policy, sft.eval_episodes, seed=sft.eval_seed)
+        return stats.metrics("eval")
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        logger.log(metrics, step)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"step {step}: {shown}", flush=True)
+
+    print(
+        f"SFT of {config.policy_name} on {len(dataset)} episodes ({dataset.num_samples} steps) "
+        f"from {dataset.root}; run dir {run_dir}"
+    )
+    try:
+        train_sft(
+            policy,
+            dataset,
+            sft,
+            action_space,
+            device=device,
+            evaluate=evaluate,
+            checkpoint_path=run_dir / "checkpoints" / checkpoint.LATEST,
+            resume=args.resume,
+            log=log,
+        )
+    finally:
+        collector.close()
+        logger.close()
+    print(f"checkpoint: {run_dir / 'checkpoints' / checkpoint.LATEST}")
+    return 0
