@@ -143,7 +143,8 @@ def test_sft_fits_demonstrations_and_stats_travel_with_the_state_dict(decoding: 
     obs = observation(8)
     generator = torch.Generator().manual_seed(4)
     actions = (torch.rand(8, 3, 4, generator=generator) - 0.5) * 0.4  # a narrow expert range
-    policy.fit_normalization(actions, obs["state"])
+    policy.fit_action_statistics(actions)
+    policy.set_state_statistics(obs["state"].mean(0), obs["state"].std(0))
     assert bool(policy.tokenizer.fitted)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
     first = policy.sft_loss(obs, actions).item()

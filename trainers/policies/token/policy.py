@@ -57,19 +57,23 @@ class Policy(ActorCriticPolicy):
         self.model = TokenVLA(config, observation_space, self.chunk, self.action_dim)
 
     # ------------------------------------------------------------- statistics
+    # All statistics are buffers: they are saved with the policy's state_dict (the checkpoint).
     @torch.no_grad()
-    def fit_normalization(self, actions: Any, states: Any | None = None) -> None:
-        """Set the action-token and state statistics from demonstrations.
-
-        ``actions``: ``(N, [k,] A)`` env actions; ``states``: ``(N, D)`` state vectors (the flat
-        observation for ``obs_mode="flat"``). Both are buffers, saved with the checkpoint.
-        """
+    def fit_action_statistics(self, actions: Any) -> None:
+        """Fit the action-token normalisation on demonstration actions ``(..., A)``."""
         actions = torch.as_tensor(np.asarray(actions), dtype=torch.float32)
         self.tokenizer.fit(actions.reshape(-1, self.action_dim))
-        if states is not None:
-            states = torch.as_tensor(np.asarray(states), dtype=torch.float32)
-            states = states.reshape(-1, states.shape[-1])
-            self.model.encoder.state.set_statistics(states.mean(0), states.std(0))
+
+    @torch.no_grad()
+    def set_state_statistics(self, mean: Any, std: Any) -> None:
+        """Mean and std of the state (the flat observation for ``obs_mode="flat"``)."""
+        self.model.encoder.state.set_statistics(mean, std)
+
+    def fit_statistics(self, dataset: Any) -> None:
+        """Both from a :class:`trainers.demos.DemoDataset` (every step of every episode)."""
+        self.set_state_statistics(*dataset.state_statistics())
+        actions = [dataset.episode(i).action for i in range(len(dataset))]
+        self.fit_action_statistics(np.concatenate(actions))
 
     # ------------------------------------------------------------ interface
     def _chunked(self, x: torch.Tensor) -> torch.Tensor:
