@@ -158,10 +158,12 @@ def table_urdf(layout: SceneLayout) -> str:
         (tilt, 0.0, 0.0),
         drawer_rgba,
     )
+    # The grip: measured on the official mesh (ray casts), the handle protrudes most
+    # (y = -0.027) around z 0.52 and meets the tilted panel again by z ~0.58.
     gx = (door_x - 0.02, door_x + 0.02)
-    slide.box((gx, (-0.023, -0.003), (0.483, 0.634)), DARK_GREY)  # vertical grip bar
-    slide.box((gx, (-0.003, 0.035), (0.483, 0.50)), DARK_GREY)  # its standoffs to the panel
-    slide.box((gx, (-0.003, 0.12), (0.617, 0.634)), DARK_GREY)
+    slide.box((gx, (-0.027, -0.007), (0.485, 0.56)), DARK_GREY)  # vertical grip bar
+    slide.box((gx, (-0.007, 0.035), (0.485, 0.50)), DARK_GREY)  # its standoffs to the panel
+    slide.box((gx, (-0.007, 0.075), (0.545, 0.56)), DARK_GREY)
 
     drawer = _LinkBuilder("drawer_link", (xd, 0.0, 0.36), 4.23)
     drawer.box(((xd - 0.22, xd + 0.22), (-0.18, -0.16), (0.30, 0.40)), drawer_rgba)  # front

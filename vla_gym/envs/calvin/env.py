@@ -17,7 +17,8 @@ out of steps terminates the chain (the evaluation protocol's "first failure ends
 solving all of them terminates with ``success``. With ``task="open_drawer"`` the episode is
 that one task: +1 and termination on success, truncation after ``max_episode_steps`` (360).
 
-``info``: ``robot_obs``, ``scene_obs``, ``scene``, ``asset_mode``, ``renderer``, ``task``
+``info``: ``robot_obs``, ``scene_obs``, ``tcp_target`` (the controller's accumulated target
+position + euler, privileged), ``scene``, ``asset_mode``, ``renderer``, ``task``
 (current), ``tasks`` (the chain), ``subtasks_solved``, ``task_success`` (34 bools in
 ``TASK_NAMES`` order: what was achieved since the current subtask started).
 ``reset(options=...)`` accepts ``scene``, ``robot_obs`` + ``scene_obs``, or a symbolic
@@ -224,6 +225,9 @@ class CalvinEnv(VLAEnv):
         return {
             "robot_obs": self.world.robot_obs(),
             "scene_obs": self.world.scene_obs(),
+            "tcp_target": np.concatenate(
+                [self.world.robot.target_pos, self.world.robot.target_euler]
+            ),
             "scene": self.scene,
             "asset_mode": self.asset_mode,
             "renderer": self.renderer,

@@ -1,0 +1,242 @@
+"""Scripted CALVIN experts: waypoint plans over privileged state, one per task family.
+
+Each plan is built from ``info`` when a subtask starts (``robot_obs``, ``scene_obs``,
+``scene``) and followed by steering the controller's accumulated target (``info["tcp_target"]``)
+towards the next waypoint with relative actions, so the target never winds up. In chain mode the
+expert re-plans whenever ``info["task"]`` changes. Supported tasks: :data:`EXPERT_TASKS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_gym.envs.calvin.layout import BLOCK_SIZES, BLOCKS, MAX_REL_ORN, MAX_REL_POS, get_layout
+from vla_gym.experts import repeat_to_chunk
+
+OPEN, CLOSE = 1.0, -1.0
+FINGER_HALF = 0.02  # half the x-extent of the closed fingers (they line up along the hand y)
+TIP_BELOW_TCP = 0.014  # fingertips reach 1.4 cm below the TCP
+
+
+@dataclass
+class Waypoint:
+    """Drive the target to ``pos``/``yaw`` (gripper fixed), then hold ``hold`` steps."""
+
+    pos: np.ndarray
+    yaw: float | None
+    gripper: float
+    speed: float = 1.0  # max action units per step
+    tol: float = 0.008  # TCP distance that counts as arrived
+    hold: int = 0
+    max_steps: int = 80
+
+
+@dataclass
+class SceneView:
+    """The parts of the privileged state a plan needs."""
+
+    layout: Any
+    tcp: np.ndarray
+    tcp_euler: np.ndarray
+    door: float
+    drawer: float
+    blocks: dict[str, tuple[np.ndarray, float]]  # colour -> (position, yaw)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> SceneView:
+        layout = get_layout(str(info["scene"]))
+        robot, scene = np.asarray(info["robot_obs"]), np.asarray(info["scene_obs"])
+        blocks = {}
+        for slot, colour in enumerate(layout.block_order):
+            pose = scene[6 + 6 * slot : 12 + 6 * slot]
+            blocks[colour] = (pose[:3].copy(), float(pose[5]))
+        return cls(layout, robot[:3], robot[3:6], float(scene[0]), float(scene[1]), blocks)
+
+    def half_x(self, colour: str) -> float:
+        """Half the block's footprint along world x at its current yaw."""
+        sx, sy, _ = BLOCK_SIZES[self.layout.block_sizes[colour]]
+        yaw = self.blocks[colour][1]
+        return 0.5 * (abs(np.cos(yaw)) * sx + abs(np.sin(yaw)) * sy)
+
+
+def grasp_yaw(block_yaw: float, current_yaw: float) -> float:
+    """TCP yaw putting the finger axis along the block's short (y) side, nearest the current."""
+    candidates = block_yaw + np.pi * np.arange(-3, 4)
+    return float(candidates[np.argmin(np.abs(candidates - current_yaw))])
+
+
+# ------------------------------------------------------------------------------- plans
+def _up(pos, dz: float) -> np.ndarray:
+    return np.asarray(pos, dtype=np.float64) + [0.0, 0.0, dz]
+
+
+def plan_lift(view: SceneView, colour: str, lift: float = 0.12) -> list[Waypoint]:
+    pos, yaw = view.blocks[colour]
+    tcp_yaw = grasp_yaw(yaw, view.tcp_euler[2])
+    grasp = _up(pos, 0.004)
+    return [
+        Waypoint(_up(pos, 0.10), tcp_yaw, OPEN, tol=0.01),
+        Waypoint(grasp, tcp_yaw, OPEN, speed=0.5, tol=0.006),
+        Waypoint(grasp, tcp_yaw, CLOSE, hold=8),
+        Waypoint(_up(pos, lift), tcp_yaw, CLOSE, speed=0.6, hold=200),
+    ]
+
+
+def plan_rotate(view: SceneView, colour: str, direction: float) -> list[Waypoint]:
+    pos, yaw = view.blocks[colour]
+    tcp_yaw = grasp_yaw(yaw, view.tcp_euler[2])
+    # Turn the way that keeps joint 7 near its middle: +yaw is counter-clockwise ("left").
+    turned = tcp_yaw + direction * np.radians(80)
+    grasp = _up(pos, 0.004)
+    return [
+        Waypoint(_up(pos, 0.10), tcp_yaw, OPEN, tol=0.01),
+        Waypoint(grasp, tcp_yaw, OPEN, speed=0.5, tol=0.006),
+        Waypoint(grasp, tcp_yaw, CLOSE, hold=8),
+        Waypoint(_up(pos, 0.02), tcp_yaw, CLOSE, speed=0.5),
+        Waypoint(_up(pos, 0.02), turned, CLOSE, speed=0.6, tol=0.01),
+        Waypoint(_up(pos, -0.002), turned, CLOSE, speed=0.3, hold=10),
+        Waypoint(_up(pos, -0.002), turned, OPEN, hold=10),
+        Waypoint(_up(pos, 0.10), turned, OPEN, hold=200),
+    ]
+
+
+def plan_push(view: SceneView, colour: str, direction: float) -> list[Waypoint]:
+    pos, _ = view.blocks[colour]
+    behind = pos[0] - direction * (view.half_x(colour) + FINGER_HALF + 0.015)
+    start = np.array([behind, pos[1], 0.47])
+    end = start + [direction * 0.14, 0.0, 0.0]
+    yaw = view.tcp_euler[2]
+    return [
+        Waypoint(_up(start, 0.08), yaw, CLOSE, tol=0.01),
+        Waypoint(start, yaw, CLOSE, speed=0.5, tol=0.006),
+        Waypoint(end, yaw, CLOSE, speed=0.4, tol=0.01),
+        Waypoint(_up(end, 0.08), yaw, CLOSE, hold=200),
+    ]
+
+
+def plan_drawer(view: SceneView, opening: bool) -> list[Waypoint]:
+    x = view.layout.drawer_x
+    bar_y = -0.25 - view.drawer  # the handle's grip bar (y centre) at the current opening
+    yaw = view.tcp_euler[2]
+    if opening:  # hook the closed fingers between the bar and the drawer front, pull out
+        hook = np.array([x, bar_y + 0.04, 0.36])
+        end = hook + [0.0, -0.21, 0.0]
+    else:  # push the bar from the front
+        hook = np.array([x, bar_y - 0.04, 0.36])
+        end = np.array([x, -0.25 - 0.04 + 0.01, 0.36])
+    return [
+        Waypoint(_up(hook, 0.08), yaw, CLOSE, tol=0.01),
+        Waypoint(hook, yaw, CLOSE, speed=0.5, tol=0.006),
+        Waypoint(end, yaw, CLOSE, speed=0.5, tol=0.01),
+        Waypoint(_up(end, 0.10), yaw, CLOSE, hold=200),
+    ]
+
+
+def plan_slider(view: SceneView, to_left: bool) -> list[Waypoint]:
+    bar_x = view.layout.door_x - view.door  # the door's grip bar
+    side = 1.0 if to_left else -1.0  # push from the right to move it left
+    start = np.array([bar_x + side * (0.02 + FINGER_HALF + 0.012), -0.025, 0.53])
+    end = start + [-side * 0.19, 0.0, 0.0]
+    yaw = view.tcp_euler[2]
+    return [
+        Waypoint(_up(start, 0.09), yaw, CLOSE, tol=0.01),
+        Waypoint(start, yaw, CLOSE, speed=0.5, tol=0.006),
+        Waypoint(end, yaw, CLOSE, speed=0.5, tol=0.01),
+        Waypoint(_up(end, 0.10), yaw, CLOSE, hold=200),
+    ]
+
+
+def plan_button(view: SceneView) -> list[Waypoint]:
+    bx, by = view.layout.button_xy
+    yaw = view.tcp_euler[2]
+    above = np.array([bx, by, 0.56])
+    press = np.array([bx, by, 0.462 + TIP_BELOW_TCP])
+    return [
+        Waypoint(above, yaw, CLOSE, tol=0.01),
+        Waypoint(press, yaw, CLOSE, speed=0.4, tol=0.004, hold=4, max_steps=40),
+        Waypoint(above, yaw, CLOSE, hold=200),
+    ]
+
+
+PLANNERS: dict[str, Callable[[SceneView], list[Waypoint]]] = {}
+for _c in BLOCKS:
+    PLANNERS[f"lift_{_c}_block_table"] = lambda v, c=_c: plan_lift(v, c)
+    PLANNERS[f"rotate_{_c}_block_right"] = lambda v, c=_c: plan_rotate(v, c, -1.0)
+    PLANNERS[f"rotate_{_c}_block_left"] = lambda v, c=_c: plan_rotate(v, c, 1.0)
+    PLANNERS[f"push_{_c}_block_right"] = lambda v, c=_c: plan_push(v, c, 1.0)
+    PLANNERS[f"push_{_c}_block_left"] = lambda v, c=_c: plan_push(v, c, -1.0)
+PLANNERS["open_drawer"] = lambda v: plan_drawer(v, True)
+PLANNERS["close_drawer"] = lambda v: plan_drawer(v, False)
+PLANNERS["move_slider_left"] = lambda v: plan_slider(v, True)
+PLANNERS["move_slider_right"] = lambda v: plan_slider(v, False)
+PLANNERS["turn_on_led"] = plan_button
+PLANNERS["turn_off_led"] = plan_button
+EXPERT_TASKS = tuple(PLANNERS)
+
+
+# ------------------------------------------------------------------------------ expert
+class CalvinExpert:
+    """Follows the plan of the env's current task (or of ``task``, when given)."""
+
+    def __init__(self, task: str | None = None, action_chunk: int = 1) -> None:
+        if task is not None and task not in PLANNERS:
+            raise ValueError(
+                f"no CALVIN expert for task {task!r}; experts exist for: {', '.join(EXPERT_TASKS)}"
+            )
+        self.task = task
+        self.action_chunk = action_chunk
+        self.reset()
+
+    def reset(self) -> None:
+        self._plan: list[Waypoint] = []
+        self._key: tuple | None = None
+        self._index = 0
+        self._steps = 0
+        self._held = 0
+
+    def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
+        task = self.task or str(info["task"])
+        key = (task, int(info.get("subtasks_solved", 0)))
+        if int(info.get("elapsed_steps", 1)) == 0 or key != self._key:
+            self.reset()
+            self._key = key
+            planner = PLANNERS.get(task)
+            self._plan = planner(SceneView.from_info(info)) if planner is not None else []
+        if not self._plan:  # unsupported task: stay put with the gripper as it is
+            hold = np.zeros(7, np.float32)
+            hold[6] = np.asarray(info["robot_obs"])[14]
+            return repeat_to_chunk(hold, self.action_chunk)
+        return repeat_to_chunk(self._follow(info), self.action_chunk)
+
+    def _follow(self, info: dict[str, Any]) -> np.ndarray:
+        waypoint = self._plan[self._index]
+        target = np.asarray(info["tcp_target"], dtype=np.float64)
+        tcp = np.asarray(info["robot_obs"], dtype=np.float64)[:3]
+        goal_euler = np.array([np.pi, 0.0, target[5] if waypoint.yaw is None else waypoint.yaw])
+        # Steer the accumulated target; euler errors are wrapped to the nearest turn.
+        d_pos = (waypoint.pos - target[:3]) / MAX_REL_POS
+        d_orn = np.angle(np.exp(1j * (goal_euler - target[3:]))) / MAX_REL_ORN
+        d_pos = np.clip(d_pos, -waypoint.speed, waypoint.speed)
+        d_orn = np.clip(d_orn, -1.0, 1.0)
+        arrived = np.linalg.norm(waypoint.pos - tcp) < waypoint.tol and np.all(np.abs(d_orn) < 0.2)
+        self._steps += 1
+        if arrived or self._steps > waypoint.max_steps:
+            self._held += 1
+            if self._held > waypoint.hold and self._index < len(self._plan) - 1:
+                self._index += 1
+                self._steps = self._held = 0
+        return np.array([*d_pos, *d_orn, waypoint.gripper], dtype=np.float32)
+
+
+def make_expert(
+    env_id: str, task: str | None = None, action_chunk: int = 1, **kwargs: Any
+) -> CalvinExpert:
+    """``make_expert("VLA/CALVIN-D-v0", task="open_drawer")``; without ``task`` the expert
+    follows the env's current subtask (chain mode)."""
+    if kwargs:
+        raise TypeError(f"unexpected CALVIN expert arguments: {sorted(kwargs)}")
+    return CalvinExpert(task=task, action_chunk=action_chunk)
