@@ -94,6 +94,8 @@ def train_sft(
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
         checkpoint.restore_rng(state["rng"])
+    elif hasattr(policy, "fit_statistics"):  # e.g. the token policy: state + action-token stats
+        policy.fit_statistics(dataset)
     elif hasattr(policy, "set_state_statistics"):
         policy.set_state_statistics(*dataset.state_statistics())
 
