@@ -1,0 +1,348 @@
+"""Learning benchmark: flow-matching VLA, SFT from a few expert demos, then RL (PPO + flow_sde).
+
+On ``VLA/PandaPickCubeVision-v0`` (front + wrist images at 64 px, chunks of 5 actions), using the
+trainer config ``flow_panda_vision_ppo_cpu``:
+
+1. collect ``--demos`` scripted-expert episodes (``trainers.collect``, through the vector layer);
+2. SFT (flow matching) for ``--sft-steps`` steps: deliberately weak, few demos;
+3. evaluate the SFT policy (deterministic ODE sampling) on held-out seeds;
+4. PPO with ``--method`` (flow_sde by default) from the SFT weights for ``--rl-iterations``
+   iterations or ``--rl-minutes`` of wall time, evaluating every ``--eval-every`` iterations;
+5. evaluate the RL policy on the same held-out seeds.
+
+It also measures the stochastic-sampling overhead (``act`` with flow_sde / flow_noise vs the
+deterministic ODE, same batch, interleaved repeats) and, from the trainer's timings, the share of
+rollout wall time spent in policy inference (with ``pipeline_stage_num: 2``).
+
+Every stage checkpoints into ``--work``; re-running the same command resumes (a session that ends
+mid-run loses at most one RL iteration). ``--report-only`` prints the table from disk.
+
+    nice -n 10 python benchmarks/learning_flow.py --work runs/learning_flow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG = "flow_panda_vision_ppo_cpu"
+EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
+    from trainers.config import load_config
+
+    samples = args.num_envs * 20  # 100-step episodes in chunks of 5
+    overrides = [
+        f"algorithm.global_batch_size={min(80, samples)}",
+        f"algorithm.micro_batch_size={min(40, samples)}",
+        f"env.num_envs={args.num_envs}",
+        f"env.eval_num_envs={args.num_envs}",
+        f"env.eval_episodes={args.eval_episodes}",
+        f"env.backend={args.backend}",
+        f"policy.noise_method={args.method}",
+        f"runner.log_dir={work}",
+        "runner.progress_bar='off'",
+        f"runner.torch_threads={args.torch_threads}",
+        *extra,
+    ]
+    return load_config(CONFIG, overrides)
+
+
+def evaluate(config, policy, episodes: int) -> dict[str, float]:
+    from trainers.evaluate import evaluate_policy, make_eval_collector
+
+    collector = make_eval_collector(config, torch.device("cpu"))
+    try:
+        start = time.perf_counter()
+        stats = evaluate_policy(collector, policy, episodes, seed=EVAL_SEED)
+        return {
+            "success": float(np.mean(stats.success_once)),
+            "return": float(np.mean(stats.returns)),
+            "episodes": stats.count,
+            "seconds": time.perf_counter() - start,
+        }
+    finally:
+        collector.close()
+
+
+def stage_collect(args: argparse.Namespace, work: Path) -> Path:
+    from trainers.collect import collect
+
+    out = work / "demos"
+    collect(
+        "VLA/PandaPickCubeVision-v0",
+        args.demos,
+        str(out),
+        num_envs=min(args.demos, 4),
+        seed=0,
+        only_success=True,
+        env_kwargs={"image_size": 64},
+        verbose=False,
+    )
+    return out
+
+
+def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
+    import gymnasium as gym
+
+    import vla_gym  # noqa: F401
+    from trainers.demos import DemoDataset
+    from trainers.policies import make_policy
+    from trainers.rollout import env_kwargs
+    from trainers.sft import SFTConfig, train_sft
+
+    config = train_config(args, work)
+    path = work / "sft" / "latest.pt"
+    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    torch.manual_seed(args.seed)
+    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    dataset = DemoDataset(work / "demos")
+    sft = SFTConfig(
+        steps=args.sft_steps,
+        batch_size=32,
+        lr=1e-3,
+        warmup_steps=50,
+        eval_interval=0,
+        save_interval=100,
+        log_interval=50,
+        seed=args.seed,
+    )
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
+
+    history = train_sft(
+        policy, dataset, sft, probe.action_space, checkpoint_path=path, resume=True, log=log
+    )
+    probe.close()
+    state["sft_curve"] = [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h]
+    state["sft_demos"] = {"episodes": len(dataset), "steps": dataset.num_samples}
+    if "sft_eval" not in state:
+        state["sft_eval"] = evaluate(config, policy.eval(), args.eval_episodes)
+    return path
+
+
+def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
+    from trainers.train import Trainer
+
+    config = train_config(
+        args,
+        work,
+        [
+            f"runner.init_checkpoint_path={sft_path}",
+            f"runner.max_iterations={args.rl_iterations}",
+            f"runner.run_name=rl_{args.method}",
+            "runner.eval_interval=0",
+        ],
+    )
+    trainer = Trainer(config, resume=True)
+    curve = state.setdefault("rl_curve", [])
+    started = time.perf_counter()
+    try:
+        while trainer.iteration < args.rl_iterations:
+            if time.perf_counter() - started > 60 * args.rl_minutes:
+                print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
+                break
+            metrics = trainer.train_iteration()
+            trainer.logger.log(metrics, trainer.env_steps)
+            point = {
+                "iteration": trainer.iteration,
+                "env_steps": trainer.env_steps,
+                "wall_minutes": trainer.elapsed / 60,
+                "success": metrics.get("env/success_once", float("nan")),
+                "return": metrics.get("env/return", float("nan")),
+                "inference_share": metrics["time/policy_inference"] / metrics["time/rollout"],
+                "approx_kl": metrics.get("actor/approx_kl", float("nan")),
+            }
+            if args.eval_every and trainer.iteration % args.eval_every == 0:
+                point["eval_success"] = evaluate(
+                    config, trainer.rollout_policy, args.eval_episodes
+                )["success"]
+                trainer.rollout_policy.train()
+            curve.append(point)
+            trainer.save()
+            save_state(work / "state.json", state)
+            print(
+                f"  rl iter {trainer.iteration}: train success {point['success']:.2f}, return "
+                f"{point['return']:.2f}, inference share {point['inference_share']:.2f}, "
+                f"kl {point['approx_kl']:.4f}"
+                + (f", eval {point['eval_success']:.2f}" if "eval_success" in point else ""),
+                flush=True,
+            )
+        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
+        state["rl_eval"]["iterations"] = trainer.iteration
+        state["rl_eval"]["env_steps"] = trainer.env_steps
+        state["rl_eval"]["train_minutes"] = trainer.elapsed / 60
+    finally:
+        trainer.collector.close()
+        trainer.logger.close()
+
+
+def stage_overhead(args: argparse.Namespace, work: Path, sft_path: Path) -> dict[str, float]:
+    """Median wall time of act() per method on the same batch of 8 demo observations."""
+    import gymnasium as gym
+
+    import vla_gym  # noqa: F401
+    from trainers import checkpoint
+    from trainers.demos import DemoDataset
+    from trainers.policies import make_policy
+    from trainers.rollout import env_kwargs
+
+    config = train_config(args, work)
+    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    obs, _ = next(DemoDataset(work / "demos").batches(8, 5, shuffle_buffer=64))
+    weights = checkpoint.policy_state(checkpoint.load(sft_path))
+    policies = {}
+    for method in ("flow_sde", "flow_noise"):
+        policy = make_policy(
+            {**config.policy, "noise_method": method}, probe.observation_space, probe.action_space
+        )
+        policy.load_state_dict(weights, strict=True)
+        policies[method] = policy.eval()
+    probe.close()
+    times: dict[str, list[float]] = {"flow_ode": [], "flow_sde": [], "flow_noise": []}
+    for _ in range(args.overhead_repeats):  # interleaved, so load changes hit all alike
+        for name in times:
+            policy = policies["flow_sde" if name == "flow_ode" else name]
+            start = time.perf_counter()
+            policy.act(obs, deterministic=name == "flow_ode")
+            times[name].append(time.perf_counter() - start)
+    ode = statistics.median(times["flow_ode"])
+    return {
+        "ode_ms": 1000 * ode,
+        "sde_ms": 1000 * statistics.median(times["flow_sde"]),
+        "noise_ms": 1000 * statistics.median(times["flow_noise"]),
+        "sde_ratio": statistics.median(times["flow_sde"]) / ode,
+        "noise_ratio": statistics.median(times["flow_noise"]) / ode,
+    }
+
+
+def report(state: dict[str, Any], work: Path) -> None:
+    sft, rl = state.get("sft_eval"), state.get("rl_eval")
+    demos = state.get("sft_demos", {})
+    print("\n| stage | success (held-out seeds) | mean return | episodes |")
+    print("|---|---|---|---|")
+    if sft:
+        print(
+            f"| SFT ({demos.get('episodes', '?')} demos, {demos.get('steps', '?')} steps) "
+            f"| {sft['success']:.0%} | {sft['return']:.2f} | {sft['episodes']} |"
+        )
+    if rl:
+        print(
+            f"| + PPO {state.get('method', 'flow_sde')} ({rl['iterations']} it., "
+            f"{rl['env_steps']} env steps, {rl['train_minutes']:.0f} min) "
+            f"| {rl['success']:.0%} | {rl['return']:.2f} | {rl['episodes']} |"
+        )
+    if sft and rl:
+        print(f"\nchange: {100 * (rl['success'] - sft['success']):+.0f} points")
+    curve = state.get("rl_curve", [])
+    if curve:
+        share = float(np.mean([p["inference_share"] for p in curve]))
+        print(f"policy inference share of rollout wall time (pipeline_stage_num 2): {share:.0%}")
+    overhead = state.get("overhead")
+    if overhead:
+        print(
+            f"act() on 8 obs: ODE {overhead['ode_ms']:.1f} ms, "
+            f"flow_sde {overhead['sde_ms']:.1f} ms "
+            f"({overhead['sde_ratio']:.2f}x), flow_noise {overhead['noise_ms']:.1f} ms "
+            f"({overhead['noise_ratio']:.2f}x)"
+        )
+    plot(state, work / "learning_flow.png")
+
+
+def plot(state: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    if state.get("sft_curve"):
+        steps, losses = zip(*state["sft_curve"], strict=True)
+        axes[0].plot(steps, losses)
+    axes[0].set(title="SFT flow-matching loss", xlabel="step", ylabel="loss")
+    curve = state.get("rl_curve", [])
+    if curve:
+        x = [p["env_steps"] for p in curve]
+        axes[1].plot(x, [p["success"] for p in curve], label="rollout success (stochastic)")
+        evals = [(p["env_steps"], p["eval_success"]) for p in curve if "eval_success" in p]
+        if evals:
+            axes[1].plot(*zip(*evals, strict=True), "o-", label="eval success (ODE)")
+    if state.get("sft_eval"):
+        axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label="after SFT")
+    axes[1].set(title="PPO + flow_sde", xlabel="env steps", ylabel="success", ylim=(-0.02, 1.02))
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--work", default="runs/learning_flow")
+    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--sft-steps", type=int, default=1500)
+    parser.add_argument("--method", default="flow_sde", choices=["flow_sde", "flow_noise"])
+    parser.add_argument("--rl-iterations", type=int, default=40)
+    parser.add_argument("--rl-minutes", type=float, default=60.0)
+    parser.add_argument("--eval-every", type=int, default=0, help="RL iterations between evals")
+    parser.add_argument("--eval-episodes", type=int, default=24)
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--backend", default="subproc")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--overhead-repeats", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / "state.json"
+    state = load_state(state_path)
+    if not args.report_only:
+        torch.set_num_threads(args.torch_threads)
+        state["method"] = args.method
+        start = time.perf_counter()
+        print("collecting demonstrations ...", flush=True)
+        stage_collect(args, work)
+        print(f"SFT ... ({time.perf_counter() - start:.0f} s)", flush=True)
+        sft_path = stage_sft(args, work, state)
+        save_state(state_path, state)
+        print(f"SFT success {state['sft_eval']['success']:.0%}", flush=True)
+        if "overhead" not in state:
+            state["overhead"] = stage_overhead(args, work, sft_path)
+            save_state(state_path, state)
+        print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
+        if "rl_eval" not in state:
+            stage_rl(args, work, state, sft_path)
+            save_state(state_path, state)
+    report(state, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Demonstration datasets: on-disk format, resumable writing, streaming loader, collection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainers.collect import env_slice
+from trainers.demos import INDEX_FILE, META_FILE, DemoDataset, DemoWriter, Episode
+
+META = {
+    "env_id": "VLA/Test-v0",
+    "env_kwargs": {},
+    "obs_mode": "vla",
+    "cameras": {"front": [8, 8], "wrist": [8, 8]},
+    "state_dim": 3,
+    "action_dim": 2,
+}
+
+
+def make_episode(length: int, offset: float = 0.0, success: bool = True) -> Episode:
+    rng = np.random.default_rng(int(offset))
+    t = np.arange(length, dtype=np.float32)
+    return Episode(
+        state=np.stack([t + offset, -t, t * 0 + offset], 1),
+        action=np.stack([t / 100 + offset / 1000, -t / 100], 1).astype(np.float32),
+        reward=np.ones(length, np.float32),
+        images={
+            cam: rng.integers(0, 256, (length, 8, 8, 3), dtype=np.uint8)
+            for cam in ("front", "wrist")
+        },
+        instruction=f"task {int(offset)}",
+        success=success,
+    )
+
+
+def test_round_trip_is_lossless_and_documented(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    episodes = [make_episode(5, 0.0), make_episode(7, 10.0, success=False)]
+    for i, episode in enumerate(episodes):
+        writer.write(episode, seed=i)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["format"] == "vla_gym-demos" and meta["version"] == 1
+    lines = [json.loads(line) for line in (tmp_path / INDEX_FILE).read_text().splitlines()]
+    assert [r["length"] for r in lines] == [5, 7]
+    assert [r["success"] for r in lines] == [True, False]
+    dataset = DemoDataset(tmp_path, only_success=False)
+    assert len(dataset) == 2 and dataset.num_samples == 12
+    for i, episode in enumerate(episodes):
+        loaded = dataset.episode(i)
+        np.testing.assert_array_equal(loaded.state, episode.state)
+        np.testing.assert_array_equal(loaded.action, episode.action)
+        for cam in ("front", "wrist"):
+            np.testing.assert_array_equal(loaded.images[cam], episode.images[cam])
+        assert loaded.instruction == episode.instruction
+    # only_success (the default) drops the failed episode
+    assert len(DemoDataset(tmp_path)) == 1
+
+
+def test_images_are_compressed(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    episode = make_episode(50)
+    episode.images = {cam: np.zeros((50, 8, 8, 3), np.uint8) for cam in ("front", "wrist")}
+    record = writer.write(episode)
+    raw = sum(im.nbytes for im in episode.images.values())
+    assert (tmp_path / record["file"]).stat().st_size < raw / 5
+
+
+def test_writer_resumes_and_ignores_unfinished_files(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    writer.write(make_episode(4, 0.0))
+    # An interruption: a stray temp file and a half-written index line.
+    (tmp_path / ".episode_000001.npz.tmp").write_bytes(b"garbage")
+    with open(tmp_path / INDEX_FILE, "a") as handle:
+        handle.write('{"file": "episode_0000')
+    resumed = DemoWriter(tmp_path, META)
+    assert resumed.num_episodes == 1
+    assert len(DemoDataset(tmp_path)) == 1
+
+
+def test_writer_refuses_a_different_env(tmp_path):
+    DemoWriter(tmp_path, META)
+    with pytest.raises(ValueError, match="action_dim"):
+        DemoWriter(tmp_path, {**META, "action_dim": 7})
+
+
+def test_loader_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="collect"):
+        DemoDataset(tmp_path)
+    DemoWriter(tmp_path, META).write(make_episode(3, success=False))
+    with pytest.raises(ValueError, match="no successful episodes"):
+        DemoDataset(tmp_path)
+
+
+def test_streamed_batches_cover_every_step_with_padded_chunks(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    episodes = [make_episode(5, 0.0), make_episode(3, 10.0)]
+    for episode in episodes:
+        writer.write(episode)
+    dataset = DemoDataset(tmp_path)
+    batches = list(dataset.batches(3, chunk=4, shuffle_buffer=4, seed=1, repeat=False))
+    assert [len(actions) for _, actions in batches] == [3, 3, 2]
+    obs, actions = batches[0]
+    assert set(obs) == {"images", "state", "instruction"}
+    assert obs["images"]["front"].dtype == torch.uint8 and obs["images"]["front"].shape == (
+        3,
+        8,
+        8,
+        3,
+    )
+    assert actions.shape == (3, 4, 2)
+    # Every step appears once, with its chunk of the next 4 actions (last action repeated).
+    seen = {}
+    for obs, actions in batches:
+        for state, chunk in zip(obs["state"], actions, strict=True):
+            seen[(float(state[0]), float(state[1]))] = chunk.numpy()
+    assert len(seen) == 8
+    for episode in episodes:
+        n = len(episode)
+        for t in range(n):
+            expected = episode.action[[min(t + j, n - 1) for j in range(4)]]
+            np.testing.assert_array_equal(seen[(float(episode.state[t, 0]), -float(t))], expected)
+
+
+def test_chunk_of_one_matches_a_flat_action_space(tmp_path):
+    DemoWriter(tmp_path, META).write(make_episode(4))
+    _, actions = next(DemoDataset(tmp_path).batches(4, chunk=1, repeat=False))
+    assert actions.shape == (4, 2)
+
+
+def test_shuffle_order_depends_on_seed_and_stream_repeats(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    for i in range(4):
+        writer.write(make_episode(6, 10.0 * i))
+    dataset = DemoDataset(tmp_path)
+
+    def order(seed: int) -> list[float]:
+        stream = dataset.samples(1, shuffle_buffer=8, seed=seed)
+        return [float(next(stream)[0]["state"][0]) for _ in range(60)]  # > 24: repeats
+
+    assert order(0) == order(0)
+    assert order(0) != order(1)
+
+
+def test_state_statistics(tmp_path):
+    writer = DemoWriter(tmp_path, META)
+    episodes = [make_episode(5, 0.0), make_episode(3, 10.0)]
+    for episode in episodes:
+        writer.write(episode)
+    mean, std = DemoDataset(tmp_path).state_statistics()
+    states = np.concatenate([e.state for e in episodes])
+    np.testing.assert_allclose(mean, states.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, states.std(0), rtol=1e-4, atol=1e-5)
+
+
+def test_env_slice_respects_info_masks():
+    infos = {
+        "success": np.array([True, False]),
+        "_success": np.array([True, True]),
+        "block_pos": np.arange(6.0).reshape(2, 3),
+        "_block_pos": np.array([False, True]),
+        "nested": {"a": np.array([1, 2]), "_a": np.array([True, True])},
+    }
+    first, second = env_slice(infos, 0), env_slice(infos, 1)
+    assert first == {"success": True, "nested": {"a": 1}}
+    np.testing.assert_array_equal(second["block_pos"], [3.0, 4.0, 5.0])
+
+
+@pytest.mark.slow
+def test_collect_writes_successful_expert_demos_and_resumes(tmp_path):
+    import vla_gym  # noqa: F401  (before mujoco: it selects the headless EGL backend)
+
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gym_hil")
+    from trainers.collect import collect
+
+    kwargs = {"image_size": 32}
+    collect(
+        "VLA/PandaPickCubeVision-v0", 2, str(tmp_path), num_envs=2, env_kwargs=kwargs, verbose=False
+    )
+    dataset = DemoDataset(tmp_path, only_success=False)
+    assert len(dataset) == 2
+    assert all(r["success"] for r in dataset.records)  # the scripted expert solves it
+    episode = dataset.episode(0)
+    assert episode.images["front"].shape[1:] == (32, 32, 3)
+    assert episode.state.shape[1] == 7 and episode.action.shape[1] == 4
+    assert np.abs(episode.action).max() <= 1.0
+    assert episode.instruction == "pick up the cube"
+    assert dataset.meta["cameras"] == {"front": [32, 32], "wrist": [32, 32]}
+    # Asking for more continues the same directory.
+    collect(
+        "VLA/PandaPickCubeVision-v0", 3, str(tmp_path), num_envs=1, env_kwargs=kwargs, verbose=False
+    )
+    assert len(DemoDataset(tmp_path, only_success=False)) == 3
