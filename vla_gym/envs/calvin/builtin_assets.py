@@ -17,6 +17,8 @@ import xml.etree.ElementTree as ET
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from vla_gym.envs.calvin.layout import (
     BLOCK_COLOURS,
     BLOCK_FRICTION,
@@ -47,14 +49,21 @@ class _LinkBuilder:
     def __init__(self, name: str, frame: tuple[float, float, float], mass: float) -> None:
         self.name, self.frame, self.mass = name, frame, mass
         self.parts: list[str] = []
+        # Box visuals are merged into one mesh per colour: the CPU renderer pays per shape.
+        self.box_meshes: dict[tuple, list[np.ndarray]] = {}
 
     def box(self, box: Box, rgba, collide: bool = True, rpy=(0.0, 0.0, 0.0), centre=None) -> None:
         size = tuple(hi - lo for lo, hi in box)
         centre = centre or tuple((lo + hi) / 2 for lo, hi in box)
-        self._add(f'<box size="{_fmt(size)}"/>', centre, rpy, rgba, collide)
+        self.oriented_box(size, centre, rpy, rgba, collide)
 
     def oriented_box(self, size, centre, rpy, rgba, collide: bool = True) -> None:
-        self._add(f'<box size="{_fmt(size)}"/>', centre, rpy, rgba, collide)
+        local = np.subtract(centre, self.frame)
+        self.box_meshes.setdefault(tuple(rgba), []).append(_box_corners(size, local, rpy))
+        if collide:
+            origin = f'<origin xyz="{_fmt(local)}" rpy="{_fmt(rpy)}"/>'
+            box = f'<box size="{_fmt(size)}"/>'
+            self.parts.append(f"<collision>{origin}<geometry>{box}</geometry></collision>")
 
     def cylinder(self, radius: float, length: float, centre, rgba, collide: bool = True) -> None:
         self._add(
@@ -67,17 +76,65 @@ class _LinkBuilder:
     def _add(self, geometry: str, centre, rpy, rgba, collide: bool) -> None:
         local = tuple(c - f for c, f in zip(centre, self.frame, strict=True))
         origin = f'<origin xyz="{_fmt(local)}" rpy="{_fmt(rpy)}"/>'
-        material = f'<material name="m{len(self.parts)}"><color rgba="{_fmt(rgba)}"/></material>'
+        name = f"{self.name}_m{len(self.parts)}"  # unique: PyBullet shares material names
+        material = f'<material name="{name}"><color rgba="{_fmt(rgba)}"/></material>'
         self.parts.append(f"<visual>{origin}<geometry>{geometry}</geometry>{material}</visual>")
         if collide:
             self.parts.append(f"<collision>{origin}<geometry>{geometry}</geometry></collision>")
 
+    def _mesh_visuals(self) -> list[str]:
+        visuals = []
+        for i, (rgba, boxes) in enumerate(self.box_meshes.items()):
+            path = write_asset("mesh", "obj", _boxes_obj(boxes))
+            material = (
+                f'<material name="{self.name}_box{i}"><color rgba="{_fmt(rgba)}"/></material>'
+            )
+            visuals.append(
+                f'<visual><geometry><mesh filename="{path}"/></geometry>{material}</visual>'
+            )
+        return visuals
+
     def urdf(self, contact: str = "") -> str:
+        self.parts = self._mesh_visuals() + self.parts
+        self.box_meshes = {}
         inertial = (
             f'<inertial><origin xyz="0 0 0"/><mass value="{self.mass}"/>'
             '<inertia ixx="0.01" ixy="0" ixz="0" iyy="0.01" iyz="0" izz="0.01"/></inertial>'
         )
         return f'<link name="{self.name}">{contact}{inertial}{"".join(self.parts)}</link>'
+
+
+def _rotation(rpy) -> np.ndarray:
+    (cr, cp, cy), (sr, sp, sy) = np.cos(rpy), np.sin(rpy)
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _box_corners(size, centre, rpy) -> np.ndarray:
+    """The 8 corners of a box in the link frame (z varies fastest, then y, then x)."""
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float)
+    return (signs * np.asarray(size) / 2) @ _rotation(rpy).T + np.asarray(centre)
+
+
+# Faces of the corner order above (outward winding): -x, +x, -y, +y, -z, +z.
+_BOX_FACES = ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3))
+
+
+def _boxes_obj(boxes: list[np.ndarray]) -> str:
+    """One OBJ mesh with flat normals for several boxes (given by their corners)."""
+    vertices, normals, faces = [], [], []
+    for b, corners in enumerate(boxes):
+        vertices += [f"v {_fmt(c)}" for c in corners]
+        for face in _BOX_FACES:
+            a, b1, b2 = (corners[i] for i in face[:3])
+            normal = np.cross(b1 - a, b2 - a)
+            normals.append(f"vn {_fmt(normal / np.linalg.norm(normal))}")
+            n = len(normals)
+            i0, i1, i2, i3 = (8 * b + i + 1 for i in face)
+            faces += [f"f {i0}//{n} {i1}//{n} {i2}//{n}", f"f {i0}//{n} {i2}//{n} {i3}//{n}"]
+    return "\n".join(vertices + normals + faces) + "\n"
 
 
 def _fmt(values) -> str:
@@ -249,7 +306,11 @@ def panda_urdf() -> str:
     source = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
     root = ET.parse(source).getroot()
     for mesh in root.iter("mesh"):  # absolute mesh paths: the URDF is written elsewhere
-        filename = mesh.get("filename", "").replace("package://", "")
+        # The convex collision meshes also serve as visuals: ~3k instead of ~100k triangles,
+        # which is most of the CPU renderer's cost per frame.
+        filename = (
+            mesh.get("filename", "").replace("package://", "").replace("visual/", "collision/")
+        )
         mesh.set("filename", str(source.parent / filename))
     keep = []
     for element in list(root):
@@ -300,20 +361,43 @@ def panda_urdf() -> str:
 
 
 def plane_urdf() -> str:
-    """The ground: a thick box with its top at z = 0, grey."""
-    link = _LinkBuilder("base_link", (0, 0, 0), 0.0)
-    link.box(((-15, 15), (-15, 15), (-0.1, 0.0)), (0.8, 0.8, 0.8, 1.0))
+    """The ground: a thick collision box with its top at z = 0, seen as one grey quad (a box
+    visual would be rasterised twice over by the CPU renderer: top and bottom faces)."""
+    quad = write_asset(
+        "plane",
+        "obj",
+        "v -3 -3 0\nv 3 -3 0\nv 3 3 0\nv -3 3 0\nvn 0 0 1\nf 1//1 2//1 3//1\nf 1//1 3//1 4//1\n",
+    )
+    visual = (
+        f'<visual><geometry><mesh filename="{quad}"/></geometry>'
+        '<material name="ground"><color rgba="0.8 0.8 0.8 1"/></material></visual>'
+    )
+    collision = (
+        '<collision><origin xyz="0 0 -0.1"/>'
+        '<geometry><box size="30 30 0.2"/></geometry></collision>'
+    )
+    inertial = (
+        '<inertial><mass value="0"/><inertia ixx="0" ixy="0" ixz="0" iyy="0" iyz="0" izz="0"/>'
+        "</inertial>"
+    )
     contact = '<contact><lateral_friction value="1"/></contact>'
-    return f'<?xml version="1.0"?><robot name="plane">{link.urdf(contact)}</robot>'
+    return (
+        f'<?xml version="1.0"?><robot name="plane"><link name="base_link">{contact}{inertial}'
+        f"{visual}{collision}</link></robot>"
+    )
+
+
+def write_urdf(kind: str, text: str) -> Path:
+    return write_asset(kind, "urdf", text)
 
 
 @cache
-def write_urdf(kind: str, text: str) -> Path:
+def write_asset(kind: str, suffix: str, text: str) -> Path:
     """Write ``text`` once per process to a content-addressed temporary file."""
     digest = hashlib.sha1(text.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "vla_gym_calvin_builtin"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{kind}_{digest}.urdf"
+    path = folder / f"{kind}_{digest}.{suffix}"
     if not path.exists():
         tmp = path.with_suffix(f".tmp{id(text)}")
         tmp.write_text(text)
