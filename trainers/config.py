@@ -140,7 +140,8 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------- loading
 def available_configs() -> list[str]:
-    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+    """Runnable config names (files starting with ``_`` are bases for others)."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml") if not path.stem.startswith("_"))
 
 
 def load_config(
@@ -233,12 +234,20 @@ def _apply_smoke_defaults(raw: dict[str, Any]) -> None:
     env["num_envs"] = min(int(env.get("num_envs", 4)), max(4, 2 * group, 2 * stages))
     env["eval_num_envs"] = min(int(env.get("eval_num_envs", 0) or env["num_envs"]), 2)
     env["eval_episodes"] = 2
+    if "env.max_episode_steps" not in (raw.get("smoke") or {}):  # let episodes end in 2 iterations
+        chunk = int(env.get("action_chunk", 1))
+        env["max_episode_steps"] = min(int(env.get("max_episode_steps", 100)), 6 * chunk)
     rollout["rollout_epochs"] = 1
     if not rollout.get("episodic", False):
         rollout["num_steps"] = min(int(rollout.get("num_steps") or 8), 8)
     algorithm["update_epochs"] = 1
-    algorithm["micro_batch_size"] = min(int(algorithm.get("micro_batch_size", 256)), 16)
-    algorithm["global_batch_size"] = min(int(algorithm.get("global_batch_size", 256)), 32)
+    # One optimiser step over the whole (tiny) rollout, in two micro-batches when it splits.
+    steps = int(rollout.get("num_steps") or 0) or math.ceil(
+        int(env.get("max_episode_steps", 100)) / int(env.get("action_chunk", 1))
+    )
+    batch = env["num_envs"] * steps
+    algorithm["global_batch_size"] = batch
+    algorithm["micro_batch_size"] = batch // 2 if batch % 2 == 0 else batch
     runner["max_iterations"] = 2
     runner["max_env_steps"] = 0
     runner["save_interval"] = 1
@@ -287,9 +296,16 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     elif origin is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif origin is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
+            return "on" if value else "off"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
     elif origin is list:

@@ -12,7 +12,6 @@ import json
 import math
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -26,6 +25,7 @@ from trainers.rollout import (
     EpisodeStats,
     RolloutCollector,
     env_kwargs,
+    make_single_env,
     make_vector_env,
     obs_to_torch,
 )
@@ -92,7 +92,7 @@ def record_video(
     """One deterministic episode rendered to mp4, with the instruction and success drawn on."""
     env = config.env
     kwargs = env_kwargs(env, evaluation=True)
-    single = gym.make(env.eval_id or env.id, render_mode="rgb_array", **kwargs)
+    single = make_single_env(env.eval_id or env.id, render_mode="rgb_array", **kwargs)
     policy.eval()
     try:
         obs, info = single.reset(seed=seed)
@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     device = torch_device(config.cluster.component_placement.get("rollout", "cpu"))
     collector = make_eval_collector(config, device)
     try:
-        policy = make_policy(config.policy, collector.observation_space, collector.action_space)
         state = checkpoint.load(args.checkpoint, device)
+        # The network must match the weights: use the policy settings the run trained with.
+        settings = state.get("config", {}).get("policy", config.policy)
+        policy = make_policy(settings, collector.observation_space, collector.action_space)
         policy.load_state_dict(checkpoint.policy_state(state))
         policy.to(device)
         episodes = args.episodes or config.env.eval_episodes

@@ -17,6 +17,9 @@ steps (in its workers) the policy acts on the other half.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.registration import load_env_creator
 
 from trainers.config import EnvConfig
 from trainers.policies.base import ActorCriticPolicy, Observation
@@ -44,6 +48,34 @@ def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
     return kwargs
 
 
+STEP_LIMIT_KWARGS = ("max_episode_steps", "max_steps")  # adapters name their limit either way
+
+
+def make_single_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` that hands the step limit (``max_episode_steps``) to the env itself.
+
+    ``gym.make(id, max_episode_steps=n)`` would consume that kwarg and wrap the env in a
+    ``TimeLimit`` counting ``step`` calls (whole chunks), leaving the env's own limit at its
+    default. Instead it goes into the spec's kwargs under the name the env's constructor uses.
+    """
+    import vla_gym  # noqa: F401  (registers the IDs, also inside worker processes)
+
+    spec = gym.spec(env_id)
+    if "max_episode_steps" in kwargs:
+        limit = kwargs.pop("max_episode_steps")
+        creator = spec.entry_point
+        if isinstance(creator, str):
+            creator = load_env_creator(creator)
+        accepted = inspect.signature(creator).parameters
+        name = next((n for n in STEP_LIMIT_KWARGS if n in accepted), None)
+        if name is None:
+            raise TypeError(
+                f"{env_id} takes no step-limit kwarg ({' or '.join(STEP_LIMIT_KWARGS)})"
+            )
+        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, name: limit})
+    return gym.make(spec, **kwargs)
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
@@ -53,8 +85,7 @@ def make_vector_env(
     devices: str | None = None,
 ) -> gym.vector.VectorEnv:
     """The one place the trainer creates environments (NEXT_STEP autoreset, see module doc)."""
-    import vla_gym
-
+    make_env = functools.partial(make_single_env, env_id)
     try:
         from vla_gym.vector import make_vec
     except ImportError:  # the vector layer not in place (yet): Gymnasium's sync vector env
@@ -63,12 +94,11 @@ def make_vector_env(
                 f"backend={backend!r}/devices={devices!r} need vla_gym.vector"
             ) from None
         return gym.vector.SyncVectorEnv(
-            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+            [functools.partial(make_env, **kwargs) for _ in range(num_envs)],
             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
-    del vla_gym
     envs = make_vec(
-        env_id,
+        make_env,
         num_envs,
         devices=devices,
         backend=backend,

@@ -1,0 +1,234 @@
+"""PPO/GRPO maths against hand-computed values: GAE, masks, truncation bootstrap, groups, loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainers.algorithms import grpo, ppo
+from trainers.config import AlgorithmConfig
+from trainers.rollout import Rollout
+
+
+def make_rollout(rewards, values, last_value, terminated=None, truncated=None, valid=None):
+    rewards = torch.tensor(rewards, dtype=torch.float32)
+    shape = rewards.shape
+    zeros = torch.zeros(shape, dtype=torch.bool)
+    as_bool = lambda x: zeros.clone() if x is None else torch.tensor(x, dtype=torch.bool)  # noqa: E731
+    return Rollout(
+        obs=torch.zeros(*shape, 1),
+        actions=torch.zeros(*shape, 1),
+        log_probs=torch.zeros(*shape, 1),
+        values=torch.tensor(values, dtype=torch.float32),
+        rewards=rewards,
+        terminated=as_bool(terminated),
+        truncated=as_bool(truncated),
+        valid=torch.ones(shape, dtype=torch.bool) if valid is None else as_bool(valid),
+        last_value=torch.tensor(last_value, dtype=torch.float32),
+    )
+
+
+def test_gae_matches_hand_computation_across_an_episode_end():
+    # One env, gamma 0.9, lambda 0.8; the episode terminates at t = 1.
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    dones = torch.tensor([[False], [True], [False]])
+    adv, ret = ppo.compute_gae(rewards, values, dones, torch.tensor([2.0]), 0.9, 0.8)
+    # t=2: 2 + 0.9*2.0 - 1.5 = 2.3; t=1 (done): 0 - 1.0 = -1.0; t=0: 1 + 0.9*1.0 - 0.5 = 1.4,
+    # plus 0.9*0.8*(-1.0) -> 0.68.
+    assert adv[:, 0].tolist() == pytest.approx([0.68, -1.0, 2.3])
+    assert ret[:, 0].tolist() == pytest.approx([1.18, 0.0, 3.8])
+
+
+def test_truncation_bootstraps_with_the_value_of_the_final_observation():
+    # NEXT_STEP layout: truncated at t=1, so values[2] is V(final obs) and step 2 is the
+    # (invalid) reset step.
+    rollout = make_rollout(
+        rewards=[[0.0], [1.0], [0.0]],
+        values=[[1.0], [2.0], [3.0]],
+        last_value=[4.0],
+        truncated=[[False], [True], [False]],
+        valid=[[True], [True], [False]],
+    )
+    rewards = ppo.bootstrap_truncated(rollout, gamma=0.9)
+    assert rewards[:, 0].tolist() == pytest.approx([0.0, 1.0 + 0.9 * 3.0, 0.0])
+    config = AlgorithmConfig(gamma=0.9, gae_lambda=0.8)
+    adv, _ = ppo.ppo_advantages(rollout, config)
+    a1 = 3.7 - 2.0  # done: no further bootstrap
+    a0 = 0.0 + 0.9 * 2.0 - 1.0 + 0.9 * 0.8 * a1
+    assert adv[0, 0].item() == pytest.approx(a0)
+    assert adv[1, 0].item() == pytest.approx(a1)
+
+
+def test_truncation_at_the_rollout_end_uses_last_value():
+    rollout = make_rollout([[1.0]], [[0.5]], [2.0], truncated=[[True]])
+    assert ppo.bootstrap_truncated(rollout, 0.99)[0, 0].item() == pytest.approx(1.0 + 0.99 * 2.0)
+
+
+def test_advantage_normalisation_ignores_masked_entries():
+    adv = torch.tensor([1.0, 2.0, 3.0, 100.0])
+    valid = torch.tensor([True, True, True, False])
+    out = ppo.normalize(adv, valid)
+    assert out[:3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)
+    assert out[3].item() == 0.0
+
+
+def test_group_advantages_and_dr_grpo():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    adv = grpo.group_advantages(scores, 4)
+    std = math.sqrt(4 * 0.25 / 3)  # unbiased std of [1, 0, 0, 1]
+    expected = [0.5 / (std + 1e-6), -0.5 / (std + 1e-6)] * 2
+    assert adv[:4].tolist() == pytest.approx([expected[0], expected[1], expected[1], expected[0]])
+    assert adv[4:].tolist() == pytest.approx([0.0] * 4)  # degenerate group: all the same
+    assert grpo.group_advantages(scores, 4, dr_grpo=True)[:4].tolist() == pytest.approx(
+        [0.5, -0.5, -0.5, 0.5]
+    )
+
+
+def test_degenerate_groups_are_filtered_by_mean_score_bounds():
+    scores = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])  # all-success, all-fail, mixed
+    keep = grpo.kept_groups(scores, 2, lower=0.1, upper=0.9)
+    assert keep.tolist() == [False, False, False, False, True, True]
+
+
+def test_grpo_scores_count_only_valid_steps_and_broadcast_to_them():
+    # 2 policy steps x 4 envs (2 groups of 2). Env 1 ends at t=0 so its t=1 step is masked.
+    rollout = make_rollout(
+        rewards=[[0.0, 1.0, 0.0, 0.0], [1.0, 5.0, 0.0, 0.0]],
+        values=[[0.0] * 4, [0.0] * 4],
+        last_value=[0.0] * 4,
+        terminated=[[False, True, False, False], [True, False, False, False]],
+        valid=[[True, True, True, True], [True, False, True, True]],
+    )
+    config = AlgorithmConfig(name="grpo", group_size=2, group_reward_lower=0.1)
+    adv, mask, metrics = grpo.grpo_advantages(rollout, config)
+    # scores: env0 1, env1 1 (the masked 5 is ignored) -> degenerate; env2 0, env3 0 -> dropped.
+    assert grpo.episode_scores(rollout.rewards, rollout.valid).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert not mask.any()
+    assert metrics["rollout/kept_groups_frac"] == 0.0
+    config.filter_groups = False
+    adv, mask, _ = grpo.grpo_advantages(rollout, config)
+    assert mask.tolist() == rollout.valid.tolist()
+    assert adv[1, 1].item() == 0.0  # masked step carries no advantage
+
+
+def test_group_seeds_are_shared_within_groups():
+    assert grpo.group_seeds(100, 6, 3) == [100, 100, 100, 101, 101, 101]
+
+
+def test_ppo_loss_terms_match_a_direct_computation():
+    torch.manual_seed(0)
+    config = AlgorithmConfig(
+        clip_ratio_low=0.2,
+        clip_ratio_high=0.28,
+        value_clip=0.5,
+        huber_delta=1.0,
+        value_coef=0.7,
+        entropy_coef=0.01,
+    )
+    batch, chunk, dim = 6, 2, 3
+    new = torch.randn(batch, chunk, dim) * 0.3
+    old = new + torch.randn(batch, chunk, dim) * 0.1
+    adv = torch.randn(batch)
+    entropy = torch.rand(batch, chunk, dim)
+    values, old_values, returns = torch.randn(batch), torch.randn(batch), torch.randn(batch) * 3
+    terms = ppo.ppo_loss(
+        log_prob=new,
+        old_log_prob=old,
+        advantages=adv,
+        entropy=entropy,
+        values=values,
+        old_values=old_values,
+        returns=returns,
+        config=config,
+    )
+    ratio = torch.exp(new.sum((1, 2)) - old.sum((1, 2)))
+    expected_pg = []
+    clipped = 0
+    for r, a in zip(ratio.tolist(), adv.tolist(), strict=True):
+        unclipped, clip = -a * r, -a * min(max(r, 0.8), 1.28)
+        expected_pg.append(max(unclipped, clip))
+        clipped += clip > unclipped
+    assert terms.policy.item() == pytest.approx(sum(expected_pg) / batch, rel=1e-5)
+    assert terms.clipfrac.item() == pytest.approx(clipped / batch)
+    log_ratio = new.sum((1, 2)) - old.sum((1, 2))
+    assert terms.approx_kl.item() == pytest.approx(
+        ((ratio - 1) - log_ratio).mean().item(), rel=1e-5
+    )
+    v_clip = old_values + (values - old_values).clamp(-0.5, 0.5)
+    lv = F.huber_loss(values, returns, reduction="none", delta=1.0)
+    lc = F.huber_loss(v_clip, returns, reduction="none", delta=1.0)
+    assert terms.value.item() == pytest.approx(torch.maximum(lv, lc).mean().item(), rel=1e-5)
+    assert terms.value_clip_ratio.item() == pytest.approx((lc > lv).float().mean().item())
+    assert terms.entropy.item() == pytest.approx(entropy.mean().item(), rel=1e-5)
+    total = terms.policy + 0.7 * terms.value - 0.01 * terms.entropy
+    assert terms.total.item() == pytest.approx(total.item(), rel=1e-5)
+
+
+def test_token_level_keeps_one_ratio_per_element():
+    config = AlgorithmConfig(logprob_level="token", clip_ratio_low=0.2, clip_ratio_high=0.2)
+    new = torch.log(torch.tensor([[1.5, 1.0]]))  # ratios 1.5 (clipped at 1.2) and 1.0
+    old = torch.zeros(1, 2)
+    terms = ppo.ppo_loss(
+        log_prob=new,
+        old_log_prob=old,
+        advantages=torch.tensor([2.0]),
+        entropy=torch.zeros(1, 2),
+        values=None,
+        old_values=None,
+        returns=None,
+        config=config,
+    )
+    # per element: -min(2*1.5, 2*1.2) = -2.4 and -2.0 -> mean -2.2; half the elements clipped.
+    assert terms.policy.item() == pytest.approx(-2.2)
+    assert terms.clipfrac.item() == pytest.approx(0.5)
+    assert terms.value.item() == 0.0
+
+
+def test_update_reduces_the_loss_and_reports_metric_names():
+    import gymnasium as gym
+    import numpy as np
+
+    from trainers.policies.mlp import Config, Policy
+
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
+    obs = torch.randn(64, 3)
+    with torch.no_grad():
+        out = policy.act(obs)
+    batch = ppo.Batch(
+        obs=obs,
+        actions=out.actions,
+        log_probs=out.log_prob,
+        advantages=torch.randn(64),
+        returns=torch.randn(64),
+        values=out.value,
+        extras=out.extras,
+    )
+    config = AlgorithmConfig(update_epochs=3, micro_batch_size=16, global_batch_size=32)
+    optimizer = ppo.make_optimizer(policy, config)
+    assert [g["name"] for g in optimizer.param_groups] == ["actor", "critic"]
+    metrics = ppo.update(policy, optimizer, batch, config, torch.device("cpu"), use_value=True)
+    for key in (
+        "actor/loss",
+        "actor/value_loss",
+        "actor/grad_norm",
+        "actor/approx_kl",
+        "actor/pg_clipfrac",
+        "actor/value_clip_ratio",
+        "actor/entropy_loss",
+        "actor/lr",
+    ):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["actor/approx_kl"] > 0  # the policy moved
+
+
+def test_explained_variance():
+    returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert ppo.explained_variance(returns, returns) == pytest.approx(1.0)
+    assert ppo.explained_variance(torch.zeros(4), returns) == pytest.approx(0.0)

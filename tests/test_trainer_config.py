@@ -1,0 +1,139 @@
+"""Config loading: shipped configs, inheritance, overrides and clear validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainers.config import ConfigError, available_configs, load_config
+
+SEED_RECIPES = [
+    "calvin_d_ppo_flow",
+    "calvin_abc_ppo_flow",
+    "calvin_abcd_ppo_flow",
+    "metaworld_mt50_ppo_flow",
+    "metaworld_ml45_ppo_flow",
+    *[
+        f"libero_{suite}_{algo}_flow"
+        for suite in ("spatial", "object", "goal", "10")
+        for algo in ("ppo", "grpo")
+    ],
+    "panda_pick_cube_ppo_mlp",
+    "behavior_ppo_token",
+]
+
+
+def test_every_seed_recipe_ships_and_validates():
+    names = available_configs()
+    for recipe in SEED_RECIPES:
+        assert recipe in names
+    assert not any(name.startswith("_") for name in names)
+    for name in names:
+        load_config(name)
+        load_config(name, smoke=True)
+
+
+def test_recipe_defaults_follow_the_seed_table():
+    calvin = load_config("calvin_abc_ppo_flow")
+    assert (calvin.env.action_chunk, calvin.env.max_episode_steps) == (5, 480)
+    assert (calvin.env.num_envs, calvin.rollout.rollout_epochs) == (64, 8)
+    assert (calvin.algorithm.lr, calvin.algorithm.value_lr) == (5e-6, 1e-4)
+    assert calvin.env.eval_id == "VLA/CALVIN-D-v0"
+    assert calvin.policy["denoise_steps"] == 5 and calvin.algorithm.value_clip == 0.2
+    libero = load_config("libero_10_grpo_flow")
+    assert libero.algorithm.name == "grpo" and libero.algorithm.group_size == 8
+    assert libero.algorithm.update_epochs == 2 and libero.env.action_chunk == 10
+    panda = load_config("panda_pick_cube_ppo_mlp")
+    assert (panda.env.num_envs, panda.env.max_episode_steps, panda.algorithm.update_epochs) == (
+        128,
+        200,
+        8,
+    )
+    assert panda.algorithm.value_clip == 1.0 and panda.policy["hidden_sizes"] == [256] * 3
+    behavior = load_config("behavior_ppo_token")
+    assert (behavior.env.action_chunk, behavior.algorithm.value_lr) == (8, 3e-3)
+
+
+def test_cpu_variant_inherits_and_overrides():
+    config = load_config("panda_pick_cube_ppo_mlp_cpu")
+    assert config.env.num_envs == 16 and config.algorithm.update_epochs == 8
+    assert config.name == "panda_pick_cube_ppo_mlp_cpu"
+
+
+def test_dotted_overrides_are_typed():
+    config = load_config(
+        "panda_pick_cube_ppo_mlp_cpu",
+        [
+            "algorithm.lr=1e-3",
+            "env.num_envs=8",
+            "policy.hidden_sizes=[64,64]",
+            "runner.loggers=[tensorboard]",
+            "env.kwargs.render_quality=fast",
+        ],
+    )
+    assert config.algorithm.lr == 1e-3 and isinstance(config.algorithm.lr, float)
+    assert config.env.num_envs == 8 and config.policy["hidden_sizes"] == [64, 64]
+    assert config.env.kwargs == {"render_quality": "fast"}
+
+
+def test_smoke_is_two_tiny_iterations():
+    config = load_config("panda_pick_cube_ppo_mlp", smoke=True)
+    assert config.runner.max_iterations == 2 and config.env.num_envs <= 4
+    assert config.policy["hidden_sizes"] == [32, 32]
+    assert config.batch_size % config.algorithm.global_batch_size == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algorithm.lr_typo=1"], "unknown key 'algorithm.lr_typo'"),
+        (["nonsense.key=1"], "unknown key 'nonsense'"),
+        (["env.num_envs=ten"], "env.num_envs must be a int"),
+        (
+            [
+                "algorithm.name=grpo",
+                "rollout.episodic=true",
+                "env.num_envs=12",
+                "algorithm.group_size=8",
+            ],
+            "env.num_envs (12) must be divisible by algorithm.group_size (8)",
+        ),
+        (["algorithm.name=grpo"], "GRPO needs rollout.episodic"),
+        (["algorithm.global_batch_size=100", "algorithm.micro_batch_size=30"], "divisible by"),
+        (
+            ["algorithm.global_batch_size=3000", "algorithm.micro_batch_size=1000"],
+            "must be divisible by algorithm.global_batch_size",
+        ),
+        (["rollout.pipeline_stage_num=3"], "pipeline_stage_num must be 1 or 2"),
+        (["runner.init_checkpoint_path=/no/such/file.pt"], "runner.init_checkpoint_path: file"),
+        (["cluster.component_placement.gpu=0"], "unknown component 'gpu'"),
+        (["cluster.component_placement.actor=cuda:x"], "bad device"),
+        (["policy.name=transformer"], "policy.name 'transformer' is unknown"),
+        (["policy.hidden_sizez=[3]"], "unknown key 'policy.hidden_sizez'"),
+        (["algorithm.logprob_level=word"], "logprob_level must be chunk or token"),
+        (["env.num_envs"], "must look like dotted.key=value"),
+    ],
+)
+def test_validation_errors_name_the_problem(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config("panda_pick_cube_ppo_mlp_cpu", overrides)
+    assert message in str(error.value)
+
+
+def test_unknown_config_and_missing_file():
+    with pytest.raises(ConfigError, match="unknown config 'nope'.*panda_pick_cube_ppo_mlp"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/tmp/definitely/missing.yaml")
+
+
+def test_placement_parsing():
+    from trainers.placement import env_devices, parse_devices, torch_device
+
+    assert parse_devices("cpu") == ["cpu"]
+    assert parse_devices("0-2") == ["cuda:0", "cuda:1", "cuda:2"]
+    assert parse_devices("1,3") == ["cuda:1", "cuda:3"]
+    assert parse_devices("cuda:2") == ["cuda:2"]
+    assert env_devices("cpu") is None and env_devices("0-1") == "0,1"
+    assert str(torch_device("cpu")) == "cpu"
+    with pytest.raises(ValueError, match="bad device range"):
+        parse_devices("3-1")

@@ -1,0 +1,131 @@
+"""Rollout collection: per-step validity masks, episode stats, pipelining, seeds."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from trainers.policies.base import ActorCriticPolicy, PolicyOutput
+from trainers.rollout import RolloutCollector
+
+
+class CountdownEnv(gym.Env):
+    """Episode of ``length`` steps (terminated on success at the end, or truncated)."""
+
+    def __init__(self, length: int, succeed: bool) -> None:
+        self.length, self.succeed = length, succeed
+        self.observation_space = gym.spaces.Box(-100, 100, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1, 1, (2, 1), np.float32)  # chunk of 2
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.seed_seen = seed
+        return np.array([float(seed or 0)], np.float32), {"executed_steps": 0}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t >= self.length
+        info = {
+            "executed_steps": 2,
+            "elapsed_steps": 2 * self.t,
+            "success_once": bool(end and self.succeed),
+        }
+        terminated = end and self.succeed
+        truncated = end and not self.succeed
+        return np.array([float(self.t)], np.float32), 1.0, terminated, truncated, info
+
+
+class ValueIsObs(ActorCriticPolicy):
+    def act(self, obs, *, deterministic=False):
+        n = obs.shape[0]
+        return PolicyOutput(
+            actions=torch.zeros(n, 2, 1),
+            log_prob=torch.zeros(n, 2, 1),
+            value=obs[:, 0].float(),
+            extras={"marker": obs[:, :1].float()},
+        )
+
+    def value(self, obs):
+        return obs[:, 0].float()
+
+
+def make_envs_factory(lengths, succeed):
+    created = iter([lengths[: len(lengths) // 2], lengths[len(lengths) // 2 :]])
+
+    def make(n):
+        part = lengths if n == len(lengths) else next(created)
+        return gym.vector.SyncVectorEnv(
+            [lambda k=k: CountdownEnv(k, succeed) for k in part],
+            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+
+    return make
+
+
+def test_continuous_rollout_masks_reset_steps_and_records_episodes():
+    collector = RolloutCollector(make_envs_factory([2, 3], True), 2, num_steps=5, episodic=False)
+    rollout, stats = collector.collect(ValueIsObs(), seeds=[10, 20])
+    # env 0 (length 2): steps 0,1 real, 2 reset, 3,4 real. env 1 (length 3): 0-2 real, 3 reset.
+    assert rollout.valid[:, 0].tolist() == [True, True, False, True, True]
+    assert rollout.valid[:, 1].tolist() == [True, True, True, False, True]
+    assert rollout.terminated[:, 0].tolist() == [False, True, False, False, True]
+    assert rollout.rewards.shape == (5, 2) and rollout.actions.shape == (5, 2, 2, 1)
+    assert rollout.extras["marker"].shape == (5, 2, 1)
+    assert rollout.values[0].tolist() == [10.0, 20.0]  # reset with the given seeds
+    assert stats.returns == [2.0, 3.0, 2.0]  # env0, env1, env0 again
+    assert stats.success_once == [1.0, 1.0, 1.0]
+    assert stats.lengths == [4, 6, 4]
+    assert stats.env_steps == 2 * int(rollout.valid.sum())  # reset steps execute nothing
+    # The next rollout continues the running episodes (no reset).
+    rollout2, _ = collector.collect(ValueIsObs())
+    assert rollout2.values[0, 1].item() == 1.0  # env 1 is one step into its new episode
+    collector.close()
+
+
+def test_episodic_rollout_masks_everything_after_the_first_episode():
+    collector = RolloutCollector(make_envs_factory([2, 4], False), 2, num_steps=4, episodic=True)
+    rollout, stats = collector.collect(ValueIsObs(), seeds=[0, 0])
+    assert rollout.valid[:, 0].tolist() == [True, True, False, False]
+    assert rollout.valid[:, 1].tolist() == [True] * 4
+    assert rollout.truncated[:, 0].tolist() == [False, True, False, False]
+    assert stats.returns == [2.0, 4.0] and stats.success_once == [0.0, 0.0]
+    # Truncation bootstrap uses V(final obs) = obs 2 of env 0, stored as values[2].
+    assert rollout.values[2, 0].item() == 2.0
+    collector.close()
+
+
+def test_pipelined_collection_matches_unpipelined():
+    lengths = [2, 3, 4, 5]
+    plain = RolloutCollector(make_envs_factory(lengths, True), 4, num_steps=6, episodic=False)
+    piped = RolloutCollector(
+        make_envs_factory(lengths, True), 4, num_steps=6, episodic=False, pipeline_stage_num=2
+    )
+    seeds = [1, 2, 3, 4]
+    a, stats_a = plain.collect(ValueIsObs(), seeds=seeds)
+    b, stats_b = piped.collect(ValueIsObs(), seeds=seeds)
+    for name in ("values", "rewards", "valid", "terminated", "truncated", "last_value"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(a.obs, b.obs)
+    assert sorted(stats_a.returns) == sorted(stats_b.returns)
+    plain.close()
+    piped.close()
+
+
+def test_evaluation_mode_stops_when_every_episode_ended():
+    collector = RolloutCollector(make_envs_factory([1, 2], True), 2, num_steps=50, episodic=True)
+    rollout, stats = collector.collect(ValueIsObs(), seeds=[0, 1], record=False)
+    assert rollout is None
+    assert stats.returns == [1.0, 2.0]
+    assert stats.env_steps == 6  # 1 + 2 policy steps of 2 env steps each
+    collector.close()
+
+
+def test_stage_split_needs_divisible_envs():
+    with pytest.raises(ValueError, match="not divisible"):
+        RolloutCollector(
+            make_envs_factory([1, 2, 3], True), 3, num_steps=2, episodic=False, pipeline_stage_num=2
+        )
