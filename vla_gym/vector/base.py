@@ -26,7 +26,7 @@ from gymnasium.vector.utils import batch_space
 
 from vla_gym.vector.buffers import RecycledCopies, StepBuffers
 from vla_gym.vector.env_group import GroupResult
-from vla_gym.vector.errors import EnvError, VectorEnvError, WorkerError, WorkerTimeoutError
+from vla_gym.vector.errors import VectorEnvError, WorkerError, WorkerTimeoutError
 from vla_gym.vector.infos import add_info
 from vla_gym.vector.layout import SpaceLayout
 
@@ -421,7 +421,7 @@ class BatchedVectorEnv(VectorEnv):
             for w in ready:
                 try:
                     result = w.fetch()
-                except (EnvError, WorkerError) as error:
+                except VectorEnvError as error:  # EnvError, WorkerError, worker failure
                     self._fail(w, error, results, errors)
                     continue
                 self._pending[w.index].popleft()

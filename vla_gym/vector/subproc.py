@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
@@ -23,6 +23,7 @@ from gymnasium.vector import AutoresetMode
 from vla_gym.vector import worker as protocol
 from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
 from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.channel import Channel
 from vla_gym.vector.devices import WorkerAssignment, assign_workers
 from vla_gym.vector.env_group import GroupResult
 from vla_gym.vector.errors import (
@@ -104,6 +105,7 @@ class SubprocWorker(WorkerHandle):
         self.conn: Connection | None = None
         self.spec: dict[str, Any] = {}
         self.dead = False
+        self._plain_all = GroupResult(list(range(self.num_envs)), [{}] * self.num_envs)
         self._submitted: deque[list[int]] = deque()  # local ids of unanswered steps/resets
         fd, self.crash_log = tempfile.mkstemp(prefix=f"vla_gym_worker{index}_", suffix=".log")
         os.close(fd)
@@ -127,7 +129,8 @@ class SubprocWorker(WorkerHandle):
         )
         self.process.start()
         child_conn.close()  # so a dead worker shows as EOF on our end
-        self.conn = parent_conn
+        self.conn = parent_conn  # keeps the socket open; all I/O goes through the channel
+        self.channel = Channel(parent_conn.fileno(), protocol.PAYLOAD_KINDS)
         self.dead = False
         self.poller.add(self)
         self.own_poll = select.poll()  # this worker alone: its answer, or its death
@@ -141,18 +144,18 @@ class SubprocWorker(WorkerHandle):
 
     def attach(self, shm_name: str, nbytes: int, num_envs: int) -> None:
         self.shm = (shm_name, nbytes, num_envs)
-        self.conn.send_bytes(protocol.ATTACH + pickle.dumps(self.shm))
+        self._send(protocol.ATTACH, pickle.dumps(self.shm))
 
     def await_attached(self) -> GroupResult | None:
         return self._answer(self.startup_timeout, "mapping shared memory")
 
     # ------------------------------------------------------------ requests
-    def _send(self, message: bytes) -> None:
+    def _send(self, kind: bytes, payload: bytes = b"") -> None:
         if self.dead:
             raise WorkerDiedError(self.index, self.env_ids, "is dead (an earlier failure)")
         try:
-            self.conn.send_bytes(message)
-        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.channel.send(kind, payload)
+        except OSError:  # broken pipe, connection reset
             self.dead = True
             raise WorkerDiedError(self.index, self.env_ids, self._death_report()) from None
 
@@ -160,34 +163,35 @@ class SubprocWorker(WorkerHandle):
         if len(local_ids) == self.num_envs:
             self._send(protocol.STEP_ALL)
         else:
-            self._send(protocol.STEP_SOME + pickle.dumps(local_ids))
+            self._send(protocol.STEP_SOME, pickle.dumps(local_ids))
         self._submitted.append(local_ids)
 
     def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
-        self._send(protocol.RESET + pickle.dumps((local_ids, seeds, options)))
+        self._send(protocol.RESET, pickle.dumps((local_ids, seeds, options)))
         self._submitted.append(local_ids)
 
     def fetch(self) -> GroupResult:
         local_ids = self._submitted.popleft()
-        result = self._decode(self._receive())
+        result = self._decode(*self._receive())
         if result is None:  # everything is in shared memory already
+            if len(local_ids) == self.num_envs:
+                return self._plain_all  # shared, never modified
             return GroupResult(local_ids, [{}] * len(local_ids))
         return result
 
     def request(self, method: str, *args: Any) -> Any:
-        self._send(protocol.REQUEST + pickle.dumps((method, args)))
+        self._send(protocol.REQUEST, pickle.dumps((method, args)))
         return self._answer(self.step_timeout, f"{method}()")
 
     # ------------------------------------------------------------ answers
-    def _receive(self) -> bytes:
+    def _receive(self) -> tuple[bytes, bytes]:
         try:
-            return self.conn.recv_bytes()
-        except (EOFError, ConnectionResetError, OSError):
+            return self.channel.recv()
+        except (EOFError, OSError):
             self.dead = True
             raise WorkerDiedError(self.index, self.env_ids, self._death_report()) from None
 
-    def _decode(self, message: bytes) -> Any:
-        kind, payload = message[:1], message[1:]
+    def _decode(self, kind: bytes, payload: bytes) -> Any:
         if kind == protocol.OK:
             return None
         if kind in (protocol.OK_EXTRA, protocol.VALUE):
@@ -202,18 +206,22 @@ class SubprocWorker(WorkerHandle):
 
     def _answer(self, timeout: float, doing: str) -> Any:
         """Wait (bounded) for one answer, noticing a worker that dies meanwhile."""
-        ready = wait([self.conn, self.process.sentinel], timeout)
-        if not ready:
+        if self.dead:
+            raise WorkerDiedError(self.index, self.env_ids, "is dead (an earlier failure)")
+        if not self.channel.has_buffered() and not self.answer_ready(timeout):
             self.kill()
             raise WorkerTimeoutError(
                 self.index,
                 self.env_ids,
                 f"did not finish {doing} within {timeout:g} s; it was killed",
             )
-        if self.conn not in ready and not self.conn.poll(0):
-            self.dead = True
-            raise WorkerDiedError(self.index, self.env_ids, self._death_report(doing))
-        return self._decode(self._receive())
+        return self._decode(*self._receive())
+
+    def answer_ready(self, timeout: float) -> bool:
+        """Whether an answer (or the worker's death, seen as end of file) can be read now."""
+        if self.channel.has_buffered():
+            return True
+        return bool(self.own_poll.poll(max(0, math.ceil(timeout * 1000))))
 
     def _death_report(self, doing: str = "its work") -> str:
         reason = _exit_reason(self.process) if self.process is not None else "never started"
@@ -254,8 +262,8 @@ class SubprocWorker(WorkerHandle):
     def close(self) -> None:
         self.poller.remove(self)
         if self.process is not None and not self.dead and self.process.is_alive():
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send_bytes(protocol.CLOSE)
+            with contextlib.suppress(OSError):
+                self.channel.send(protocol.CLOSE)
             self.process.join(timeout=CLOSE_GRACE)
         self.kill()
         if self.process is not None:
@@ -364,8 +372,10 @@ class SubprocVectorEnv(BatchedVectorEnv):
         if len(workers) == 1:
             (worker,) = workers
             assert isinstance(worker, SubprocWorker)
-            ready = worker.own_poll.poll(max(0, math.ceil(timeout * 1000)))
-            return [worker] if ready else []
+            return [worker] if worker.answer_ready(timeout) else []
+        buffered = [w for w in workers if w.channel.has_buffered()]
+        if buffered:
+            return buffered
         deadline = time.monotonic() + timeout
         while True:
             ready = self._poller.ready(timeout)

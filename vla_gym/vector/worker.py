@@ -1,14 +1,14 @@
 """The worker process: builds its envs (never before the fork), then serves one-byte commands.
 
-Protocol over a duplex pipe (``Connection.send_bytes``, no pickling on the fast path):
+Protocol over a duplex pipe (a :class:`Channel`: one byte, or a kind byte and a payload):
 
-* parent -> worker: ``STEP_ALL``; ``STEP_SOME + pickle(local_ids)``;
-  ``RESET + pickle((local_ids, seeds, options))``; ``REQUEST + pickle((method, args))``;
-  ``CLOSE``.
+* parent -> worker: ``STEP_ALL``; ``STEP_SOME`` pickle(local_ids);
+  ``RESET`` pickle((local_ids, seeds, options)); ``REQUEST`` pickle((method, args));
+  ``ATTACH`` pickle((shm name, size, num_envs)); ``CLOSE``.
 * worker -> parent: ``OK`` (a step/reset whose results are all in shared memory), or
-  ``OK_EXTRA + pickle(GroupResult)`` (infos, changed instructions, final observations), or
-  ``VALUE + pickle(value)``, or ``ENV_ERROR + pickle(EnvError)``, or
-  ``FAILURE + pickle((summary, traceback))``.
+  ``OK_EXTRA`` pickle(GroupResult) (infos, changed instructions, final observations), or
+  ``VALUE`` pickle(value), or ``ENV_ERROR`` pickle(EnvError), or
+  ``FAILURE`` pickle((summary, traceback)).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from gymnasium.vector import AutoresetMode
 
 from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.channel import Channel
 from vla_gym.vector.devices import GPU_ENV_VARS, WorkerAssignment
 from vla_gym.vector.env_group import EnvGroup, GroupResult
 from vla_gym.vector.errors import EnvError
@@ -32,6 +33,7 @@ from vla_gym.vector.shared_memory import attach
 
 STEP_ALL, STEP_SOME, RESET, REQUEST, ATTACH, CLOSE = b"a", b"s", b"r", b"q", b"m", b"c"
 OK, OK_EXTRA, VALUE, ENV_ERROR, FAILURE = b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"
+PAYLOAD_KINDS = STEP_SOME + RESET + REQUEST + ATTACH + OK_EXTRA + VALUE + ENV_ERROR + FAILURE
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,8 +47,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def encode_result(result: GroupResult) -> bytes:
-    return OK if result.is_plain else OK_EXTRA + pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+def send_result(channel: Channel, result: GroupResult) -> None:
+    if result.is_plain:
+        channel.send(OK)
+    else:
+        channel.send(OK_EXTRA, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
 
 
 def describe_process() -> dict:
@@ -70,27 +75,28 @@ def run_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     assignment.apply()  # before any env (and its CUDA/EGL) is imported
+    channel = Channel(conn.fileno(), PAYLOAD_KINDS)
     with open(crash_log, "w") as log:
         faulthandler.enable(log)  # a segfault's Python stack lands here for the parent to read
         try:
-            _serve(conn, env_fns_blob, first_index, AutoresetMode(autoreset_mode), restarted)
-        except (EOFError, BrokenPipeError, KeyboardInterrupt):
+            _serve(channel, env_fns_blob, first_index, AutoresetMode(autoreset_mode), restarted)
+        except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
             pass  # the parent went away: nothing left to answer
         finally:
             conn.close()
 
 
-def _send_failure(conn: Connection, exc: BaseException) -> None:
+def _send_failure(channel: Channel, exc: BaseException) -> None:
     if isinstance(exc, EnvError):
-        conn.send_bytes(ENV_ERROR + pickle.dumps(exc))
+        channel.send(ENV_ERROR, pickle.dumps(exc))
     else:
         summary = f"{type(exc).__name__}: {exc}"
         tb = "".join(traceback.format_exception(exc))
-        conn.send_bytes(FAILURE + pickle.dumps((summary, tb)))
+        channel.send(FAILURE, pickle.dumps((summary, tb)))
 
 
 def _serve(
-    conn: Connection,
+    channel: Channel,
     env_fns_blob: bytes,
     first_index: int,
     autoreset_mode: AutoresetMode,
@@ -101,14 +107,14 @@ def _serve(
     try:
         env_fns = pickle.loads(env_fns_blob)
         group = EnvGroup(env_fns, first_index, autoreset_mode)
-        conn.send_bytes(VALUE + pickle.dumps({**group.describe(), **describe_process()}))
+        channel.send(VALUE, pickle.dumps({**group.describe(), **describe_process()}))
     except Exception as exc:
-        _send_failure(conn, exc)
+        _send_failure(channel, exc)
         return
     try:
-        message = conn.recv_bytes()
-        assert message[:1] == ATTACH, message[:1]
-        shm_name, nbytes, num_envs = pickle.loads(message[1:])
+        kind, payload = channel.recv()
+        assert kind == ATTACH, kind
+        shm_name, nbytes, num_envs = pickle.loads(payload)
         memory = attach(shm_name, nbytes)
         obs_layout = SpaceLayout(group.envs[0].observation_space, "observation")
         act_layout = SpaceLayout(group.envs[0].action_space, "action")
@@ -117,35 +123,32 @@ def _serve(
         if restarted:  # replace a failed worker: fresh episodes, reported as cut short
             every = list(range(len(group.envs)))
             result = group.mark_restarted(group.reset(every, [None] * len(every), None))
-            conn.send_bytes(encode_result(result))
+            send_result(channel, result)
         else:
-            conn.send_bytes(OK)
+            channel.send(OK)
     except Exception as exc:
-        _send_failure(conn, exc)
+        _send_failure(channel, exc)
         return
 
     all_local = list(range(len(group.envs)))
-    recv, send = conn.recv_bytes, conn.send_bytes
     while True:
-        message = recv()
-        command = message[:1]
+        command, payload = channel.recv()
         try:
             if command == STEP_ALL:
-                send(encode_result(group.step(all_local)))
+                send_result(channel, group.step(all_local))
             elif command == STEP_SOME:
-                send(encode_result(group.step(pickle.loads(message[1:]))))
+                send_result(channel, group.step(pickle.loads(payload)))
             elif command == RESET:
-                send(encode_result(group.reset(*pickle.loads(message[1:]))))
+                send_result(channel, group.reset(*pickle.loads(payload)))
             elif command == REQUEST:
-                method, args = pickle.loads(message[1:])
+                method, args = pickle.loads(payload)
                 value = getattr(group, method)(*args)
-                send(VALUE + pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+                channel.send(VALUE, pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
             elif command == CLOSE:
                 group.close()
-                del buffers
-                send(OK)
+                channel.send(OK)
                 return
             else:
                 raise RuntimeError(f"unknown command {command!r}")
         except Exception as exc:
-            _send_failure(conn, exc)
+            _send_failure(channel, exc)
