@@ -162,6 +162,77 @@ def plan_button(view: SceneView) -> list[Waypoint]:
     ]
 
 
+def held_block(view: SceneView) -> str | None:
+    """The block between the fingers (its centre within 3 cm of the TCP), if any."""
+    for colour, (pos, _) in view.blocks.items():
+        if np.linalg.norm(pos - view.tcp) < 0.03:
+            return colour
+    return None
+
+
+def _release(view: SceneView, place: np.ndarray, yaw: float) -> list[Waypoint]:
+    """Carry the held block above ``place``, lower it there, open and back off upwards."""
+    return [
+        Waypoint(
+            np.array([view.tcp[0], view.tcp[1], max(view.tcp[2], place[2] + 0.1)]), yaw, CLOSE
+        ),
+        Waypoint(_up(place, 0.10), yaw, CLOSE, tol=0.01),
+        Waypoint(place, yaw, CLOSE, speed=0.4, tol=0.006),
+        Waypoint(place, yaw, OPEN, hold=10),
+        Waypoint(_up(place, 0.12), yaw, OPEN, hold=200),
+    ]
+
+
+def plan_place_in_drawer(view: SceneView) -> list[Waypoint]:
+    layout = view.layout
+    place = np.array([layout.drawer_x, -0.25 - view.drawer + 0.0, 0.385])
+    return _release(view, place, view.tcp_euler[2])
+
+
+def plan_stack(view: SceneView) -> list[Waypoint]:
+    held = held_block(view)
+    others = [c for c in BLOCKS if c != held and view.blocks[c][0][2] < 0.48]
+    on_table = [c for c in others if view.blocks[c][0][1] < 0.0] or others
+    if not on_table:
+        return []
+    base, base_yaw = view.blocks[on_table[0]]
+    yaw = grasp_yaw(base_yaw, view.tcp_euler[2])
+    return _release(view, _up(base, 0.045), yaw)
+
+
+def plan_unstack(view: SceneView) -> list[Waypoint]:
+    top = max(BLOCKS, key=lambda c: view.blocks[c][0][2])
+    return plan_lift(view, top, lift=0.08)
+
+
+def plan_push_into_drawer(view: SceneView) -> list[Waypoint]:
+    """Push a table block towards the robot, off the desk edge into the open drawer."""
+    x_lo, x_hi = view.layout.drawer_x - 0.16, view.layout.drawer_x + 0.16
+    candidates = [
+        c
+        for c in BLOCKS
+        if view.blocks[c][0][1] < 0.0
+        and view.blocks[c][0][2] < 0.48
+        and x_lo < view.blocks[c][0][0] < x_hi
+    ]
+    if not candidates:
+        return []
+    pos, yaw = view.blocks[candidates[0]]
+    sx, sy, _ = BLOCK_SIZES[view.layout.block_sizes[candidates[0]]]
+    half_y = 0.5 * (abs(np.sin(yaw)) * sx + abs(np.cos(yaw)) * sy)
+    tcp_yaw = (
+        float(np.pi / 2 + np.round((view.tcp_euler[2] - np.pi / 2) / np.pi) * np.pi) - np.pi / 2
+    )
+    start = np.array([pos[0], pos[1] + half_y + 0.0105 + 0.015, 0.47])
+    end = np.array([pos[0], -0.27, 0.47])
+    return [
+        Waypoint(_up(start, 0.08), tcp_yaw, CLOSE, tol=0.01),
+        Waypoint(start, tcp_yaw, CLOSE, speed=0.5, tol=0.006),
+        Waypoint(end, tcp_yaw, CLOSE, speed=0.5, tol=0.01),
+        Waypoint(_up(end, 0.12), tcp_yaw, CLOSE, hold=200),
+    ]
+
+
 PLANNERS: dict[str, Callable[[SceneView], list[Waypoint]]] = {}
 for _c in BLOCKS:
     PLANNERS[f"lift_{_c}_block_table"] = lambda v, c=_c: plan_lift(v, c)
@@ -169,6 +240,11 @@ for _c in BLOCKS:
     PLANNERS[f"rotate_{_c}_block_left"] = lambda v, c=_c: plan_rotate(v, c, 1.0)
     PLANNERS[f"push_{_c}_block_right"] = lambda v, c=_c: plan_push(v, c, 1.0)
     PLANNERS[f"push_{_c}_block_left"] = lambda v, c=_c: plan_push(v, c, -1.0)
+    PLANNERS[f"lift_{_c}_block_drawer"] = lambda v, c=_c: plan_lift(v, c)
+PLANNERS["place_in_drawer"] = plan_place_in_drawer
+PLANNERS["stack_block"] = plan_stack
+PLANNERS["unstack_block"] = plan_unstack
+PLANNERS["push_into_drawer"] = plan_push_into_drawer
 PLANNERS["open_drawer"] = lambda v: plan_drawer(v, True)
 PLANNERS["close_drawer"] = lambda v: plan_drawer(v, False)
 PLANNERS["move_slider_left"] = lambda v: plan_slider(v, True)

@@ -370,12 +370,12 @@ def state_to_obs(
 
 
 def _stack(state: Mapping[str, Any], poses: dict[str, np.ndarray]) -> None:
-    """Put a ``stacked_top`` block on its ``stacked_bottom`` block (same yaw, 4 cm higher)."""
+    """Put a ``stacked_top`` block on its ``stacked_bottom`` block (same yaw, touching)."""
     tops = [c for c in BLOCKS if state[f"{c}_block"] == "stacked_top"]
     bottoms = [c for c in BLOCKS if state[f"{c}_block"] == "stacked_bottom"]
     if tops and bottoms:
         top, bottom = poses[tops[0]], poses[bottoms[0]]
-        top[:2], top[2], top[5] = bottom[:2], BLOCK_REST_Z + 0.04 + 0.001, bottom[5]
+        top[:2], top[2], top[5] = bottom[:2], bottom[2] + 0.04 - 0.0005, bottom[5]
 
 
 def state_from_scene_obs(scene_obs: np.ndarray, layout: SceneLayout) -> SymbolicState:

@@ -53,6 +53,9 @@ class CalvinWorld:
             self.scene.reset(scene_obs)
         self.robot.reset(robot_obs)
         self.p.stepSimulation()
+        # Articulations moved by resetJointState only get fresh bounding boxes in the step, after
+        # its collision pass: refresh the contacts so the start snapshot sees them.
+        self.p.performCollisionDetection()
 
     def step(self, action: np.ndarray, absolute: bool = False) -> None:
         if absolute:
