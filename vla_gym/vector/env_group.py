@@ -83,11 +83,19 @@ class EnvGroup:
             "render_mode": env.render_mode,
         }
 
-    def bind(self, obs_layout: SpaceLayout, act_layout: SpaceLayout, buffers: StepBuffers) -> None:
-        """Where to write: ``buffers`` rows are global env indices."""
+    def bind(
+        self,
+        obs_layout: SpaceLayout,
+        act_layout: SpaceLayout,
+        buffers: StepBuffers,
+        row_offset: int | None = None,
+    ) -> None:
+        """Where to write: env ``local`` owns row ``row_offset + local`` of ``buffers`` (by
+        default its global index, i.e. buffers shared by the whole vector env)."""
         self.obs_layout = obs_layout
         self.act_layout = act_layout
         self.buffers = buffers
+        self.row_offset = self.first_index if row_offset is None else row_offset
 
     def _guarded(self, local: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -96,7 +104,7 @@ class EnvGroup:
             raise env_error(self.first_index + local, exc) from exc
 
     def _write_obs(self, local: int, obs: Any, result: GroupResult) -> None:
-        row = self.first_index + local
+        row = self.row_offset + local
         texts = self.obs_layout.write(self.buffers.obs, row, obs)
         if texts and texts != self._texts[local]:
             self._texts[local] = texts
@@ -109,7 +117,7 @@ class EnvGroup:
         for local, seed in zip(local_ids, seeds, strict=True):
             env = self.envs[local]
             obs, info = self._guarded(local, env.reset, seed=seed, options=options)
-            row = self.first_index + local
+            row = self.row_offset + local
             self.buffers.rewards[row] = 0.0
             self.buffers.terminations[row] = False
             self.buffers.truncations[row] = False
@@ -124,14 +132,14 @@ class EnvGroup:
         buffers = self.buffers
         for local in local_ids:
             env = self.envs[local]
-            row = self.first_index + local
+            row = self.row_offset + local
             if self._needs_reset[local] and self.autoreset_mode == AutoresetMode.NEXT_STEP:
                 obs, info = self._guarded(local, env.reset)
                 reward, terminated, truncated = 0.0, False, False
             elif self._needs_reset[local] and self.autoreset_mode == AutoresetMode.DISABLED:
                 raise RuntimeError(
-                    f"env {row} is done and autoreset_mode is DISABLED: reset it with "
-                    "reset(options={'reset_mask': mask}) before stepping it again"
+                    f"env {self.first_index + local} is done and autoreset_mode is DISABLED: "
+                    "reset it with reset(options={'reset_mask': mask}) before stepping it again"
                 )
             else:
                 action = self.act_layout.read(buffers.actions, row)
@@ -153,7 +161,7 @@ class EnvGroup:
     def mark_restarted(self, result: GroupResult) -> GroupResult:
         """After a restart: the reset envs count as truncated (their episode was cut short)."""
         for local in result.local_ids:
-            self.buffers.truncations[self.first_index + local] = True
+            self.buffers.truncations[self.row_offset + local] = True
             if self.autoreset_mode != AutoresetMode.SAME_STEP:
                 self._needs_reset[local] = True
         result.restarted = list(result.local_ids)

@@ -1,0 +1,71 @@
+"""`backend="ray"` on a small local Ray instance (few tests: Ray's start-up is slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_vector_helpers import FaultyEnv, ImageEnv
+
+from vla_gym.vector import EnvError, WorkerDiedError, make_vec
+from vla_gym.vector.ray_backend import gpus_per_actor
+
+ray = pytest.importorskip("ray", reason="backend='ray' needs ray (pip install -e '.[ray]')")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import cloudpickle
+    import test_vector_helpers
+
+    # Ray's workers cannot import this tests/ folder: ship the helper envs by value
+    cloudpickle.register_pickle_by_value(test_vector_helpers)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(test_vector_helpers)
+
+
+def test_ray_matches_sync_and_supports_send_recv(local_ray):
+    sync = make_vec(ImageEnv, 3, backend="sync", autoreset_mode="same_step")
+    envs = make_vec(ImageEnv, 3, backend="ray", envs_per_worker=2, autoreset_mode="same_step")
+    rng = np.random.default_rng(0)
+    try:
+        ours, theirs = envs.reset(seed=4), sync.reset(seed=4)
+        np.testing.assert_array_equal(ours[0]["images"]["front"], theirs[0]["images"]["front"])
+        assert ours[0]["instruction"] == theirs[0]["instruction"]
+        for _ in range(7):
+            actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+            ours, theirs = envs.step(actions), sync.step(actions)
+            for a, b in zip(ours[1:4], theirs[1:4], strict=True):
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ours[0]["state"], theirs[0]["state"])
+            assert ours[0]["instruction"] == theirs[0]["instruction"]
+            assert sorted(ours[4]) == sorted(theirs[4])
+        envs.send(np.zeros((1, 2), np.float32), env_ids=[2])
+        obs, rewards, *_, infos = envs.recv()
+        assert infos["env_id"].tolist() == [2] and obs["state"].shape == (1, 3)
+        assert len({w["pid"] for w in envs.worker_info()}) == 2
+        assert envs.get_attr("max_steps") == (5, 5, 5)
+    finally:
+        envs.close()
+        sync.close()
+
+
+def test_ray_env_error_and_dead_actor_are_reported(local_ray):
+    envs = make_vec(FaultyEnv, 2, backend="ray", fault="raise", faulty_seed=1)
+    try:
+        envs.reset(seed=0)
+        envs.step(np.zeros((2, 2), np.float32))
+        with pytest.raises(EnvError, match="env 1 raised ValueError: boom"):
+            envs.step(np.zeros((2, 2), np.float32))
+        ray.kill(envs.workers[0].actor)
+        with pytest.raises(WorkerDiedError, match=r"worker 0 \(envs \[0\]\)"):
+            envs.step(np.zeros((2, 2), np.float32))
+    finally:
+        envs.close()
+
+
+def test_gpu_share_per_actor():
+    assert gpus_per_actor(4, 4) == 1.0
+    assert gpus_per_actor(4, 2) == 1.0
+    assert gpus_per_actor(2, 8) == 0.25

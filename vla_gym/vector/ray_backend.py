@@ -1,0 +1,326 @@
+"""`backend="ray"`: each worker is a Ray actor hosting an :class:`EnvGroup`.
+
+The actor keeps its own buffers for its envs and returns their rows with each answer; the front
+end writes them into the vector env's buffers. With ``devices`` each actor asks Ray for a share
+of a GPU (Ray sets ``CUDA_VISIBLE_DEVICES``) and renders on the EGL device of that same GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from vla_gym.core.deps import require
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
+from vla_gym.vector.buffers import StepBuffers
+from vla_gym.vector.devices import GPU_ENV_VARS, WorkerAssignment, assign_workers, egl_index_for
+from vla_gym.vector.env_group import EnvGroup, GroupResult
+from vla_gym.vector.errors import EnvError, VectorEnvError, WorkerDiedError, WorkerTimeoutError
+from vla_gym.vector.layout import SpaceLayout
+
+MIN_STARTUP_TIMEOUT = 300.0  # an actor may first wait for Ray to start a worker process
+
+
+class EnvGroupActor:
+    """The body of a Ray actor (wrapped with ``ray.remote`` at run time)."""
+
+    def __init__(
+        self,
+        env_fns_blob: bytes,
+        first_index: int,
+        autoreset_mode: str,
+        assignment: WorkerAssignment,
+        pin_gpu: bool,
+        egl_map: Mapping[int, int] | None,
+    ) -> None:
+        assignment.apply()  # CPU cores; GPU variables come from Ray's own assignment below
+        if pin_gpu:
+            import ray
+
+            gpu = int(ray.get_gpu_ids()[0])
+            egl = egl_index_for(gpu, egl_map)
+            for name in ("MUJOCO_EGL_DEVICE_ID", "EGL_DEVICE_ID", "EGL_VISIBLE_DEVICES"):
+                os.environ[name] = str(egl)
+        self.group = EnvGroup(
+            pickle.loads(env_fns_blob), first_index, AutoresetMode(autoreset_mode)
+        )
+        spaces = self.group.describe()
+        obs_layout = SpaceLayout(spaces["observation_space"], "observation")
+        act_layout = SpaceLayout(spaces["action_space"], "action")
+        self.buffers = StepBuffers.allocate(obs_layout, act_layout, len(self.group.envs))
+        self.group.bind(obs_layout, act_layout, self.buffers, row_offset=0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.group.describe(),
+            "pid": os.getpid(),
+            "env": {name: os.environ.get(name) for name in GPU_ENV_VARS},
+            "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        }
+
+    def _answer(self, run: Callable[[], GroupResult], local_ids: list[int]):
+        try:
+            result = run()
+        except EnvError as error:  # returned, not raised: Ray would wrap it in its own type
+            return error
+        b = self.buffers
+        return (
+            result,
+            [array[local_ids] for array in b.obs],
+            b.rewards[local_ids],
+            b.terminations[local_ids],
+            b.truncations[local_ids],
+        )
+
+    def step(self, local_ids: list[int], actions: list[np.ndarray]):
+        for array, rows in zip(self.buffers.actions, actions, strict=True):
+            array[local_ids] = rows
+        return self._answer(lambda: self.group.step(local_ids), local_ids)
+
+    def reset(self, local_ids: list[int], seeds: list[int | None], options: Any):
+        return self._answer(lambda: self.group.reset(local_ids, seeds, options), local_ids)
+
+    def restart_reset(self):
+        every = list(range(len(self.group.envs)))
+        return self._answer(
+            lambda: self.group.mark_restarted(self.group.reset(every, [None] * len(every), None)),
+            every,
+        )
+
+    def request(self, method: str, args: tuple):
+        try:
+            return getattr(self.group, method)(*args)
+        except EnvError as error:
+            return error
+
+    def close(self) -> None:
+        self.group.close()
+
+
+class RayWorker(WorkerHandle):
+    def __init__(
+        self,
+        actor_class: Any,
+        index: int,
+        first_index: int,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        autoreset_mode: AutoresetMode,
+        assignment: WorkerAssignment,
+        num_gpus: float,
+        egl_map: Mapping[int, int] | None,
+        step_timeout: float,
+        buffers_ref: Callable[[], StepBuffers],
+    ) -> None:
+        super().__init__(index, first_index, len(env_fns))
+        self.actor_class = actor_class
+        self.init_args = (
+            cloudpickle.dumps(list(env_fns)),
+            first_index,
+            autoreset_mode.value,
+            assignment,
+            num_gpus > 0,
+            egl_map,
+        )
+        self.assignment = assignment
+        self.num_gpus = num_gpus
+        self.step_timeout = step_timeout
+        self.buffers = buffers_ref
+        self.refs: deque = deque()
+        self.spec: dict[str, Any] = {}
+        self.actor = None
+
+    def start(self) -> Any:
+        options = {"num_gpus": self.num_gpus} if self.num_gpus else {}
+        self.actor = self.actor_class.options(**options).remote(*self.init_args)
+        self.refs.clear()
+        return self.actor.describe.remote()
+
+    def await_spec(self, ref: Any) -> dict[str, Any]:
+        self.spec = self._get(ref, max(self.step_timeout, MIN_STARTUP_TIMEOUT), "building its envs")
+        return self.spec
+
+    def _get(self, ref: Any, timeout: float, doing: str) -> Any:
+        import ray
+
+        try:
+            value = ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.kill()
+            raise WorkerTimeoutError(
+                self.index, self.env_ids, f"did not finish {doing} within {timeout:g} s"
+            ) from None
+        except ray.exceptions.RayActorError as error:
+            raise WorkerDiedError(self.index, self.env_ids, f"(Ray actor) died: {error}") from None
+        except ray.exceptions.RayTaskError as error:
+            raise VectorEnvError(
+                f"worker {self.index} (envs {self.env_ids}) failed:\n{error}"
+            ) from None
+        if isinstance(value, EnvError):
+            raise value
+        return value
+
+    def submit_step(self, local_ids: list[int]) -> None:
+        rows = [self.first_index + i for i in local_ids]
+        actions = [array[rows] for array in self.buffers().actions]
+        self.refs.append((local_ids, self.actor.step.remote(local_ids, actions)))
+
+    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
+        self.refs.append((local_ids, self.actor.reset.remote(local_ids, seeds, options)))
+
+    @property
+    def oldest_ref(self) -> Any:
+        return self.refs[0][1]
+
+    def fetch(self) -> GroupResult:
+        local_ids, ref = self.refs.popleft()
+        return self._write(local_ids, self._get(ref, self.step_timeout, "stepping"))
+
+    def _write(self, local_ids: list[int], answer: tuple) -> GroupResult:
+        result, obs_rows, rewards, terminations, truncations = answer
+        rows = [self.first_index + i for i in local_ids]
+        b = self.buffers()
+        for array, values in zip(b.obs, obs_rows, strict=True):
+            array[rows] = values
+        b.rewards[rows], b.terminations[rows], b.truncations[rows] = (
+            rewards,
+            terminations,
+            truncations,
+        )
+        return result
+
+    def request(self, method: str, *args: Any) -> Any:
+        return self._get(self.actor.request.remote(method, args), self.step_timeout, f"{method}()")
+
+    def restart(self) -> GroupResult:
+        self.kill()
+        self.await_spec(self.start())
+        every = list(range(self.num_envs))
+        answer = self._get(self.actor.restart_reset.remote(), self.step_timeout, "resetting")
+        return self._write(every, answer)
+
+    def kill(self) -> None:
+        import ray
+
+        if self.actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self.actor)
+        self.refs.clear()
+
+    def close(self) -> None:
+        import ray
+
+        if self.actor is None:
+            return
+        with contextlib.suppress(Exception):
+            ray.get(self.actor.close.remote(), timeout=10)
+        self.kill()
+        self.actor = None
+
+    def describe(self) -> dict[str, Any]:
+        a = self.assignment
+        return {
+            **super().describe(),
+            "backend": "ray",
+            "pid": self.spec.get("pid"),
+            "num_gpus": self.num_gpus,
+            "cpu_cores": list(a.cpu_cores) if a.cpu_cores is not None else None,
+            "env": self.spec.get("env", {}),
+            "cpu_affinity": self.spec.get("cpu_affinity"),
+        }
+
+
+def gpus_per_actor(num_devices: int, num_workers: int) -> float:
+    """Share the named GPUs evenly: one each when there are as many GPUs as actors or more."""
+    return min(1.0, num_devices / num_workers)
+
+
+class RayVectorEnv(BatchedVectorEnv):
+    backend = "ray"
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        *,
+        envs_per_worker: int = 1,
+        devices: str | Sequence[int] | None = None,
+        cpu_affinity: Any = None,
+        egl_device_map: Mapping[int, int] | None = None,
+        autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+        copy: bool = True,
+        step_timeout: float = 300.0,
+        restart_on_failure: bool = False,
+    ) -> None:
+        ray = require("ray", extra="ray", what="backend='ray'")
+        super().__init__()
+        self.closed = True  # until fully built
+        if not ray.is_initialized():
+            ray.init()
+        actor_class = ray.remote(num_cpus=1)(EnvGroupActor)
+        num_envs = len(env_fns)
+        slices = [
+            (first, env_fns[first : first + envs_per_worker])
+            for first in range(0, num_envs, envs_per_worker)
+        ]
+        assignments = assign_workers(len(slices), None, cpu_affinity)
+        num_gpus = 0.0
+        if devices is not None:
+            from vla_gym.vector.devices import parse_index_list
+
+            num_gpus = gpus_per_actor(len(parse_index_list(devices, "devices")), len(slices))
+        workers = [
+            RayWorker(
+                actor_class,
+                w,
+                first,
+                fns,
+                autoreset_mode,
+                assignments[w],
+                num_gpus,
+                egl_device_map,
+                step_timeout,
+                lambda: self.buffers,
+            )
+            for w, (first, fns) in enumerate(slices)
+        ]
+        try:
+            refs = [worker.start() for worker in workers]
+            specs = [worker.await_spec(ref) for worker, ref in zip(workers, refs, strict=True)]
+        except BaseException:
+            for worker in workers:
+                worker.close()
+            raise
+        obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
+        act_layout = SpaceLayout(specs[0]["action_space"], "action")
+        buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs)
+        self.closed = False
+        self._setup(
+            workers=workers,
+            single_observation_space=specs[0]["observation_space"],
+            single_action_space=specs[0]["action_space"],
+            buffers=buffers,
+            metadata=specs[0]["metadata"],
+            render_mode=specs[0]["render_mode"],
+            autoreset_mode=autoreset_mode,
+            copy=copy,
+            step_timeout=step_timeout,
+            restart_on_failure=restart_on_failure,
+        )
+
+    def _wait(self, workers: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
+        import ray
+
+        by_ref = {w.oldest_ref: w for w in workers}  # type: ignore[attr-defined]
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        if ready:  # and whatever else is already done
+            more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            ready = list(dict.fromkeys([*ready, *more]))
+        return [by_ref[ref] for ref in ready]
