@@ -76,8 +76,12 @@ def test_smoke_run(name: str, tmp_path) -> None:
     metrics = trainer.train()
     assert trainer.iteration == 2
     assert (trainer.run_dir / "checkpoints").is_dir()
-    for key in ("actor/loss", "actor/approx_kl", "env/episode_len"):
-        assert math.isfinite(metrics[key]), (key, metrics)
+    # Both iterations updated the policy (GRPO recipes whose groups may all be filtered out in
+    # two tiny iterations only need finite metrics).
+    filtered = config.algorithm.name == "grpo" and config.algorithm.filter_groups
+    for key in () if filtered else ("actor/loss", "actor/approx_kl", "actor/entropy_loss"):
+        assert key in metrics, (key, sorted(metrics))
+    assert all(math.isfinite(value) for value in metrics.values()), metrics
 
 
 @pytest.mark.parametrize("name", ["token_behavior_ppo", "token_libero_10_grpo"])

@@ -1,0 +1,321 @@
+"""Learning benchmark: action-token VLA (OpenVLA-OFT style), SFT from expert demos, then PPO.
+
+On ``VLA/PandaPickCubeVision-v0`` (front + wrist images at 64 px, chunks of 5 actions = 20 tokens
+of 256 bins decoded in one pass) with the trainer config ``token_panda_vision_ppo_cpu``:
+
+1. collect ``--demos`` successful scripted-expert episodes (``trainers.collect``), or reuse a
+   dataset with ``--demos-dir`` (e.g. the flow benchmark's: same env and image size);
+2. SFT (cross-entropy on tokens) for ``--sft-steps`` steps, after ``train_sft`` fits the
+   action-token statistics (q01/q99 per dimension) and the state statistics on the demos;
+3. evaluate the SFT policy (greedy tokens) on held-out seeds;
+4. PPO (token-level ratios, sampling at temperature 1.0 / top-k 50) from the SFT weights for
+   ``--rl-iterations`` iterations or ``--rl-minutes`` of wall time;
+5. evaluate the PPO policy on the same held-out seeds.
+
+It also times ``act()`` on one batch with parallel (OFT) vs autoregressive decoding of the same
+network size, interleaved in one run.
+
+Every stage checkpoints into ``--work``; re-running the same command resumes where it stopped
+(at most one RL iteration is lost). ``--report-only`` prints the table from disk.
+
+    nice -n 10 python benchmarks/learning_token.py --work runs/learning_token
+    nice -n 10 python benchmarks/learning_token.py --work runs/learning_token_grid4 \
+        --demos-dir runs/learning_token/demos policy.encoder.image_grid=4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG = "token_panda_vision_ppo_cpu"
+ENV_ID = "VLA/PandaPickCubeVision-v0"
+EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()):
+    from trainers.config import load_config
+
+    overrides = [
+        f"env.num_envs={args.num_envs}",
+        f"env.eval_num_envs={args.num_envs}",
+        f"env.eval_episodes={args.eval_episodes}",
+        f"env.backend={args.backend}",
+        f"runner.log_dir={work}",
+        'runner.progress_bar="off"',  # quoted: YAML reads a bare off as False
+        f"runner.torch_threads={args.torch_threads}",
+        f"runner.seed={args.seed}",
+        *args.overrides,
+        *extra,
+    ]
+    return load_config(CONFIG, overrides)
+
+
+def make_token_policy(config, **policy_overrides):
+    import gymnasium as gym
+
+    import vla_gym  # noqa: F401  (registers the IDs)
+    from trainers.policies import make_policy
+    from trainers.rollout import env_kwargs
+
+    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    try:
+        policy = make_policy(
+            {**config.policy, **policy_overrides}, probe.observation_space, probe.action_space
+        )
+        return policy, probe.action_space
+    finally:
+        probe.close()
+
+
+def evaluate(config, policy, episodes: int) -> dict[str, float]:
+    from trainers.evaluate import evaluate_policy, make_eval_collector
+
+    collector = make_eval_collector(config, torch.device("cpu"))
+    try:
+        start = time.perf_counter()
+        stats = evaluate_policy(collector, policy, episodes, seed=EVAL_SEED)
+        return {
+            "success": float(np.mean(stats.success_once)),
+            "return": float(np.mean(stats.returns)),
+            "episodes": stats.count,
+            "seconds": time.perf_counter() - start,
+        }
+    finally:
+        collector.close()
+
+
+# -------------------------------------------------------------------------------- stages
+def stage_demos(args: argparse.Namespace, work: Path) -> Path:
+    if args.demos_dir:
+        return Path(args.demos_dir)
+    from trainers.collect import collect
+
+    out = work / "demos"
+    collect(
+        ENV_ID,
+        args.demos,
+        str(out),
+        num_envs=min(args.demos, 4),
+        seed=0,
+        only_success=True,
+        env_kwargs={"image_size": 64},
+        verbose=False,
+    )
+    return out
+
+
+def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
+    from trainers.demos import DemoDataset
+    from trainers.sft import SFTConfig, train_sft
+
+    config = train_config(args, work)
+    path = work / "sft" / "latest.pt"
+    torch.manual_seed(args.seed)
+    policy, action_space = make_token_policy(config)
+    dataset = DemoDataset(demos)  # train_sft fits the token bins and state statistics on it
+    sft = SFTConfig(
+        steps=args.sft_steps,
+        batch_size=32,
+        lr=1e-3,
+        warmup_steps=50,
+        eval_interval=0,
+        save_interval=100,
+        log_interval=50,
+        seed=args.seed,
+    )
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
+
+    history = train_sft(
+        policy, dataset, sft, action_space, checkpoint_path=path, resume=True, log=log
+    )
+    state["sft_curve"] = [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h]
+    state["sft_demos"] = {"episodes": len(dataset), "steps": dataset.num_samples}
+    if "sft_eval" not in state:
+        state["sft_eval"] = evaluate(config, policy.eval(), args.eval_episodes)
+    return path
+
+
+def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
+    from trainers.train import Trainer
+
+    config = train_config(
+        args,
+        work,
+        (
+            f"runner.init_checkpoint_path={sft_path}",
+            f"runner.max_iterations={args.rl_iterations}",
+            "runner.run_name=rl_ppo",
+            "runner.eval_interval=0",
+        ),
+    )
+    trainer = Trainer(config, resume=True)
+    curve = state.setdefault("rl_curve", [])
+    started = time.perf_counter()
+    try:
+        while trainer.iteration < args.rl_iterations:
+            if time.perf_counter() - started > 60 * args.rl_minutes:
+                print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
+                break
+            metrics = trainer.train_iteration()
+            trainer.logger.log(metrics, trainer.env_steps)
+            point = {
+                "iteration": trainer.iteration,
+                "env_steps": trainer.env_steps,
+                "wall_minutes": trainer.elapsed / 60,
+                "success": metrics.get("env/success_once", float("nan")),
+                "return": metrics.get("env/return", float("nan")),
+                "approx_kl": metrics.get("actor/approx_kl", float("nan")),
+                "clipfrac": metrics.get("actor/pg_clipfrac", float("nan")),
+                "entropy": metrics.get("actor/entropy_loss", float("nan")),
+            }
+            curve.append(point)
+            trainer.save()
+            save_state(work / "state.json", state)
+            print(
+                f"  rl iter {trainer.iteration}: rollout success {point['success']:.2f}, "
+                f"return {point['return']:.2f}, kl {point['approx_kl']:.4f}, "
+                f"token entropy {point['entropy']:.3f}",
+                flush=True,
+            )
+        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
+        state["rl_eval"].update(
+            iterations=trainer.iteration,
+            env_steps=trainer.env_steps,
+            train_minutes=trainer.elapsed / 60,
+        )
+    finally:
+        trainer.collector.close()
+        trainer.logger.close()
+
+
+def stage_decoding_speed(args: argparse.Namespace, work: Path, demos: Path) -> dict[str, float]:
+    """Median wall time of act() on 8 demo observations: parallel vs autoregressive decoding."""
+    from trainers.demos import DemoDataset
+
+    config = train_config(args, work)
+    obs, _ = next(DemoDataset(demos).batches(8, config.env.action_chunk, shuffle_buffer=64))
+    policies = {
+        decoding: make_token_policy(config, decoding=decoding)[0].eval()
+        for decoding in ("parallel", "autoregressive")
+    }
+    times: dict[str, list[float]] = {name: [] for name in policies}
+    for _ in range(args.speed_repeats):  # interleaved, so load changes hit both alike
+        for name, policy in policies.items():
+            start = time.perf_counter()
+            policy.act(obs)
+            times[name].append(time.perf_counter() - start)
+    parallel, autoregressive = (statistics.median(times[n]) for n in policies)
+    return {
+        "parallel_ms": 1000 * parallel,
+        "autoregressive_ms": 1000 * autoregressive,
+        "ratio": autoregressive / parallel,
+        "tokens": config.env.action_chunk * 4,
+    }
+
+
+# -------------------------------------------------------------------------------- report
+def report(state: dict[str, Any]) -> None:
+    sft, rl = state.get("sft_eval"), state.get("rl_eval")
+    demos = state.get("sft_demos", {})
+    print("\n| stage | success (held-out seeds) | mean return | episodes |")
+    print("|---|---|---|---|")
+    if sft:
+        print(
+            f"| SFT, token cross-entropy ({demos.get('episodes', '?')} demos, "
+            f"{demos.get('steps', '?')} steps, {state.get('sft_steps', '?')} updates) "
+            f"| {sft['success']:.0%} | {sft['return']:.2f} | {sft['episodes']} |"
+        )
+    if rl:
+        print(
+            f"| + PPO, token-level ratios ({rl['iterations']} it., {rl['env_steps']} env steps, "
+            f"{rl['train_minutes']:.0f} min) | {rl['success']:.0%} | {rl['return']:.2f} "
+            f"| {rl['episodes']} |"
+        )
+    if sft and rl:
+        print(f"\nchange: {100 * (rl['success'] - sft['success']):+.0f} points")
+    curve = state.get("rl_curve", [])
+    if curve:
+        first, last = curve[0], curve[-1]
+        print(
+            f"rollout success (stochastic sampling) iteration {first['iteration']}: "
+            f"{first['success']:.2f} -> iteration {last['iteration']}: {last['success']:.2f}"
+        )
+    speed = state.get("decoding_speed")
+    if speed:
+        print(
+            f"act() on 8 obs, {speed['tokens']} tokens: parallel {speed['parallel_ms']:.1f} ms, "
+            f"autoregressive {speed['autoregressive_ms']:.1f} ms ({speed['ratio']:.1f}x)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--work", default="runs/learning_token")
+    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--demos-dir", default="", help="reuse an existing demo dataset")
+    parser.add_argument("--sft-steps", type=int, default=1500)
+    parser.add_argument("--rl-iterations", type=int, default=40)
+    parser.add_argument("--rl-minutes", type=float, default=60.0)
+    parser.add_argument("--eval-episodes", type=int, default=24)
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--backend", default="subproc")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--speed-repeats", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted config overrides, e.g. policy.encoder.image_grid=4"
+    )
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / "state.json"
+    state = load_state(state_path)
+    if not args.report_only:
+        torch.set_num_threads(args.torch_threads)
+        start = time.perf_counter()
+        print("demonstrations ...", flush=True)
+        demos = stage_demos(args, work)
+        print(f"SFT ... ({time.perf_counter() - start:.0f} s)", flush=True)
+        state["sft_steps"] = args.sft_steps
+        sft_path = stage_sft(args, work, state, demos)
+        save_state(state_path, state)
+        print(f"SFT success {state['sft_eval']['success']:.0%}", flush=True)
+        if "decoding_speed" not in state:
+            state["decoding_speed"] = stage_decoding_speed(args, work, demos)
+            save_state(state_path, state)
+        print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
+        if "rl_eval" not in state:
+            stage_rl(args, work, state, sft_path)
+            save_state(state_path, state)
+    report(state)
+
+
+if __name__ == "__main__":
+    main()
