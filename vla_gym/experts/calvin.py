@@ -3,7 +3,10 @@
 Each plan is built from ``info`` when a subtask starts (``robot_obs``, ``scene_obs``,
 ``scene``) and followed by steering the controller's accumulated target (``info["tcp_target"]``)
 towards the next waypoint with relative actions, so the target never winds up. In chain mode the
-expert re-plans whenever ``info["task"]`` changes. Supported tasks: :data:`EXPERT_TASKS`.
+expert re-plans whenever ``info["task"]`` changes. Supported tasks: :data:`EXPERT_TASKS` (29 of
+34). Not scripted: ``lift_*_block_slider`` and ``place_in_slider`` (a vertical gripper does not
+fit under the cabinet's top board; they need a tilted grasp) and ``turn_off_lightbulb`` (in
+scenes A and D the raised switch handle is beyond the vertical gripper's reach).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class SceneView:
         for slot, colour in enumerate(layout.block_order):
             pose = scene[6 + 6 * slot : 12 + 6 * slot]
             blocks[colour] = (pose[:3].copy(), float(pose[5]))
-        return cls(layout, robot[:3], robot[3:6], float(scene[0]), float(scene[1]), blocks)
+            door, drawer = float(scene[0]), float(scene[1])
+        return cls(layout, robot[:3], robot[3:6], door, drawer, blocks)
 
     def half_x(self, colour: str) -> float:
         """Half the block's footprint along world x at its current yaw."""
@@ -233,6 +237,22 @@ def plan_push_into_drawer(view: SceneView) -> list[Waypoint]:
     ]
 
 
+def plan_switch_up(view: SceneView) -> list[Waypoint]:
+    """Turn the bulb on: fingertips against the switch handle's front, push up along its rail."""
+    # Push near the handle's end closest to the robot: the far end is at the arm's reach limit.
+    x = view.layout.switch_x + (-0.04 if view.layout.switch_x > 0 else 0.04)
+    rail = np.array([0.0, 0.5, 0.866])
+    yaw = view.tcp_euler[2]
+    contact = np.array([x, -0.02, 0.515])  # closed fingers just in front of the handle
+    end = contact + 0.11 * rail + [0.0, 0.01, 0.0]
+    return [
+        Waypoint(contact + [0.0, -0.05, 0.0], yaw, CLOSE, tol=0.01),
+        Waypoint(contact, yaw, CLOSE, speed=0.4, tol=0.006),
+        Waypoint(end, yaw, CLOSE, speed=0.3, tol=0.01),
+        Waypoint(end + [0.0, -0.08, 0.0], yaw, CLOSE, hold=200),
+    ]
+
+
 PLANNERS: dict[str, Callable[[SceneView], list[Waypoint]]] = {}
 for _c in BLOCKS:
     PLANNERS[f"lift_{_c}_block_table"] = lambda v, c=_c: plan_lift(v, c)
@@ -250,6 +270,7 @@ PLANNERS["close_drawer"] = lambda v: plan_drawer(v, False)
 PLANNERS["move_slider_left"] = lambda v: plan_slider(v, True)
 PLANNERS["move_slider_right"] = lambda v: plan_slider(v, False)
 PLANNERS["turn_on_led"] = plan_button
+PLANNERS["turn_on_lightbulb"] = plan_switch_up
 PLANNERS["turn_off_led"] = plan_button
 EXPERT_TASKS = tuple(PLANNERS)
 

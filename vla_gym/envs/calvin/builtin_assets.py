@@ -152,19 +152,19 @@ def _joint(name, kind, child, origin, axis=(1, 0, 0), upper=0.0) -> str:
     )
 
 
-def _side_block(base: _LinkBuilder, x: tuple[float, float], layout: SceneLayout, desk) -> None:
-    """A solid cabinet side, notched by the switch slot when the switch is on this side."""
-    y, z = (0.02, 0.18), (0.42, 0.628)
-    sx = (layout.switch_x - 0.06, layout.switch_x + 0.06)
-    if not (x[0] <= sx[0] and sx[1] <= x[1]):
-        base.box((x, y, z), desk)
-        return
-    for part in ((x[0], sx[0]), (sx[1], x[1])):
-        if part[1] - part[0] > 1e-6:
-            base.box((part, y, z), desk)
-    base.box((sx, (0.113, 0.18), z), desk)  # behind the slot
-    base.box((sx, (0.02, 0.113), (0.42, 0.495)), desk)  # below the slot
-    base.box((sx, (0.02, 0.113), (0.589, 0.628)), desk)  # above the slot
+CABINET_TILT = math.radians(60)  # the cabinet front leans back like the door (official mesh)
+
+
+def _slanted_side(base: _LinkBuilder, x: tuple[float, float], rgba) -> None:
+    """A solid cabinet side whose front face rises from (y 0.02, z 0.44) at 60 degrees, as the
+    official mesh does (ray casts: y = 0.026 at z 0.45, 0.138 at z 0.645)."""
+    slope = np.array([0.0, math.cos(CABINET_TILT), math.sin(CABINET_TILT)])
+    inwards = np.array([0.0, math.sin(CABINET_TILT), -math.cos(CABINET_TILT)])
+    bottom = np.array([0.0, 0.02 - 0.02 / math.tan(CABINET_TILT), 0.42])  # starts inside the slab
+    length, thickness = (0.648 - 0.42) / math.sin(CABINET_TILT), 0.12
+    centre = bottom + slope * length / 2 + inwards * thickness / 2
+    centre[0] = (x[0] + x[1]) / 2
+    base.oriented_box((x[1] - x[0], length, thickness), centre, (CABINET_TILT, 0.0, 0.0), rgba)
 
 
 def table_urdf(layout: SceneLayout) -> str:
@@ -186,10 +186,10 @@ def table_urdf(layout: SceneLayout) -> str:
             )
     base.box(((-0.44, 0.44), (-0.18, 0.02), (0.40, 0.44)), desk)  # desk top (working surface)
     base.box(((-0.44, 0.44), (0.02, 0.18), (0.40, 0.42)), desk)  # under the cabinet floor
-    _side_block(base, (-0.44, lo), layout, desk)
-    _side_block(base, (hi, 0.44), layout, desk)
+    _slanted_side(base, (-0.44, lo), desk)
+    _slanted_side(base, (hi, 0.44), desk)
     base.box(((lo, hi), (0.16, 0.18), (0.42, 0.628)), desk)  # cabinet back wall
-    base.box(((-0.44, 0.44), (0.02, 0.18), (0.628, 0.648)), desk)  # top board
+    base.box(((-0.44, 0.44), (0.128, 0.18), (0.628, 0.648)), desk)  # top board
     base.box(((-0.42, xd - 0.22), (-0.18, -0.16), (0.30, 0.40)), desk)  # apron beside drawer
     base.box(((xd + 0.22, 0.42), (-0.18, -0.16), (0.30, 0.40)), desk)
     base.box(((-0.42, 0.42), (0.14, 0.16), (0.30, 0.40)), desk)  # apron back
