@@ -223,3 +223,68 @@ def test_official_instructions_use_validation_sentences():
     env.close()
     with pytest.raises(ValueError, match="calvin_root"):
         gym.make("VLA/CALVIN-D-v0", instructions="official", assets="builtin")
+
+
+def test_light_logic_led_toggles_on_press_and_bulb_follows_switch(env_d):
+    env_d.reset(seed=0, options={"state": _state(led=0, lightbulb=0)})
+    world = env_d.world
+    scene, hold = world.scene, np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32)
+    world.p.resetJointState(scene.table, scene.button, 0.018)  # pressed: rising edge
+    _, _, _, _, info = env_d.step(hold)
+    assert info["scene_obs"][5] == 1  # LED on
+    for _ in range(10):  # the button springs back up; releasing does not toggle
+        _, _, _, _, info = env_d.step(hold)
+    assert info["scene_obs"][2] < 0.01 and info["scene_obs"][5] == 1
+    world.p.resetJointState(scene.table, scene.button, 0.018)  # second press: off again
+    _, _, _, _, info = env_d.step(hold)
+    assert info["scene_obs"][5] == 0
+    world.p.resetJointState(scene.table, scene.switch, 0.08)  # switch up: bulb on
+    _, _, _, _, info = env_d.step(hold)
+    assert info["scene_obs"][4] == 1
+    world.p.resetJointState(scene.table, scene.switch, 0.0)  # down: off (a level, not a toggle)
+    _, _, _, _, info = env_d.step(hold)
+    assert info["scene_obs"][4] == 0
+
+
+def test_relative_action_scale_and_gripper(env_d):
+    _, info = env_d.reset(seed=0, options={"state": _state()})
+    start = info["robot_obs"][:3].copy()
+    action = np.array([1.0, 0, 0, 0, 0, 0, -1.0], np.float32)
+    for _ in range(10):
+        _, _, _, _, info = env_d.step(action)
+    np.testing.assert_allclose(info["tcp_target"][:3], start + [0.2, 0, 0], atol=1e-3)
+    moved = info["robot_obs"][0] - start[0]
+    assert 0.15 < moved < 0.21  # ~1.9 cm per step after a short lag
+    assert info["robot_obs"][14] == -1.0 and info["robot_obs"][6] < 0.01  # gripper closed
+
+
+def test_absolute_actions_reach_the_commanded_pose():
+    env = gym.make("VLA/CALVIN-D-v0", assets="builtin", action_mode="absolute", obs_mode="flat")
+    env.reset(seed=0)
+    target = np.array([0.1, -0.1, 0.6])
+    low, high = np.array([-0.45, -0.45, 0.35]), np.array([0.45, 0.25, 0.85])
+    action = np.zeros(7, np.float32)
+    action[:3] = 2 * (target - low) / (high - low) - 1
+    action[6] = 1.0
+    for _ in range(30):
+        _, _, _, _, info = env.step(action)
+    np.testing.assert_allclose(info["robot_obs"][:3], target, atol=0.01)
+    env.close()
+
+
+def test_random_initial_state_and_scene_option():
+    env = gym.make("VLA/CALVIN-ABCD-v0", assets="builtin", initial_state="random", obs_mode="flat")
+    seen = set()
+    for seed in range(4):
+        _, info = env.reset(seed=seed)
+        seen.add(info["scene"])
+        np.testing.assert_allclose(info["scene_obs"][:6], 0, atol=1e-3)  # all closed, lights off
+        assert len(info["tasks"]) == 5
+    assert len(seen) > 1  # scenes are drawn per reset
+    _, info = env.reset(seed=0, options={"scene": "B"})
+    assert info["scene"] == "B"
+    # Same seed, same scene and layout.
+    a = env.reset(seed=7)[1]["scene_obs"]
+    b = env.reset(seed=7)[1]["scene_obs"]
+    np.testing.assert_array_equal(a, b)
+    env.close()
