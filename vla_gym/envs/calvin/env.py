@@ -23,6 +23,18 @@ position + euler, privileged), ``scene``, ``asset_mode``, ``renderer``, ``task``
 ``TASK_NAMES`` order: what was achieved since the current subtask started).
 ``reset(options=...)`` accepts ``scene``, ``robot_obs`` + ``scene_obs``, or a symbolic
 ``state`` (dict as in the evaluation), and ``tasks`` (a chain) or ``task``.
+
+Start states: ``initial_state="eval"`` (default) draws one of the evaluation's 192 symbolic
+states and builds it like the evaluation (scene D's block slots; the other scenes use the same
+construction on their own surfaces) with yaws from ``np_random``; ``"random"`` is calvin_env's
+random reset (articulations closed, lights off, blocks anywhere on the three surfaces). Chains
+are drawn with the official preconditions from the symbolic state of the scene. A single task
+starts from a state where it is possible: its block in the open drawer (``lift_*_drawer``),
+two blocks stacked (``unstack_block``) or a block already held at the neutral pose
+(``place_in_*``, ``stack_block``). Multi-scene IDs draw the scene per reset.
+
+Difference from calvin_env: a reset applies ``robot_obs[14]`` (open when no ``robot_obs`` is
+given) instead of keeping the previous gripper command.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -244,6 +243,3 @@ class PlayTable:
             elif body != robot_uid:
                 found.add((self.body_names.get(body, str(body)), str(link)))
         return frozenset(found)
-
-    def info(self) -> dict[str, Any]:
-        return {"lights": dict(self.lights)}
