@@ -31,6 +31,15 @@ OBS_SPACE = spaces.Dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine run far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def demos(tmp_path):
     """Episodes whose action is a fixed function of the state (learnable)."""
