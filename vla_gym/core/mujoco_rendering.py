@@ -34,7 +34,8 @@ class MujocoCameras:
     """Renders a fixed set of named cameras, each at its own (height, width).
 
     ``cameras`` maps our camera name to ``(mujoco camera name or id, height, width)``.
-    One ``mujoco.Renderer`` (one GL context) is kept per distinct size.
+    One ``mujoco.Renderer`` (one GL context) is kept per distinct size. ``scene_option``
+    (optional) selects what is drawn, e.g. which geom groups are visible.
     """
 
     def __init__(
@@ -42,9 +43,11 @@ class MujocoCameras:
         model: mujoco.MjModel,
         cameras: Mapping[str, tuple[str | int, int, int]],
         render_quality: str = "auto",
+        scene_option: mujoco.MjvOption | None = None,
     ) -> None:
         self.quality = resolve_render_quality(render_quality)
         self._model = model
+        self._scene_option = scene_option
         self._cameras = dict(cameras)
         apply_mujoco_render_quality(model, self.quality)
         sizes = {(h, w) for _, h, w in self._cameras.values()}
@@ -70,7 +73,7 @@ class MujocoCameras:
     def render(self, data: mujoco.MjData, name: str) -> np.ndarray:
         camera, h, w = self._cameras[name]
         renderer = self._renderers[(h, w)]
-        renderer.update_scene(data, camera=camera)
+        renderer.update_scene(data, camera=camera, scene_option=self._scene_option)
         if self.quality == "fast":  # update_scene may re-enable flags from the model defaults
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
