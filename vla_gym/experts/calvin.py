@@ -3,10 +3,9 @@
 Each plan is built from ``info`` when a subtask starts (``robot_obs``, ``scene_obs``,
 ``scene``) and followed by steering the controller's accumulated target (``info["tcp_target"]``)
 towards the next waypoint with relative actions, so the target never winds up. In chain mode the
-expert re-plans whenever ``info["task"]`` changes. Supported tasks: :data:`EXPERT_TASKS` (29 of
-34). Not scripted: ``lift_*_block_slider`` and ``place_in_slider`` (a vertical gripper does not
-fit under the cabinet's top board; they need a tilted grasp) and ``turn_off_lightbulb`` (in
-scenes A and D the raised switch handle is beyond the vertical gripper's reach).
+expert re-plans whenever ``info["task"]`` changes. All 34 tasks are scripted
+(:data:`EXPERT_TASKS`); inside the sliding cabinet and on the raised switch the fingers lean
+forward (``SLIDER_TILT``) because a vertical hand does not fit under the cabinet's top board.
 """
 
 from __future__ import annotations
@@ -36,6 +35,21 @@ class Waypoint:
     tol: float = 0.008  # TCP distance that counts as arrived
     hold: int = 0
     max_steps: int = 80
+    tilt: float = 0.0  # lean the fingers forward (+y) by this angle (radians)
+
+    def euler(self, current_yaw: float) -> np.ndarray:
+        """PyBullet euler angles of: fingers down, turned by ``yaw``, leaned forward by ``tilt``."""
+        yaw = current_yaw if self.yaw is None else self.yaw
+        return fingers_down_euler(yaw, self.tilt)
+
+
+def fingers_down_euler(yaw: float, tilt: float = 0.0) -> np.ndarray:
+    c, s = np.cos(tilt), np.sin(tilt)
+    rx_tilt = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    r = rx_tilt @ rz @ np.diag([1.0, -1.0, -1.0])  # Rx(pi): the fingers point down
+    pitch = np.arcsin(np.clip(-r[2, 0], -1, 1))
+    return np.array([np.arctan2(r[2, 1], r[2, 2]), pitch, np.arctan2(r[1, 0], r[0, 0])])
 
 
 @dataclass
@@ -47,6 +61,7 @@ class SceneView:
     tcp_euler: np.ndarray
     door: float
     drawer: float
+    switch: float
     blocks: dict[str, tuple[np.ndarray, float]]  # colour -> (position, yaw)
 
     @classmethod
@@ -57,8 +72,8 @@ class SceneView:
         for slot, colour in enumerate(layout.block_order):
             pose = scene[6 + 6 * slot : 12 + 6 * slot]
             blocks[colour] = (pose[:3].copy(), float(pose[5]))
-            door, drawer = float(scene[0]), float(scene[1])
-        return cls(layout, robot[:3], robot[3:6], door, drawer, blocks)
+            door, drawer, switch = float(scene[0]), float(scene[1]), float(scene[3])
+        return cls(layout, robot[:3], robot[3:6], door, drawer, switch, blocks)
 
     def half_x(self, colour: str) -> float:
         """Half the block's footprint along world x at its current yaw."""
@@ -187,6 +202,51 @@ def _release(view: SceneView, place: np.ndarray, yaw: float) -> list[Waypoint]:
     ]
 
 
+SLIDER_TILT = np.radians(40)  # lean into the cabinet: the top board is too low for a vertical hand
+
+
+def _into_cabinet(target: np.ndarray) -> np.ndarray:
+    """Where to start the straight-line reach towards ``target`` inside the cabinet."""
+    approach = np.array([0.0, np.sin(SLIDER_TILT), -np.cos(SLIDER_TILT)])
+    return target - 0.10 * approach
+
+
+def plan_lift_slider(view: SceneView, colour: str) -> list[Waypoint]:
+    pos, yaw = view.blocks[colour]
+    tcp_yaw = grasp_yaw(yaw, view.tcp_euler[2])
+    pre, grasp, tilt = _into_cabinet(pos), _up(pos, 0.004), SLIDER_TILT
+    return [
+        Waypoint(pre + [0.0, -0.08, 0.06], tcp_yaw, OPEN, tol=0.015, tilt=tilt),
+        Waypoint(pre, tcp_yaw, OPEN, speed=0.5, tol=0.008, tilt=tilt),
+        Waypoint(grasp, tcp_yaw, OPEN, speed=0.4, tol=0.006, tilt=tilt),
+        Waypoint(grasp, tcp_yaw, CLOSE, hold=8, tilt=tilt),
+        Waypoint(_up(pos, 0.06), tcp_yaw, CLOSE, speed=0.4, hold=200, tilt=tilt),
+    ]
+
+
+def plan_place_in_slider(view: SceneView) -> list[Waypoint]:
+    """Put the held block into the compartment the door leaves open."""
+    layout = view.layout
+    door_left_edge = layout.door_x - view.door - 0.14
+    lo, hi = layout.opening
+    # The door covers [left edge, left edge + 0.28]; use the wider free side.
+    free = (
+        (lo, door_left_edge)
+        if door_left_edge - lo > hi - (door_left_edge + 0.28)
+        else (door_left_edge + 0.28, hi)
+    )
+    place = np.array([(free[0] + free[1]) / 2, 0.09, 0.468])
+    yaw, tilt = view.tcp_euler[2], SLIDER_TILT
+    pre = _into_cabinet(place)
+    return [
+        Waypoint(pre + [0.0, -0.08, 0.06], yaw, CLOSE, tol=0.015, tilt=tilt),
+        Waypoint(pre, yaw, CLOSE, speed=0.5, tol=0.008, tilt=tilt),
+        Waypoint(place, yaw, CLOSE, speed=0.4, tol=0.008, tilt=tilt),
+        Waypoint(place, yaw, OPEN, hold=10, tilt=tilt),
+        Waypoint(pre + [0.0, -0.08, 0.06], yaw, OPEN, speed=0.5, hold=200, tilt=tilt),
+    ]
+
+
 def plan_place_in_drawer(view: SceneView) -> list[Waypoint]:
     layout = view.layout
     place = np.array([layout.drawer_x, -0.25 - view.drawer + 0.0, 0.385])
@@ -253,6 +313,23 @@ def plan_switch_up(view: SceneView) -> list[Waypoint]:
     ]
 
 
+def plan_switch_down(view: SceneView) -> list[Waypoint]:
+    """Turn the bulb off: fingertips on top of the raised handle (leaning forward to reach it),
+    push down along the rail."""
+    x = view.layout.switch_x + (-0.04 if view.layout.switch_x > 0 else 0.04)
+    rail = np.array([0.0, 0.5, 0.866])
+    yaw, tilt = view.tcp_euler[2], SLIDER_TILT
+    top = np.array([x, 0.037, 0.534]) + view.switch * rail  # the handle's top centre
+    contact = top + [0.0, -0.01, 0.012]
+    end = contact - 0.11 * rail
+    return [
+        Waypoint(contact + [0.0, -0.06, 0.06], yaw, CLOSE, tol=0.015, tilt=tilt),
+        Waypoint(contact, yaw, CLOSE, speed=0.4, tol=0.008, tilt=tilt),
+        Waypoint(end, yaw, CLOSE, speed=0.3, tol=0.01, tilt=tilt),
+        Waypoint(end + [0.0, -0.06, 0.04], yaw, CLOSE, hold=200, tilt=tilt),
+    ]
+
+
 PLANNERS: dict[str, Callable[[SceneView], list[Waypoint]]] = {}
 for _c in BLOCKS:
     PLANNERS[f"lift_{_c}_block_table"] = lambda v, c=_c: plan_lift(v, c)
@@ -261,7 +338,9 @@ for _c in BLOCKS:
     PLANNERS[f"push_{_c}_block_right"] = lambda v, c=_c: plan_push(v, c, 1.0)
     PLANNERS[f"push_{_c}_block_left"] = lambda v, c=_c: plan_push(v, c, -1.0)
     PLANNERS[f"lift_{_c}_block_drawer"] = lambda v, c=_c: plan_lift(v, c)
+    PLANNERS[f"lift_{_c}_block_slider"] = lambda v, c=_c: plan_lift_slider(v, c)
 PLANNERS["place_in_drawer"] = plan_place_in_drawer
+PLANNERS["place_in_slider"] = plan_place_in_slider
 PLANNERS["stack_block"] = plan_stack
 PLANNERS["unstack_block"] = plan_unstack
 PLANNERS["push_into_drawer"] = plan_push_into_drawer
@@ -271,6 +350,7 @@ PLANNERS["move_slider_left"] = lambda v: plan_slider(v, True)
 PLANNERS["move_slider_right"] = lambda v: plan_slider(v, False)
 PLANNERS["turn_on_led"] = plan_button
 PLANNERS["turn_on_lightbulb"] = plan_switch_up
+PLANNERS["turn_off_lightbulb"] = plan_switch_down
 PLANNERS["turn_off_led"] = plan_button
 EXPERT_TASKS = tuple(PLANNERS)
 
@@ -313,7 +393,7 @@ class CalvinExpert:
         waypoint = self._plan[self._index]
         target = np.asarray(info["tcp_target"], dtype=np.float64)
         tcp = np.asarray(info["robot_obs"], dtype=np.float64)[:3]
-        goal_euler = np.array([np.pi, 0.0, target[5] if waypoint.yaw is None else waypoint.yaw])
+        goal_euler = waypoint.euler(target[5])
         # Steer the accumulated target; euler errors are wrapped to the nearest turn.
         d_pos = (waypoint.pos - target[:3]) / MAX_REL_POS
         d_orn = np.angle(np.exp(1j * (goal_euler - target[3:]))) / MAX_REL_ORN
