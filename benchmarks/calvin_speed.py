@@ -27,21 +27,22 @@ from vla_gym.experts.calvin import EXPERT_TASKS
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "calvin"
 
 
-def steps_per_second(steps: int, **kwargs) -> tuple[float, str]:
+def steps_per_second(steps: int, **kwargs) -> tuple[float, float, str]:
+    """(steps per wall-clock second, steps per CPU second of this process, renderer)."""
     env = gym.make("VLA/CALVIN-D-v0", task="open_drawer", max_episode_steps=10**6, **kwargs)
     env.reset(seed=0)
     env.action_space.seed(0)
     for _ in range(5):  # warm-up (first render allocates buffers)
         env.step(env.action_space.sample())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
-    rate = steps / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     renderer = env.unwrapped.renderer if kwargs.get("obs_mode") != "flat" else "none"
     env.close()
-    return rate, renderer
+    return steps / wall, steps / cpu, renderer
 
 
 def expert_table(episodes: int, assets: dict) -> dict[str, float]:
@@ -75,18 +76,20 @@ def main() -> None:
         modes["official"] = {"assets": "official", "calvin_root": root}
 
     print(f"CALVIN speed, scene D, {args.steps} random steps each, one process, one core\n")
-    print("| assets | renderer | images | steps/s |")
-    print("|---|---|---|---|")
-    baseline = None
+    print(f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print("| assets | renderer | images | steps/s (wall) | steps per CPU-second |")
+    print("|---|---|---|---|---|")
     for name, assets in modes.items():
         for quality in ("fast", "full"):
-            rate, renderer = steps_per_second(args.steps, render_quality=quality, **assets)
-            baseline = baseline or rate
-            print(f"| {name} | {renderer} | static 200² + gripper 84² | {rate:.1f} |", flush=True)
-        rate, _ = steps_per_second(args.steps, obs_mode="flat", **assets)
-        print(f"| {name} | none | flat state (physics only) | {rate:.1f} |", flush=True)
+            wall, cpu, renderer = steps_per_second(args.steps, render_quality=quality, **assets)
+            row = f"| {name} | {renderer} | static 200² + gripper 84² | {wall:.1f} | {cpu:.1f} |"
+            print(row, flush=True)
+        wall, cpu, _ = steps_per_second(args.steps, obs_mode="flat", **assets)
+        print(f"| {name} | none | flat state (physics only) | {wall:.1f} | {cpu:.1f} |", flush=True)
     print(
-        f"\n(first row = {baseline:.1f} steps/s; 'egl' falls back to 'tiny' when EGL is missing)\n"
+        "\nsteps per CPU-second = steps / this process's CPU time (all its threads): the per-core"
+        " rate, robust to other jobs on a shared machine. 'egl' = PyBullet's EGL plugin (here on"
+        " Mesa llvmpipe, still the CPU); it falls back to 'tiny' when EGL is missing.\n"
     )
 
     for name, assets in modes.items():
