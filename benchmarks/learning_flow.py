@@ -65,6 +65,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
         f"runner.log_dir={work}",
         "runner.progress_bar='off'",
         f"runner.torch_threads={args.torch_threads}",
+        *args.overrides,
         *extra,
     ]
     return load_config(CONFIG, overrides)
@@ -105,17 +106,14 @@ def stage_collect(args: argparse.Namespace, work: Path) -> Path:
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
-    import gymnasium as gym
-
-    import vla_gym  # noqa: F401
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs
+    from trainers.rollout import env_kwargs, make_single_env
     from trainers.sft import SFTConfig, train_sft
 
     config = train_config(args, work)
     path = work / "sft" / "latest.pt"
-    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    probe = make_single_env(config.env.id, **env_kwargs(config.env))
     torch.manual_seed(args.seed)
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
     dataset = DemoDataset(work / "demos")
@@ -202,16 +200,13 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
 
 def stage_overhead(args: argparse.Namespace, work: Path, sft_path: Path) -> dict[str, float]:
     """Median wall time of act() per method on the same batch of 8 demo observations."""
-    import gymnasium as gym
-
-    import vla_gym  # noqa: F401
     from trainers import checkpoint
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs
+    from trainers.rollout import env_kwargs, make_single_env
 
     config = train_config(args, work)
-    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    probe = make_single_env(config.env.id, **env_kwargs(config.env))
     obs, _ = next(DemoDataset(work / "demos").batches(8, 5, shuffle_buffer=64))
     weights = checkpoint.policy_state(checkpoint.load(sft_path))
     policies = {}
@@ -319,6 +314,7 @@ def main() -> None:
     parser.add_argument("--overhead-repeats", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. policy.image_grid=4")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -193,16 +193,15 @@ def run(args: argparse.Namespace) -> int:
     from trainers.logging import MetricLogger
     from trainers.placement import torch_device
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs
+    from trainers.rollout import env_kwargs, make_single_env
 
     config = load_config(args.config, args.overrides)
     sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})
     device = torch_device(config.cluster.component_placement.get("actor", "cpu"))
+    if config.runner.torch_threads:
+        torch.set_num_threads(config.runner.torch_threads)
     torch.manual_seed(sft.seed)
-    import vla_gym  # registers the VLA/ IDs
-
-    del vla_gym
-    probe = gym.make(config.env.id, **env_kwargs(config.env))
+    probe = make_single_env(config.env.id, **env_kwargs(config.env))
     observation_space, action_space = probe.observation_space, probe.action_space
     probe.close()
     policy = make_policy(config.policy, observation_space, action_space).to(device)
