@@ -12,6 +12,8 @@ import importlib
 import importlib.util
 import sys
 
+from trainers.config import ConfigError, available_configs
+
 COMMANDS = {
     "train": ("trainers.train", "train a policy with PPO or GRPO"),
     "eval": ("trainers.evaluate", "evaluate a checkpoint on the config's evaluation env"),
@@ -31,7 +33,11 @@ def available_commands() -> dict[str, tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = available_commands()
-    parser = argparse.ArgumentParser(prog="python -m trainers", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers",
+        description="vla_gym trainer: PPO/GRPO training, evaluation, demonstrations, SFT.",
+        epilog="configs: " + ", ".join(available_configs()),
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in commands.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -42,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     command_parser = argparse.ArgumentParser(prog=f"python -m trainers {argv[0]}")
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
-    from trainers.config import ConfigError
-
     try:
         return int(module.run(args) or 0)
     except ConfigError as exc:

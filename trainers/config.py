@@ -241,6 +241,7 @@ def _apply_smoke_defaults(raw: dict[str, Any]) -> None:
     if not rollout.get("episodic", False):
         rollout["num_steps"] = min(int(rollout.get("num_steps") or 8), 8)
     algorithm["update_epochs"] = 1
+    algorithm["filter_groups"] = False  # tiny GRPO groups are often degenerate; still update
     # One optimiser step over the whole (tiny) rollout, in two micro-batches when it splits.
     steps = int(rollout.get("num_steps") or 0) or math.ceil(
         int(env.get("max_episode_steps", 100)) / int(env.get("action_chunk", 1))

@@ -23,9 +23,9 @@ ALGOS = ("ppo", "sac")
 
 def make_env_fn(env_id: str, env_kwargs: dict[str, Any]):
     def make() -> gym.Env:
-        import vla_gym  # noqa: F401  (registers the IDs in this process)
+        from trainers.rollout import make_single_env  # max_episode_steps goes to the env
 
-        return gym.make(env_id, obs_mode="flat", **env_kwargs)
+        return make_single_env(env_id, obs_mode="flat", **env_kwargs)
 
     return make
 
