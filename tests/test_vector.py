@@ -301,22 +301,34 @@ def test_copy_false_returns_views_that_the_next_step_overwrites():
         assert not np.array_equal(first["state"], snapshot)
     finally:
         envs.close()
-    envs = make_vec(ImageEnv, 2, backend="sync")
+
+
+@pytest.mark.parametrize("backend", ["sync", "subproc"])
+def test_observations_are_never_overwritten_while_held_and_not_copied_otherwise(backend):
+    envs = make_vec(ImageEnv, 2, backend=backend, max_steps=50)
+    ones = np.ones((2, 2), np.float32)
+    slots = envs.buffers.obs_slots
     try:
-        first, _ = envs.reset(seed=0)
-        snapshot = first["state"].copy()
-        envs.step(np.ones((2, 2), np.float32))
-        np.testing.assert_array_equal(first["state"], snapshot)
-        # copies are recycled only when the caller holds nothing of them, not even a view
-        obs, *_ = envs.step(np.ones((2, 2), np.float32))
-        row, image = obs["state"][1], obs["images"]["front"][0, :2]
-        kept_row, kept_image = row.copy(), image.copy()
-        del obs
-        for _ in range(3):
-            latest, *_ = envs.step(np.ones((2, 2), np.float32))
-        np.testing.assert_array_equal(row, kept_row)
-        np.testing.assert_array_equal(image, kept_image)
-        assert not np.array_equal(latest["state"][1], kept_row)
+        # kept observations (whole batches, a view, an image) stay intact however many steps
+        kept = [envs.reset(seed=0)[0]] + [envs.step(ones)[0] for _ in range(5)]
+        snapshots = [o["state"].copy() for o in kept]
+        row = envs.step(ones)[0]["state"][1]
+        image = envs.step(ones)[0]["images"]["wrist"][0, :2]
+        row_kept, image_kept = row.copy(), image.copy()
+        for _ in range(4):
+            envs.step(ones)
+        for obs, snapshot in zip(kept, snapshots, strict=True):
+            np.testing.assert_array_equal(obs["state"], snapshot)
+        np.testing.assert_array_equal(row, row_kept)
+        np.testing.assert_array_equal(image, image_kept)
+        # the usual loop (obs = step(...)) gets the shared buffers themselves: no copy made
+        del kept, row, image
+        obs = envs.step(ones)[0]
+        for _ in range(6):
+            previous = obs
+            obs = envs.step(ones)[0]
+            assert any(obs["images"]["front"] is slot[0] for slot in slots)
+            assert not np.shares_memory(obs["state"], previous["state"])
     finally:
         envs.close()
 

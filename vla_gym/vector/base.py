@@ -24,7 +24,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from vla_gym.vector.buffers import RecycledCopies, StepBuffers
+from vla_gym.vector.buffers import StepBuffers, slot_is_free
 from vla_gym.vector.env_group import GroupResult
 from vla_gym.vector.errors import VectorEnvError, WorkerError, WorkerTimeoutError
 from vla_gym.vector.infos import add_info
@@ -48,12 +48,15 @@ class WorkerHandle(ABC):
         return list(range(self.first_index, self.first_index + self.num_envs))
 
     @abstractmethod
-    def submit_step(self, local_ids: list[int]) -> None:
-        """Step ``local_ids`` with the actions already written in the action buffer."""
+    def submit_step(self, local_ids: list[int], slot: int) -> None:
+        """Step ``local_ids`` with the actions already written in the action buffer; their
+        observations go to observation slot ``slot``."""
 
     @abstractmethod
-    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
-        """Reset ``local_ids``."""
+    def submit_reset(
+        self, local_ids: list[int], seeds: list[int | None], options: Any, slot: int
+    ) -> None:
+        """Reset ``local_ids`` (observations into slot ``slot``)."""
 
     @abstractmethod
     def fetch(self) -> GroupResult:
@@ -64,8 +67,9 @@ class WorkerHandle(ABC):
         """Run ``EnvGroup.<method>(*args)`` and return its result (``call``/``get_attr``/...)."""
 
     @abstractmethod
-    def restart(self) -> GroupResult:
-        """Replace the worker; its envs are rebuilt, reset, and marked as restarted."""
+    def restart(self, slot: int) -> GroupResult:
+        """Replace the worker; its envs are rebuilt, reset (observations into ``slot``) and
+        marked as restarted."""
 
     @abstractmethod
     def kill(self) -> None:
@@ -78,6 +82,15 @@ class WorkerHandle(ABC):
     def describe(self) -> dict[str, Any]:
         """What the worker was given (pid, devices, env vars, CPU cores)."""
         return {"worker": self.index, "env_ids": self.env_ids}
+
+
+HANDED_OUT_SLOTS = 3  # enough for `obs`, `next_obs` and the step being made to coexist
+
+
+def observation_slots(copy: bool) -> int:
+    """Observation slots to allocate: those handed to the caller, plus a scratch slot (async
+    results, and the fallback when the caller still holds every handed-out slot)."""
+    return (HANDED_OUT_SLOTS if copy else 1) + 1
 
 
 @dataclass
@@ -134,7 +147,10 @@ class BatchedVectorEnv(VectorEnv):
         self.metadata["autoreset_mode"] = autoreset_mode
         self.render_mode = render_mode
         self.copy = copy
-        self._copies = RecycledCopies(len(buffers.obs))
+        self._scratch_slot = len(buffers.obs_slots) - 1
+        self._slot = self._scratch_slot  # where the request being made writes observations
+        self._last_handed = -1
+        self._row_slot = np.full(self.num_envs, self._scratch_slot)  # each env's latest obs
         self.step_timeout = float(step_timeout)
         self.restart_on_failure = restart_on_failure
         self._pending: list[deque[_Request]] = [deque() for _ in self.workers]
@@ -159,6 +175,7 @@ class BatchedVectorEnv(VectorEnv):
     ) -> tuple[Any, dict[str, Any]]:
         env_ids, seeds, options = self._reset_targets(seed, options)
         self._require_idle("reset")
+        self._claim_slot(env_ids)
         submit_error = self._submit_reset(env_ids, seeds, options)
         infos = self._merge(self._collect(all_pending=True))
         if submit_error is not None:
@@ -167,6 +184,7 @@ class BatchedVectorEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         self._require_idle("step")
+        self._claim_slot(None)
         submit_error = self._send(actions)
         infos = self._merge(self._collect(all_pending=True))
         if submit_error is not None:
@@ -175,8 +193,36 @@ class BatchedVectorEnv(VectorEnv):
         obs = self._observations()
         return obs, b.rewards.copy(), b.terminations.copy(), b.truncations.copy(), infos
 
+    def _claim_slot(self, env_ids: np.ndarray | None) -> None:
+        """Pick the slot the next step/reset writes into, one the caller holds nothing of, so
+        observations handed out earlier stay intact without being copied; envs outside
+        ``env_ids`` (default: all envs) get their latest rows carried over into it."""
+        slots = self.buffers.obs_slots
+        self._slot = self._scratch_slot
+        if not self.copy:
+            self._slot = 0  # views, overwritten by the next step: the caller asked for that
+        else:
+            for k in range(1, HANDED_OUT_SLOTS + 1):
+                candidate = (self._last_handed + k) % HANDED_OUT_SLOTS
+                if slot_is_free(slots[candidate]):
+                    self._slot = candidate
+                    break
+        if env_ids is not None:  # e.g. reset(options={"reset_mask": ...})
+            stale = self._row_slot != self._slot
+            stale[env_ids] = False
+            for source in np.unique(self._row_slot[stale]):
+                rows = np.flatnonzero(stale & (self._row_slot == source))
+                for target, origin in zip(slots[self._slot], slots[source], strict=True):
+                    target[rows] = origin[rows]
+        self._row_slot[:] = self._slot
+
     def _observations(self) -> Any:
-        arrays = self._copies(self.buffers.obs) if self.copy else self.buffers.obs
+        """The batch in the claimed slot: its own arrays, or copies of the scratch slot."""
+        arrays = self.buffers.obs_slots[self._slot]
+        if self._slot == self._scratch_slot:  # the caller still holds every handed-out slot
+            arrays = [array.copy() for array in arrays]
+        else:
+            self._last_handed = self._slot
         return self.obs_layout.batch(arrays, self._texts)
 
     def render(self) -> tuple[Any, ...]:
@@ -226,6 +272,7 @@ class BatchedVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ async API
     def send(self, actions: Any, env_ids: Sequence[int] | np.ndarray | None = None) -> None:
         """Start stepping ``env_ids`` (default: all) with ``actions`` (one row per env id)."""
+        self._slot = self._scratch_slot  # recv() hands out copies of its rows
         error = self._send(actions, env_ids)
         if error is not None:
             raise error
@@ -256,6 +303,7 @@ class BatchedVectorEnv(VectorEnv):
         """Start resetting every env; ``recv()`` returns them as they finish."""
         self._require_idle("async_reset")
         env_ids, seeds, options = self._reset_targets(seed, None)
+        self._slot = self._scratch_slot
         error = self._submit_reset(env_ids, seeds, options)
         if error is not None:
             raise error
@@ -277,7 +325,8 @@ class BatchedVectorEnv(VectorEnv):
         self._absorb(results, lambda env, info: add_info(infos, info, position[env], len(ids)))
         infos["env_id"] = ids
         b = self.buffers
-        obs = self.obs_layout.batch(b.obs, self._texts, rows=ids)
+        self._row_slot[ids] = self._scratch_slot
+        obs = self.obs_layout.batch(b.obs_slots[self._scratch_slot], self._texts, rows=ids)
         return obs, b.rewards[ids], b.terminations[ids], b.truncations[ids], infos
 
     # ------------------------------------------------------------------ internals
@@ -342,9 +391,9 @@ class BatchedVectorEnv(VectorEnv):
             raise VectorEnvError("the vector env is closed")
         try:
             if kind == "step":
-                worker.submit_step(local_ids)
+                worker.submit_step(local_ids, self._slot)
             else:
-                worker.submit_reset(local_ids, *args)
+                worker.submit_reset(local_ids, *args, self._slot)
         except WorkerError as error:  # died since its last answer
             if not self.restart_on_failure:
                 return error
@@ -370,7 +419,7 @@ class BatchedVectorEnv(VectorEnv):
             RuntimeWarning,
             stacklevel=4,
         )
-        return worker.restart()
+        return worker.restart(self._slot)
 
     def _require_idle(self, what: str) -> None:
         if self.closed:

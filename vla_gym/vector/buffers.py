@@ -3,6 +3,11 @@
 They are allocated in one block of memory: private memory for the in-process backend, a shared
 memory segment for subprocess workers, so a worker writes its envs' rows in place and the parent
 reads them without any copy through a pipe.
+
+Observations have several *slots* (each a full set of ``(num_envs, ...)`` arrays). The vector
+env hands a slot's arrays to the caller as the observation batch and makes the next step write
+into a slot the caller no longer holds, so returned observations are never overwritten and
+never copied (see :func:`slot_is_free`).
 """
 
 from __future__ import annotations
@@ -23,16 +28,19 @@ _FLAGS = (
 
 @dataclass
 class StepBuffers:
-    obs: list[np.ndarray]
+    obs_slots: list[list[np.ndarray]]
     actions: list[np.ndarray]
     rewards: np.ndarray
     terminations: np.ndarray
     truncations: np.ndarray
 
     @staticmethod
-    def nbytes(obs_layout: SpaceLayout, act_layout: SpaceLayout, num_envs: int) -> int:
+    def nbytes(
+        obs_layout: SpaceLayout, act_layout: SpaceLayout, num_envs: int, num_slots: int = 1
+    ) -> int:
         flags = sum(_aligned(leaf.nbytes(num_envs)) for leaf in _FLAGS)
-        return obs_layout.nbytes(num_envs) + act_layout.nbytes(num_envs) + flags
+        obs = num_slots * obs_layout.nbytes(num_envs)
+        return obs + act_layout.nbytes(num_envs) + flags
 
     @classmethod
     def allocate(
@@ -40,12 +48,15 @@ class StepBuffers:
         obs_layout: SpaceLayout,
         act_layout: SpaceLayout,
         num_envs: int,
+        num_slots: int = 1,
         memory: memoryview | None = None,
     ) -> StepBuffers:
         """Arrays laid out in ``memory`` (at least :meth:`nbytes` long) or in fresh memory."""
         offset = 0
-        obs = obs_layout.arrays_in(memory, num_envs, offset)
-        offset += obs_layout.nbytes(num_envs)
+        slots = []
+        for _ in range(num_slots):
+            slots.append(obs_layout.arrays_in(memory, num_envs, offset))
+            offset += obs_layout.nbytes(num_envs)
         actions = act_layout.arrays_in(memory, num_envs, offset)
         offset += act_layout.nbytes(num_envs)
         flags = []
@@ -55,35 +66,24 @@ class StepBuffers:
             else:
                 flags.append(np.ndarray((num_envs,), leaf.dtype, buffer=memory, offset=offset))
             offset += _aligned(leaf.nbytes(num_envs))
-        return cls(obs, actions, *flags)
+        return cls(slots, actions, *flags)
 
     def release(self) -> None:
         """Drop every view so the underlying shared memory can be unmapped."""
-        self.obs, self.actions = [], []
+        self.obs_slots, self.actions = [], []
         self.rewards = self.terminations = self.truncations = np.zeros(0)
 
 
-class RecycledCopies:
-    """Per-step copies of some arrays, reusing last step's copies once nobody else holds them.
+def _refcount(arrays: list[np.ndarray], k: int) -> int:
+    array = arrays[k]
+    return sys.getrefcount(array)
 
-    A fresh multi-100-KB array per image and step costs more in page faults than the copy
-    itself (glibc hands large blocks back to the OS on free). An array whose only references are
-    ours can be overwritten safely: any view, tensor or container the caller kept counts.
-    """
 
-    def __init__(self, count: int) -> None:
-        self._copies: list[np.ndarray | None] = [None] * count
-        self._sole_refcount = 0  # refcount of a copy only we hold, measured, not assumed
+# The reference count of an array referenced only by its slot list, measured (through the same
+# code path as the checks below) rather than assumed: it differs between Python versions.
+_SOLE_REFCOUNT = _refcount([np.zeros(1)], 0)
 
-    def __call__(self, sources: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for k, source in enumerate(sources):
-            copy = self._copies[k]
-            if copy is not None and sys.getrefcount(copy) <= self._sole_refcount:
-                np.copyto(copy, source)
-            else:
-                copy = source.copy()
-                self._copies[k] = copy
-                self._sole_refcount = sys.getrefcount(copy)  # same references as the check
-            out.append(copy)
-        return out
+
+def slot_is_free(arrays: list[np.ndarray]) -> bool:
+    """No one but the slot list holds these arrays (nor a view, tensor or container of them)."""
+    return all(_refcount(arrays, k) <= _SOLE_REFCOUNT for k in range(len(arrays)))

@@ -103,16 +103,21 @@ class EnvGroup:
         except Exception as exc:
             raise env_error(self.first_index + local, exc) from exc
 
-    def _write_obs(self, local: int, obs: Any, result: GroupResult) -> None:
+    def _write_obs(self, local: int, obs: Any, result: GroupResult, slot: int) -> None:
         row = self.row_offset + local
-        texts = self.obs_layout.write(self.buffers.obs, row, obs)
+        texts = self.obs_layout.write(self.buffers.obs_slots[slot], row, obs)
         if texts and texts != self._texts[local]:
             self._texts[local] = texts
             result.texts[local] = texts
 
     def reset(
-        self, local_ids: Sequence[int], seeds: Sequence[int | None], options: dict | None
+        self,
+        local_ids: Sequence[int],
+        seeds: Sequence[int | None],
+        options: dict | None,
+        slot: int = 0,
     ) -> GroupResult:
+        """Reset ``local_ids``, writing their observations into observation slot ``slot``."""
         result = GroupResult(list(local_ids), [])
         for local, seed in zip(local_ids, seeds, strict=True):
             env = self.envs[local]
@@ -122,12 +127,13 @@ class EnvGroup:
             self.buffers.terminations[row] = False
             self.buffers.truncations[row] = False
             self._needs_reset[local] = False
-            self._write_obs(local, obs, result)
+            self._write_obs(local, obs, result, slot)
             result.infos.append(info)
         return result
 
-    def step(self, local_ids: Sequence[int]) -> GroupResult:
-        """Step ``local_ids`` with the actions in their rows of ``buffers.actions``."""
+    def step(self, local_ids: Sequence[int], slot: int = 0) -> GroupResult:
+        """Step ``local_ids`` with the actions in their rows of ``buffers.actions``; write their
+        observations into observation slot ``slot``."""
         result = GroupResult(list(local_ids), [])
         buffers = self.buffers
         for local in local_ids:
@@ -154,12 +160,17 @@ class EnvGroup:
             self._needs_reset[local] = (terminated or truncated) and (
                 self.autoreset_mode != AutoresetMode.SAME_STEP
             )
-            self._write_obs(local, obs, result)
+            self._write_obs(local, obs, result, slot)
             result.infos.append(info)
         return result
 
+    def restart_reset(self, slot: int) -> GroupResult:
+        """Reset every env of a freshly (re)started group; they count as truncated (their
+        previous episode was cut short)."""
+        every = list(range(len(self.envs)))
+        return self.mark_restarted(self.reset(every, [None] * len(every), None, slot))
+
     def mark_restarted(self, result: GroupResult) -> GroupResult:
-        """After a restart: the reset envs count as truncated (their episode was cut short)."""
         for local in result.local_ids:
             self.buffers.truncations[self.row_offset + local] = True
             if self.autoreset_mode != AutoresetMode.SAME_STEP:

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from vla_gym.core.deps import require
-from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, observation_slots
 from vla_gym.vector.buffers import StepBuffers
 from vla_gym.vector.devices import GPU_ENV_VARS, WorkerAssignment, assign_workers, egl_index_for
 from vla_gym.vector.env_group import EnvGroup, GroupResult
@@ -75,7 +75,7 @@ class EnvGroupActor:
         b = self.buffers
         return (
             result,
-            [array[local_ids] for array in b.obs],
+            [array[local_ids] for array in b.obs_slots[0]],
             b.rewards[local_ids],
             b.terminations[local_ids],
             b.truncations[local_ids],
@@ -91,10 +91,7 @@ class EnvGroupActor:
 
     def restart_reset(self):
         every = list(range(len(self.group.envs)))
-        return self._answer(
-            lambda: self.group.mark_restarted(self.group.reset(every, [None] * len(every), None)),
-            every,
-        )
+        return self._answer(lambda: self.group.restart_reset(0), every)
 
     def request(self, method: str, args: tuple):
         try:
@@ -168,27 +165,30 @@ class RayWorker(WorkerHandle):
             raise value
         return value
 
-    def submit_step(self, local_ids: list[int]) -> None:
+    def submit_step(self, local_ids: list[int], slot: int) -> None:
         rows = [self.first_index + i for i in local_ids]
         actions = [array[rows] for array in self.buffers().actions]
-        self.refs.append((local_ids, self.actor.step.remote(local_ids, actions)))
+        self.refs.append((local_ids, slot, self.actor.step.remote(local_ids, actions)))
 
-    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
-        self.refs.append((local_ids, self.actor.reset.remote(local_ids, seeds, options)))
+    def submit_reset(
+        self, local_ids: list[int], seeds: list[int | None], options: Any, slot: int
+    ) -> None:
+        self.refs.append((local_ids, slot, self.actor.reset.remote(local_ids, seeds, options)))
 
     @property
     def oldest_ref(self) -> Any:
-        return self.refs[0][1]
+        return self.refs[0][2]
 
     def fetch(self) -> GroupResult:
-        local_ids, ref = self.refs.popleft()
-        return self._write(local_ids, self._get(ref, self.step_timeout, "stepping"))
+        local_ids, slot, ref = self.refs.popleft()
+        return self._write(local_ids, slot, self._get(ref, self.step_timeout, "stepping"))
 
-    def _write(self, local_ids: list[int], answer: tuple) -> GroupResult:
+    def _write(self, local_ids: list[int], slot: int, answer: tuple) -> GroupResult:
+        """Copy the actor's rows into observation slot ``slot`` and the flag arrays."""
         result, obs_rows, rewards, terminations, truncations = answer
         rows = [self.first_index + i for i in local_ids]
         b = self.buffers()
-        for array, values in zip(b.obs, obs_rows, strict=True):
+        for array, values in zip(b.obs_slots[slot], obs_rows, strict=True):
             array[rows] = values
         b.rewards[rows], b.terminations[rows], b.truncations[rows] = (
             rewards,
@@ -200,12 +200,12 @@ class RayWorker(WorkerHandle):
     def request(self, method: str, *args: Any) -> Any:
         return self._get(self.actor.request.remote(method, args), self.step_timeout, f"{method}()")
 
-    def restart(self) -> GroupResult:
+    def restart(self, slot: int) -> GroupResult:
         self.kill()
         self.await_spec(self.start())
         every = list(range(self.num_envs))
         answer = self._get(self.actor.restart_reset.remote(), self.step_timeout, "resetting")
-        return self._write(every, answer)
+        return self._write(every, slot, answer)
 
     def kill(self) -> None:
         import ray
@@ -300,7 +300,7 @@ class RayVectorEnv(BatchedVectorEnv):
             raise
         obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
         act_layout = SpaceLayout(specs[0]["action_space"], "action")
-        buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs)
+        buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, observation_slots(copy))
         self.closed = False
         self._setup(
             workers=workers,

@@ -21,7 +21,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from vla_gym.vector import worker as protocol
-from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, observation_slots
 from vla_gym.vector.buffers import StepBuffers
 from vla_gym.vector.channel import Channel
 from vla_gym.vector.devices import WorkerAssignment, assign_workers
@@ -111,7 +111,7 @@ class SubprocWorker(WorkerHandle):
         os.close(fd)
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, restarted: bool = False) -> None:
+    def start(self) -> None:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         self.process = self.ctx.Process(
             target=protocol.run_worker,
@@ -122,7 +122,6 @@ class SubprocWorker(WorkerHandle):
                 self.autoreset_mode.value,
                 self.assignment,
                 self.crash_log,
-                restarted,
             ),
             name=f"vla_gym-worker-{self.index}",
             daemon=True,
@@ -142,12 +141,12 @@ class SubprocWorker(WorkerHandle):
         self.spec = self._answer(self.startup_timeout, "building its envs")
         return self.spec
 
-    def attach(self, shm_name: str, nbytes: int, num_envs: int) -> None:
-        self.shm = (shm_name, nbytes, num_envs)
+    def attach(self, shm_name: str, nbytes: int, num_envs: int, num_slots: int) -> None:
+        self.shm = (shm_name, nbytes, num_envs, num_slots)
         self._send(protocol.ATTACH, pickle.dumps(self.shm))
 
-    def await_attached(self) -> GroupResult | None:
-        return self._answer(self.startup_timeout, "mapping shared memory")
+    def await_attached(self) -> None:
+        self._answer(self.startup_timeout, "mapping shared memory")
 
     # ------------------------------------------------------------ requests
     def _send(self, kind: bytes, payload: bytes = b"") -> None:
@@ -159,15 +158,17 @@ class SubprocWorker(WorkerHandle):
             self.dead = True
             raise WorkerDiedError(self.index, self.env_ids, self._death_report()) from None
 
-    def submit_step(self, local_ids: list[int]) -> None:
+    def submit_step(self, local_ids: list[int], slot: int) -> None:
         if len(local_ids) == self.num_envs:
-            self._send(protocol.STEP_ALL)
+            self._send(protocol.step_all_command(slot))
         else:
-            self._send(protocol.STEP_SOME, pickle.dumps(local_ids))
+            self._send(protocol.STEP_SOME, pickle.dumps((local_ids, slot)))
         self._submitted.append(local_ids)
 
-    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
-        self._send(protocol.RESET, pickle.dumps((local_ids, seeds, options)))
+    def submit_reset(
+        self, local_ids: list[int], seeds: list[int | None], options: Any, slot: int
+    ) -> None:
+        self._send(protocol.RESET, pickle.dumps((local_ids, seeds, options, slot)))
         self._submitted.append(local_ids)
 
     def fetch(self) -> GroupResult:
@@ -234,15 +235,16 @@ class SubprocWorker(WorkerHandle):
         return report
 
     # ------------------------------------------------------------ failure & shutdown
-    def restart(self) -> GroupResult:
+    def restart(self, slot: int) -> GroupResult:
         self.kill()
         self._close_conn()
         self._submitted.clear()
-        self.start(restarted=True)
-        spec = self.await_spec()
-        self.spec = spec
+        self.start()
+        self.await_spec()
         self.attach(*self.shm)
-        result = self.await_attached()
+        self.await_attached()
+        self._send(protocol.RESTART_RESET, pickle.dumps(slot))
+        result = self._answer(self.step_timeout, "resetting its envs after a restart")
         assert isinstance(result, GroupResult)
         return result
 
@@ -341,11 +343,12 @@ class SubprocVectorEnv(BatchedVectorEnv):
                         )
             obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
             act_layout = SpaceLayout(specs[0]["action_space"], "action")
-            nbytes = StepBuffers.nbytes(obs_layout, act_layout, num_envs)
+            slots = observation_slots(copy)
+            nbytes = StepBuffers.nbytes(obs_layout, act_layout, num_envs, slots)
             self._block = SharedBlock.create(nbytes)
-            buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, self._block.buf)
+            buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, slots, self._block.buf)
             for worker in workers:
-                worker.attach(self._block.name, nbytes, num_envs)
+                worker.attach(self._block.name, nbytes, num_envs, slots)
             for worker in workers:
                 worker.await_attached()
         except BaseException:

@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, observation_slots
 from vla_gym.vector.buffers import StepBuffers
 from vla_gym.vector.env_group import EnvGroup, GroupResult
 from vla_gym.vector.errors import EnvError
@@ -42,11 +42,13 @@ class InProcessWorker(WorkerHandle):
         except EnvError as error:
             self._answers.append(error)
 
-    def submit_step(self, local_ids: list[int]) -> None:
-        self._run(self.group.step, local_ids)
+    def submit_step(self, local_ids: list[int], slot: int) -> None:
+        self._run(self.group.step, local_ids, slot)
 
-    def submit_reset(self, local_ids: list[int], seeds: list[int | None], options: Any) -> None:
-        self._run(self.group.reset, local_ids, seeds, options)
+    def submit_reset(
+        self, local_ids: list[int], seeds: list[int | None], options: Any, slot: int
+    ) -> None:
+        self._run(self.group.reset, local_ids, seeds, options, slot)
 
     def fetch(self) -> GroupResult:
         answer = self._answers.pop(0)
@@ -57,13 +59,12 @@ class InProcessWorker(WorkerHandle):
     def request(self, method: str, *args: Any) -> Any:
         return getattr(self.group, method)(*args)
 
-    def restart(self) -> GroupResult:
+    def restart(self, slot: int) -> GroupResult:
         self.group.close()
         self._answers.clear()
         self.group = EnvGroup(self.env_fns, self.first_index, self.autoreset_mode)
         self.group.bind(*self._layouts)
-        result = self.group.reset(list(range(self.num_envs)), [None] * self.num_envs, None)
-        return self.group.mark_restarted(result)
+        return self.group.restart_reset(slot)
 
     def kill(self) -> None:  # nothing runs concurrently in-process
         pass
@@ -94,7 +95,9 @@ class SyncVectorEnv(BatchedVectorEnv):
         spec = worker.group.describe()
         obs_layout = SpaceLayout(spec["observation_space"], "observation")
         act_layout = SpaceLayout(spec["action_space"], "action")
-        buffers = StepBuffers.allocate(obs_layout, act_layout, len(env_fns))
+        buffers = StepBuffers.allocate(
+            obs_layout, act_layout, len(env_fns), observation_slots(copy)
+        )
         worker.bind(obs_layout, act_layout, buffers)
         self._setup(
             workers=[worker],

@@ -2,9 +2,11 @@
 
 Protocol over a duplex pipe (a :class:`Channel`: one byte, or a kind byte and a payload):
 
-* parent -> worker: ``STEP_ALL``; ``STEP_SOME`` pickle(local_ids);
-  ``RESET`` pickle((local_ids, seeds, options)); ``REQUEST`` pickle((method, args));
-  ``ATTACH`` pickle((shm name, size, num_envs)); ``CLOSE``.
+* parent -> worker: ``step_all_command(slot)`` (one byte: step every env, observations into
+  slot ``slot``); ``STEP_SOME`` pickle((local_ids, slot));
+  ``RESET`` pickle((local_ids, seeds, options, slot)); ``RESTART_RESET`` pickle(slot);
+  ``REQUEST`` pickle((method, args)); ``ATTACH`` pickle((shm name, size, num_envs, slots));
+  ``CLOSE``.
 * worker -> parent: ``OK`` (a step/reset whose results are all in shared memory), or
   ``OK_EXTRA`` pickle(GroupResult) (infos, changed instructions, final observations), or
   ``VALUE`` pickle(value), or ``ENV_ERROR`` pickle(EnvError), or
@@ -31,9 +33,17 @@ from vla_gym.vector.errors import EnvError
 from vla_gym.vector.layout import SpaceLayout
 from vla_gym.vector.shared_memory import attach
 
-STEP_ALL, STEP_SOME, RESET, REQUEST, ATTACH, CLOSE = b"a", b"s", b"r", b"q", b"m", b"c"
+STEP_SOME, RESET, RESTART_RESET, REQUEST, ATTACH, CLOSE = b"s", b"r", b"x", b"q", b"m", b"c"
 OK, OK_EXTRA, VALUE, ENV_ERROR, FAILURE = b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"
-PAYLOAD_KINDS = STEP_SOME + RESET + REQUEST + ATTACH + OK_EXTRA + VALUE + ENV_ERROR + FAILURE
+PAYLOAD_KINDS = (
+    STEP_SOME + RESET + RESTART_RESET + REQUEST + ATTACH + OK_EXTRA + VALUE + ENV_ERROR + FAILURE
+)
+_STEP_ALL_BASE, MAX_SLOTS = ord("0"), 8  # "0".."7": step every env into slot 0..7
+
+
+def step_all_command(slot: int) -> bytes:
+    return bytes((_STEP_ALL_BASE + slot,))
+
 
 _PR_SET_PDEATHSIG = 1
 
@@ -69,7 +79,6 @@ def run_worker(
     autoreset_mode: str,
     assignment: WorkerAssignment,
     crash_log: str,
-    restarted: bool,
 ) -> None:
     """Entry point of a worker process (started with forkserver or spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -79,7 +88,7 @@ def run_worker(
     with open(crash_log, "w") as log:
         faulthandler.enable(log)  # a segfault's Python stack lands here for the parent to read
         try:
-            _serve(channel, env_fns_blob, first_index, AutoresetMode(autoreset_mode), restarted)
+            _serve(channel, env_fns_blob, first_index, AutoresetMode(autoreset_mode))
         except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
             pass  # the parent went away: nothing left to answer
         finally:
@@ -100,7 +109,6 @@ def _serve(
     env_fns_blob: bytes,
     first_index: int,
     autoreset_mode: AutoresetMode,
-    restarted: bool,
 ) -> None:
     import cloudpickle  # noqa: F401  (env fns were pickled with it)
 
@@ -114,18 +122,15 @@ def _serve(
     try:
         kind, payload = channel.recv()
         assert kind == ATTACH, kind
-        shm_name, nbytes, num_envs = pickle.loads(payload)
+        shm_name, nbytes, num_envs, num_slots = pickle.loads(payload)
         memory = attach(shm_name, nbytes)
         obs_layout = SpaceLayout(group.envs[0].observation_space, "observation")
         act_layout = SpaceLayout(group.envs[0].action_space, "action")
-        buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, memoryview(memory))
+        buffers = StepBuffers.allocate(
+            obs_layout, act_layout, num_envs, num_slots, memoryview(memory)
+        )
         group.bind(obs_layout, act_layout, buffers)
-        if restarted:  # replace a failed worker: fresh episodes, reported as cut short
-            every = list(range(len(group.envs)))
-            result = group.mark_restarted(group.reset(every, [None] * len(every), None))
-            send_result(channel, result)
-        else:
-            channel.send(OK)
+        channel.send(OK)
     except Exception as exc:
         _send_failure(channel, exc)
         return
@@ -134,12 +139,14 @@ def _serve(
     while True:
         command, payload = channel.recv()
         try:
-            if command == STEP_ALL:
-                send_result(channel, group.step(all_local))
+            if _STEP_ALL_BASE <= command[0] < _STEP_ALL_BASE + MAX_SLOTS:
+                send_result(channel, group.step(all_local, command[0] - _STEP_ALL_BASE))
             elif command == STEP_SOME:
-                send_result(channel, group.step(pickle.loads(payload)))
+                send_result(channel, group.step(*pickle.loads(payload)))
             elif command == RESET:
                 send_result(channel, group.reset(*pickle.loads(payload)))
+            elif command == RESTART_RESET:  # a replacement worker: fresh episodes
+                send_result(channel, group.restart_reset(pickle.loads(payload)))
             elif command == REQUEST:
                 method, args = pickle.loads(payload)
                 value = getattr(group, method)(*args)
