@@ -68,6 +68,16 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
+LIBERO_ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+
+
+@pytest.fixture(autouse=True)
+def _libero_assets(monkeypatch):
+    """LIBERO configs run on the shared offline asset pack when it is there."""
+    if LIBERO_ASSETS.is_dir():
+        monkeypatch.setenv("VLA_GYM_LIBERO_ASSETS", str(LIBERO_ASSETS))
+
+
 def skip_unless_runnable(config) -> None:
     if config.env.id not in gym.registry:
         pytest.skip(f"{config.env.id} is not registered (its benchmark adapter is not installed)")
@@ -79,6 +89,8 @@ def skip_unless_runnable(config) -> None:
         gym.make(config.env.id, **config.env.kwargs).close()
     except ImportError as exc:  # vla_gym's MissingDependencyError names the extra
         pytest.skip(f"simulator for {config.env.id} not installed: {exc}")
+    except OSError as exc:  # e.g. LIBERO without its (offline) asset folder
+        pytest.skip(f"assets for {config.env.id} missing: {exc}")
 
 
 @pytest.mark.parametrize("name", CPU_CONFIGS)

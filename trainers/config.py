@@ -150,13 +150,13 @@ def load_config(
     """Load a named config (or a YAML path), apply ``key=value`` overrides, validate."""
     raw = _read_with_bases(name_or_path, seen=())
     raw.setdefault("name", Path(name_or_path).stem)
-    for override in overrides:
-        key, value = _parse_override(override)
-        _set_dotted(raw, key, value, source=f"override {override!r}")
-    if smoke:
+    if smoke:  # before the CLI overrides, so those still win
         for key, value in (raw.get("smoke") or {}).items():
             _set_dotted(raw, key, value, source=f"smoke override {key!r}")
         _apply_smoke_defaults(raw)
+    for override in overrides:
+        key, value = _parse_override(override)
+        _set_dotted(raw, key, value, source=f"override {override!r}")
     config = _build(TrainConfig, raw, prefix="")
     validate(config)
     return config
