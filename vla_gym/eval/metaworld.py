@@ -166,7 +166,13 @@ def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any):
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    backend: str,
+    step_timeout: float | None = None,
+    **env_kwargs: Any,
+):
     """``vla_gym.make_vec`` with NEXT_STEP autoreset (Gymnasium's sync env if it is missing)."""
     import vla_gym
 
@@ -179,7 +185,10 @@ def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any)
     if backend == "auto":
         has_subproc = importlib.util.find_spec("vla_gym.vector.subproc") is not None
         backend = "subproc" if has_subproc and num_envs > 1 else "sync"
-    return vla_gym.make_vec(env_fn, num_envs, backend=backend, autoreset_mode=mode, **env_kwargs)
+    vector_kwargs = {"step_timeout": step_timeout} if step_timeout is not None else {}
+    return vla_gym.make_vec(
+        env_fn, num_envs, backend=backend, autoreset_mode=mode, **vector_kwargs, **env_kwargs
+    )
 
 
 def env_quotas(num_tasks: int, num_trials: int, num_envs: int) -> list[int]:
@@ -196,6 +205,7 @@ def evaluate(
     num_trials: int | None = None,
     max_episode_steps: int = 100,
     backend: str = "auto",
+    step_timeout: float | None = None,
     seed: int = 0,
     progress: bool = False,
     **env_kwargs: Any,
@@ -217,6 +227,7 @@ def evaluate(
         SUITE_IDS[suite],
         num_envs,
         backend,
+        step_timeout,
         num_trials=spec.num_trials,
         task_stride=num_envs,
         max_episode_steps=max_episode_steps,
@@ -319,6 +330,9 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
+    parser.add_argument(
+        "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
+    )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     env_kwargs = {
@@ -337,6 +351,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         num_trials=args.num_trials,
         max_episode_steps=args.max_episode_steps,
         backend=args.backend,
+        step_timeout=args.step_timeout,
         seed=args.seed,
         progress=sys.stderr.isatty(),
         **env_kwargs,
