@@ -233,7 +233,7 @@ def test_success_from_done_info_ends_the_chunk_and_observes_then():
 
 
 def test_episode_limit_truncates():
-    env, _ = make(max_episode_steps=3)
+    env, _ = make(max_steps=3)
     env.reset(seed=0)
     for _ in range(2):
         assert not env.step(np.zeros(23, np.float32))[3]

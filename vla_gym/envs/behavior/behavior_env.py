@@ -192,7 +192,8 @@ class BehaviorEnv(VLAEnv):
         image_size: pixels of every camera, an int or ``(height, width)`` (default 224).
         cameras: which of ``head``, ``left_wrist``, ``right_wrist`` to observe.
         state_keys: proprioception parts forming ``state`` (see ``r1pro.PROPRIO_SLICES``).
-        max_episode_steps: steps per episode (OmniGibson's default is 500; RLinf 2000-4000).
+        max_steps: steps per episode, enforced inside chunks (OmniGibson's default is 500;
+            RLinf uses 2000-4000). ``gym.make``'s ``max_episode_steps`` would add a TimeLimit.
         observe_every_step: also observe/render inside action chunks (slower).
         omnigibson_env_factory: builds the simulator from OmniGibson's config dict; ``None`` is
             OmniGibson itself. Tests pass a double of OmniGibson's env interface here.
@@ -208,7 +209,7 @@ class BehaviorEnv(VLAEnv):
         image_size: int | tuple[int, int] = 224,
         cameras: tuple[str, ...] | list[str] = ("head", "left_wrist", "right_wrist"),
         state_keys: tuple[str, ...] | list[str] = DEFAULT_STATE_KEYS,
-        max_episode_steps: int = 2000,
+        max_steps: int = 2000,
         observe_every_step: bool = False,
         obs_mode: str = "vla",
         action_chunk: int = 1,
@@ -240,7 +241,7 @@ class BehaviorEnv(VLAEnv):
             cameras={name: (int(hw[0]), int(hw[1])) for name in cameras},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_episode_steps,
+            max_episode_steps=max_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,

@@ -56,16 +56,12 @@ def _image_hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(hw[0]), int(hw[1])
 
 
-def select_trial(
-    trial: int, num_tasks: int, num_init_states: int, task_id: int | None
-) -> tuple[int, int]:
-    """Task and init state of trial ``trial``: tasks cycle fastest, then init states.
+def select_trial(trial: int, task_pool: list[int], num_init_states: int) -> tuple[int, int]:
+    """Task and init state of trial ``trial``: tasks of the pool cycle fastest, then init states.
 
-    With a fixed ``task_id`` the trials cycle through that task's init states.
+    With a pool of one task the trials simply cycle through its init states.
     """
-    if task_id is not None:
-        return task_id, trial % num_init_states
-    return trial % num_tasks, (trial // num_tasks) % num_init_states
+    return task_pool[trial % len(task_pool)], (trial // len(task_pool)) % num_init_states
 
 
 class LiberoEnv(VLAEnv):
@@ -74,6 +70,7 @@ class LiberoEnv(VLAEnv):
     Args:
         suite: ``"spatial"``, ``"object"``, ``"goal"``, ``"10"`` or ``"90"`` (set by the ID).
         task_id: fix the task (0-based index in the suite); ``None`` cycles (see ``reset``).
+        task_ids: cycle over these tasks only (e.g. a training subset); excludes ``task_id``.
         init_state_id: fix the initial state (0-49); ``None`` cycles.
         libero_assets: the LIBERO asset folder (else ``$VLA_GYM_LIBERO_ASSETS`` or the folders
             hf-libero uses itself); ``gym.make`` fails at once when none is complete.
@@ -81,7 +78,9 @@ class LiberoEnv(VLAEnv):
         cameras: which of ``agentview``/``wrist`` to observe.
         rotate_180: turn frames by 180 degrees like the reference pipelines (see module doc).
         num_settle_steps: no-op steps (gripper open) after setting the initial state.
-        max_episode_steps: policy steps per episode; default the suite's (RLinf's) limit.
+        max_steps: policy steps per episode (enforced inside chunks); default the suite's
+            (RLinf's) limit. (``gym.make``'s own ``max_episode_steps`` would add a TimeLimit
+            counting whole chunks instead.)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -91,13 +90,14 @@ class LiberoEnv(VLAEnv):
         suite: str = "spatial",
         *,
         task_id: int | None = None,
+        task_ids: list[int] | tuple[int, ...] | None = None,
         init_state_id: int | None = None,
         libero_assets: str | os.PathLike | None = None,
         image_size: int | tuple[int, int] = 256,
         cameras: tuple[str, ...] | list[str] = ("agentview", "wrist"),
         rotate_180: bool = True,
         num_settle_steps: int = 10,
-        max_episode_steps: int | None = None,
+        max_steps: int | None = None,
         obs_mode: str = "vla",
         action_chunk: int = 1,
         terminate_on_success: bool = True,
@@ -120,7 +120,17 @@ class LiberoEnv(VLAEnv):
         with contextlib.redirect_stdout(io.StringIO()):  # it prints the task order
             self._benchmark = self._libero.benchmark.get_benchmark_dict()[self.suite.libero_name]()
         self.num_tasks = self._benchmark.get_num_tasks()
+        if task_id is not None and task_ids is not None:
+            raise ValueError("give task_id (one task) or task_ids (a subset), not both")
         self.task_id = self._check_task_id(task_id)
+        if task_ids is not None:
+            if len(task_ids) == 0:
+                raise ValueError("task_ids must name at least one task")
+            self.task_pool = [self._check_task_id(t) for t in task_ids]
+        elif self.task_id is not None:
+            self.task_pool = [self.task_id]
+        else:
+            self.task_pool = list(range(self.num_tasks))
         self.init_state_id = None if init_state_id is None else int(init_state_id)
         if self.init_state_id is not None and self.init_state_id < 0:
             raise ValueError(f"init_state_id must be >= 0, got {init_state_id!r}")
@@ -132,7 +142,7 @@ class LiberoEnv(VLAEnv):
             cameras={name: (height, width) for name in cameras},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_episode_steps or self.suite.max_episode_steps,
+            max_episode_steps=max_steps or self.suite.max_episode_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,
@@ -191,10 +201,11 @@ class LiberoEnv(VLAEnv):
         """Start an episode.
 
         The task and initial state come from, in order: ``options`` (``task_id``,
-        ``init_state_id``), the constructor's ``task_id``/``init_state_id``, then the seed:
-        ``reset(seed=k)`` runs trial ``k`` (task ``k % num_tasks``, init state
-        ``k // num_tasks``; with a fixed task, init state ``k``), so a vector env seeded ``s``
-        puts trial ``s + i`` in env ``i``. A reset without a seed draws both from the env's RNG.
+        ``init_state_id``), the constructor's ``task_id``/``task_ids``/``init_state_id``, then
+        the seed: ``reset(seed=k)`` runs trial ``k`` of the task pool (all tasks, ``task_ids``
+        or the one ``task_id``): task ``pool[k % len(pool)]``, init state ``k // len(pool)``
+        (mod 50). A vector env seeded ``s`` thus puts trial ``s + i`` in env ``i``. A reset
+        without a seed draws both from the env's RNG.
         """
         unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
         if unknown:
@@ -206,18 +217,18 @@ class LiberoEnv(VLAEnv):
 
     def _choose(self, options: dict[str, Any]) -> tuple[int, int]:
         seed = self._next_seed
-        task = self._check_task_id(options.get("task_id", self.task_id))
+        task = self._check_task_id(options.get("task_id"))
         init = options.get("init_state_id", self.init_state_id)
-        if task is None:
-            if seed is not None:
-                task = select_trial(seed, self.num_tasks, 1, None)[0]
-            else:
-                task = int(self.np_random.integers(self.num_tasks))
-            if init is None and seed is not None:  # trial k: init state k // num_tasks
-                init = select_trial(seed, self.num_tasks, len(self.init_states(task)), None)[1]
-        if init is None:
-            count = len(self.init_states(task))
-            init = seed % count if seed is not None else int(self.np_random.integers(count))
+        # An explicit task option: the seed (if any) picks its init state.
+        pool = [task] if task is not None else self.task_pool
+        if seed is not None:
+            task, trial_init = select_trial(
+                seed, pool, len(self.init_states(pool[seed % len(pool)]))
+            )
+        else:
+            task = pool[int(self.np_random.integers(len(pool)))]
+            trial_init = int(self.np_random.integers(len(self.init_states(task))))
+        init = trial_init if init is None else init
         return task, self._check_init_state_id(task, init)
 
     def _reset_sim(self, options: dict[str, Any] | None) -> None:

@@ -2,7 +2,7 @@
 
 Step limits are RLinf's (the RL recipes' reference): spatial 240, object 240, goal 320, 10 512,
 90 512 policy steps. LeRobot / OpenVLA evaluation uses 280 / 280 / 300 / 520 / 400; pass
-``max_episode_steps=`` to match it.
+``max_steps=`` to match it.
 """
 
 from __future__ import annotations
