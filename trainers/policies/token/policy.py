@@ -89,6 +89,9 @@ class Policy(ActorCriticPolicy):
 
     @torch.no_grad()
     def act(self, obs: Observation, *, deterministic: bool = False) -> PolicyOutput:
+        """A chunk of tokens drawn at the training temperature / top-k, or with ``deterministic``
+        at the evaluation setting (greedy when ``eval_temperature`` is 0). The log-probs are
+        always those of the training distribution, the one PPO/GRPO ratios are taken against."""
         temperature = self.config.eval_temperature if deterministic else self.config.temperature
 
         def choose(logits: torch.Tensor) -> torch.Tensor:
