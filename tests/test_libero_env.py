@@ -110,6 +110,25 @@ def test_import_never_prompts_with_a_fresh_home(tmp_path):
 
 @needs_libero
 @needs_assets
+def test_egl_device_numbering_unlike_cuda_does_not_break_import(tmp_path):
+    """robosuite asserts MUJOCO_EGL_DEVICE_ID in CUDA_VISIBLE_DEVICES at import; EGL id 1 of
+    CUDA device 0 is legitimate (the vector layer translates ids), so it must not fail."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="0", MUJOCO_EGL_DEVICE_ID="1")
+    env[ASSETS_ENV_VAR] = str(ASSETS)
+    code = (
+        "import os, gymnasium as gym, vla_gym; "
+        "e = gym.make('VLA/LIBERO-Goal-v0', obs_mode='flat', task_id=0); e.reset(seed=0); "
+        "print('EGL', os.environ['MUJOCO_EGL_DEVICE_ID'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "EGL 1" in out.stdout
+
+
+@needs_libero
+@needs_assets
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="task_id"):
         make(task_id=10)

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from vla_gym.core.base import VLAEnv
-from vla_gym.core.deps import require
 from vla_gym.envs.libero.offline import import_libero, resolve_assets, use_assets
 from vla_gym.envs.libero.suites import get_suite
 
@@ -115,7 +114,6 @@ class LiberoEnv(VLAEnv):
             raise ValueError(f"num_settle_steps must be >= 0, got {num_settle_steps!r}")
         # Checked before LIBERO is imported: a missing asset folder fails at once.
         self.assets = resolve_assets(libero_assets)
-        require("robosuite", extra="libero", what="LIBERO")
         self._libero = import_libero(self.assets)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints the task order
             self._benchmark = self._libero.benchmark.get_benchmark_dict()[self.suite.libero_name]()

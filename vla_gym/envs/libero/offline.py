@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from vla_gym.core.deps import MissingDependencyError
+from vla_gym.core.deps import MissingDependencyError, require
 
 ASSETS_ENV_VAR = "VLA_GYM_LIBERO_ASSETS"
 CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
@@ -143,12 +143,33 @@ def import_libero(assets: Path) -> SimpleNamespace:
     ``ControlEnv`` class."""
     libero_package_dir()  # clear error when hf-libero is missing
     ensure_libero_config(assets)
-    with contextlib.redirect_stdout(io.StringIO()):  # LIBERO and robosuite print at import
+    with (
+        contextlib.redirect_stdout(io.StringIO()),  # LIBERO and robosuite print at import
+        _without_robosuite_device_check(),
+    ):
+        require("robosuite", extra="libero", what="LIBERO")
         import libero.libero as libero_root
         from libero.libero import benchmark
         from libero.libero.envs.env_wrapper import ControlEnv
     use_assets(libero_root, assets)
     return SimpleNamespace(root=libero_root, benchmark=benchmark, ControlEnv=ControlEnv)
+
+
+@contextlib.contextmanager
+def _without_robosuite_device_check():
+    """Hide ``MUJOCO_EGL_DEVICE_ID`` while robosuite is imported.
+
+    robosuite 1.4 asserts at import that the EGL device id appears in ``CUDA_VISIBLE_DEVICES``,
+    but EGL and CUDA number GPUs differently (the vector layer sets both correctly for a pinned
+    worker). robosuite does not render for us, so its check does not apply; MuJoCo's own EGL
+    backend still reads the variable, which is restored right after.
+    """
+    saved = os.environ.pop("MUJOCO_EGL_DEVICE_ID", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["MUJOCO_EGL_DEVICE_ID"] = saved
 
 
 def use_assets(libero_root, assets: Path) -> None:
