@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -145,6 +146,7 @@ def import_libero(assets: Path) -> SimpleNamespace:
     ensure_libero_config(assets)
     with (
         contextlib.redirect_stdout(io.StringIO()),  # LIBERO and robosuite print at import
+        _quiet_robosuite_import(),
         _without_robosuite_device_check(),
     ):
         require("robosuite", extra="libero", what="LIBERO")
@@ -153,6 +155,18 @@ def import_libero(assets: Path) -> SimpleNamespace:
         from libero.libero.envs.env_wrapper import ControlEnv
     use_assets(libero_root, assets)
     return SimpleNamespace(root=libero_root, benchmark=benchmark, ControlEnv=ControlEnv)
+
+
+@contextlib.contextmanager
+def _quiet_robosuite_import():
+    """robosuite warns at import that it has no private macro file; irrelevant here."""
+    logger = logging.getLogger("robosuite_logs")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 @contextlib.contextmanager
