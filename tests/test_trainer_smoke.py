@@ -233,3 +233,22 @@ def test_kill_and_resume_continues_counters_and_metrics(tmp_path):
     assert [v for _, v in sorted(tags["train/env_steps"])] == [float(s) for s in steps]
     elapsed = [v for _, v in sorted(tags["time/elapsed"])]
     assert elapsed == sorted(elapsed)
+
+
+def test_separate_rollout_copy_stays_in_sync(tmp_path):
+    """Rollout and actor on different devices use two copies: weights and buffers sync."""
+    import copy
+
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", [f"runner.log_dir={tmp_path}"], smoke=True)
+    trainer = Trainer(config)
+    trainer.rollout_policy = copy.deepcopy(trainer.policy)  # as with rollout=cuda:1, actor=cuda:0
+    before = trainer.policy.normalizer.count.item()
+    trainer.train_iteration()
+    assert trainer.policy.normalizer.count.item() > before  # statistics gathered while acting
+    for (name, a), (_, b) in zip(
+        trainer.policy.state_dict().items(),
+        trainer.rollout_policy.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    trainer.collector.close()

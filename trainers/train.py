@@ -141,8 +141,17 @@ class Trainer:
         return checkpoint.save_atomic(self.state_dict(), self.latest_path)
 
     def _sync_rollout_policy(self) -> None:
+        """Weights actor -> rollout copy (after an update)."""
         if self.rollout_policy is not self.policy:
             self.rollout_policy.load_state_dict(self.policy.state_dict())
+
+    def _sync_rollout_buffers(self) -> None:
+        """Buffers rollout copy -> actor (after a rollout): e.g. observation statistics that
+        the policy updates while acting."""
+        if self.rollout_policy is not self.policy:
+            actor_buffers = dict(self.policy.named_buffers())
+            for name, buffer in self.rollout_policy.named_buffers():
+                actor_buffers[name].copy_(buffer)
 
     # ------------------------------------------------------------------------ training
     def _rollout_seeds(self, rollout_index: int) -> list[int]:
@@ -228,6 +237,7 @@ class Trainer:
         timings = self.collector.timings
         timings.env_step = timings.policy_inference = 0.0
         rollouts, stats = self._collect()
+        self._sync_rollout_buffers()
         rollout_time = time.perf_counter() - start
         batch, metrics = self._make_batch(rollouts)
         del rollouts
