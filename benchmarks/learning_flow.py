@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIG = "flow_panda_vision_ppo_cpu"
+DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
 EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
 
 
@@ -68,7 +68,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
         *args.overrides,
         *extra,
     ]
-    return load_config(CONFIG, overrides)
+    return load_config(args.config, overrides)
 
 
 def evaluate(config, policy, episodes: int) -> dict[str, float]:
@@ -91,15 +91,16 @@ def evaluate(config, policy, episodes: int) -> dict[str, float]:
 def stage_collect(args: argparse.Namespace, work: Path) -> Path:
     from trainers.collect import collect
 
+    env = train_config(args, work).env
     out = work / "demos"
     collect(
-        "VLA/PandaPickCubeVision-v0",
+        env.id,
         args.demos,
         str(out),
         num_envs=min(args.demos, 4),
         seed=0,
         only_success=True,
-        env_kwargs={"image_size": 64},
+        env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
         verbose=False,
     )
     return out
@@ -301,6 +302,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--work", default="runs/learning_flow")
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="trainer config of the flow policy"
+    )
     parser.add_argument("--demos", type=int, default=20)
     parser.add_argument("--sft-steps", type=int, default=1500)
     parser.add_argument("--method", default="flow_sde", choices=["flow_sde", "flow_noise"])
