@@ -192,6 +192,31 @@ def run_one(
         print(f"{algo} seed {seed}: {point}", flush=True)
 
 
+def speed_check(out: Path, rounds: int, steps_per_round: int) -> str:
+    """Env steps/s of our PPO vs SB3 PPO measured interleaved in one process.
+
+    Both learners train alternately for ``steps_per_round`` env steps, ``rounds`` times, so they
+    see the same share of a busy machine; wall time of each slice is summed per learner.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    ours, theirs = OursPPO(out / "speed", 0), SB3Learner("ppo", out / "speed", 0)
+    totals = {"ours_ppo": [0, 0.0], "sb3_ppo": [0, 0.0]}
+    for _ in range(rounds):
+        for name, learner in (("ours_ppo", ours), ("sb3_ppo", theirs)):
+            start_steps, start = learner.env_steps, time.perf_counter()
+            learner.learn(learner.env_steps + steps_per_round)
+            totals[name][0] += learner.env_steps - start_steps
+            totals[name][1] += time.perf_counter() - start
+    rates = {name: steps / wall for name, (steps, wall) in totals.items()}
+    lines = ["| learner | env steps | wall (s) | env steps/s |", "|---|---|---|---|"]
+    for name, (steps, wall) in totals.items():
+        lines.append(f"| {LABELS[name]} | {steps:,} | {wall:.1f} | {rates[name]:.1f} |")
+    lines.append(f"\nour PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- the report
 def load_points(out: Path, algo: str, seed: int) -> list[dict]:
     log = out / f"{algo}_seed{seed}.jsonl"
@@ -204,6 +229,23 @@ def success_at(points: list[dict], steps: int) -> float | None:
     return before[-1]["success"] if before else None
 
 
+def training_returns(out: Path, algo: str, seed: int) -> list[tuple[int, float]]:
+    """(env steps, mean return of training episodes) from the run's TensorBoard logs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if algo == "ours_ppo":
+        folder, tag = out / f"ours_ppo_seed{seed}" / "tensorboard", "env/return"
+    else:
+        folder, tag = out / f"{algo}_seed{seed}" / "tensorboard", "rollout/ep_rew_mean"
+    points: dict[int, float] = {}
+    for events_dir in sorted({p.parent for p in folder.rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(events_dir))
+        events.Reload()
+        if tag in events.Tags()["scalars"]:
+            points.update({e.step: e.value for e in events.Scalars(tag)})
+    return sorted(points.items())
+
+
 def report(out: Path, seeds: list[int], plot_path: Path) -> str:
     import matplotlib
 
@@ -212,7 +254,8 @@ def report(out: Path, seeds: list[int], plot_path: Path) -> str:
 
     runs = {algo: [load_points(out, algo, s) for s in seeds] for algo in ALGOS}
     runs = {algo: [p for p in pts if p] for algo, pts in runs.items() if any(pts)}
-    common = min(max(p["env_steps"] for p in pts[0]) for pts in runs.values()) if runs else 0
+    trained = [pts for pts in runs.values() if max(p["env_steps"] for p in pts[0]) > 0]
+    common = min(max(p["env_steps"] for p in pts[0]) for pts in trained) if trained else 0
     lines = [
         f"| algorithm | env steps | train wall (min) | env steps/s | success at {common:,} steps "
         "| best success | first eval >= 90% (steps / min) |",
@@ -242,6 +285,22 @@ def report(out: Path, seeds: list[int], plot_path: Path) -> str:
             f"{np.mean([s for s in at_common if s is not None]):.2f} | "
             f"{np.mean([max(p['success'] for p in pts) for pts in per_seed]):.2f} | {first} |"
         )
+    lines.append("")
+    lines.append("Evaluations (env steps: success rate), first seed:")
+    for algo, per_seed in runs.items():
+        points = ", ".join(f"{p['env_steps']:,}: {p['success']:.2f}" for p in per_seed[0])
+        lines.append(f"- {LABELS[algo]}: {points}")
+    lines.append("")
+    lines.append("Mean training-episode return (TensorBoard) near the same env steps, first seed:")
+    for algo in runs:
+        curve = training_returns(out, algo, seeds[0])
+        marks = [16_384, 32_768, 49_152, 65_536, 81_920]
+        shown = []
+        for mark in marks:
+            near = [v for step, v in curve if abs(step - mark) <= 2_048]
+            if near:
+                shown.append(f"{mark:,}: {near[-1]:.1f}")
+        lines.append(f"- {LABELS[algo]}: {', '.join(shown) or 'n/a'}")
     for axis, xlabel in zip(axes, ("env steps", "training wall time (min)"), strict=True):
         axis.set_xlabel(xlabel)
         axis.set_ylabel("success rate (deterministic eval)")
@@ -266,11 +325,21 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "learning_panda"))
     parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "learning_panda.png"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--speed-check",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only measure our PPO vs SB3 PPO steps/s, interleaved in one process",
+    )
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.speed_check:
+        print(speed_check(out, args.speed_check, 4096))
+        return 0
     if args.worker:
         algo, seed = args.worker.split(":")
         run_one(
