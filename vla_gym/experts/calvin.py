@@ -36,10 +36,14 @@ class Waypoint:
     hold: int = 0
     max_steps: int = 80
     tilt: float = 0.0  # lean the fingers forward (+y) by this angle (radians)
+    keep_orientation: bool = False  # move without turning the hand
 
-    def euler(self, current_yaw: float) -> np.ndarray:
-        """PyBullet euler angles of: fingers down, turned by ``yaw``, leaned forward by ``tilt``."""
-        yaw = current_yaw if self.yaw is None else self.yaw
+    def euler(self, current: np.ndarray) -> np.ndarray:
+        """PyBullet euler angles of: fingers down, turned by ``yaw``, leaned forward by ``tilt``
+        (or the current target orientation with ``keep_orientation``)."""
+        if self.keep_orientation:
+            return current
+        yaw = current[2] if self.yaw is None else self.yaw
         return fingers_down_euler(yaw, self.tilt)
 
 
@@ -155,18 +159,31 @@ def plan_drawer(view: SceneView, opening: bool) -> list[Waypoint]:
     ]
 
 
-def plan_slider(view: SceneView, to_left: bool) -> list[Waypoint]:
+def plan_slider(view: SceneView, to_left: bool, to_the_end: bool = False) -> list[Waypoint]:
+    """Push the door's grip bar sideways by 0.19 m, or as far as it goes (``to_the_end``)."""
     bar_x = view.layout.door_x - view.door  # the door's grip bar
     side = 1.0 if to_left else -1.0  # push from the right to move it left
     start = np.array([bar_x + side * (0.02 + FINGER_HALF + 0.012), -0.025, 0.53])
-    end = start + [-side * 0.19, 0.0, 0.0]
+    travel = 0.19
+    if to_the_end:
+        travel = (view.layout.door_limit - view.door if to_left else view.door) + 0.01
+    end = start + [-side * travel, 0.0, 0.0]
     yaw = view.tcp_euler[2]
     return [
         Waypoint(_up(start, 0.09), yaw, CLOSE, tol=0.01),
         Waypoint(start, yaw, CLOSE, speed=0.5, tol=0.006),
-        Waypoint(end, yaw, CLOSE, speed=0.5, tol=0.01),
-        Waypoint(_up(end, 0.10), yaw, CLOSE, hold=200),
+        Waypoint(end, yaw, CLOSE, speed=0.5, tol=0.01, max_steps=40),
+        Waypoint(_up(end, 0.10), yaw, CLOSE, hold=0 if to_the_end else 200),
     ]
+
+
+def uncover(view: SceneView, x: float) -> list[Waypoint]:
+    """Slide the door fully away first if it still hides ``x`` (a chain may leave it half-way)."""
+    left_edge = view.layout.door_x - view.door - 0.14
+    if left_edge - 0.05 < x < left_edge + 0.28 + 0.05:
+        block_on_left = x < left_edge + 0.14
+        return plan_slider(view, to_left=not block_on_left, to_the_end=True)
+    return []
 
 
 def plan_button(view: SceneView) -> list[Waypoint]:
@@ -190,11 +207,11 @@ def held_block(view: SceneView) -> str | None:
 
 
 def _release(view: SceneView, place: np.ndarray, yaw: float) -> list[Waypoint]:
-    """Carry the held block above ``place``, lower it there, open and back off upwards."""
+    """Carry the held block high above ``place`` (clear of the door's grip), lower it there,
+    open and back off upwards."""
+    above = np.array([place[0], place[1], max(place[2] + 0.10, CARRY_HEIGHT)])
     return [
-        Waypoint(
-            np.array([view.tcp[0], view.tcp[1], max(view.tcp[2], place[2] + 0.1)]), yaw, CLOSE
-        ),
+        Waypoint(above, yaw, CLOSE, tol=0.015),
         Waypoint(_up(place, 0.10), yaw, CLOSE, tol=0.01),
         Waypoint(place, yaw, CLOSE, speed=0.4, tol=0.006),
         Waypoint(place, yaw, OPEN, hold=10),
@@ -215,7 +232,7 @@ def plan_lift_slider(view: SceneView, colour: str) -> list[Waypoint]:
     pos, yaw = view.blocks[colour]
     tcp_yaw = grasp_yaw(yaw, view.tcp_euler[2])
     pre, grasp, tilt = _into_cabinet(pos), _up(pos, 0.004), SLIDER_TILT
-    return [
+    return uncover(view, pos[0]) + [
         Waypoint(pre + [0.0, -0.08, 0.06], tcp_yaw, OPEN, tol=0.015, tilt=tilt),
         Waypoint(pre, tcp_yaw, OPEN, speed=0.5, tol=0.008, tilt=tilt),
         Waypoint(grasp, tcp_yaw, OPEN, speed=0.4, tol=0.006, tilt=tilt),
@@ -330,6 +347,26 @@ def plan_switch_down(view: SceneView) -> list[Waypoint]:
     ]
 
 
+CARRY_HEIGHT = 0.64  # TCP height for moving between places: a held block clears everything
+
+
+def retreat(info: dict[str, Any]) -> list[Waypoint]:
+    """Back out of the cabinet, then rise, without turning the hand or changing the grip."""
+    tcp, gripper = np.asarray(info["robot_obs"])[:3], float(np.asarray(info["robot_obs"])[14])
+    steps = []
+    if tcp[1] > -0.03:
+        tcp = np.array([tcp[0], -0.07, tcp[2] + 0.01])
+        steps.append(
+            Waypoint(tcp, None, gripper, speed=0.6, tol=0.015, max_steps=30, keep_orientation=True)
+        )
+    if tcp[2] < CARRY_HEIGHT - 0.02:
+        up = np.array([tcp[0], tcp[1], CARRY_HEIGHT])
+        steps.append(
+            Waypoint(up, None, gripper, speed=0.6, tol=0.015, max_steps=30, keep_orientation=True)
+        )
+    return steps
+
+
 PLANNERS: dict[str, Callable[[SceneView], list[Waypoint]]] = {}
 for _c in BLOCKS:
     PLANNERS[f"lift_{_c}_block_table"] = lambda v, c=_c: plan_lift(v, c)
@@ -383,6 +420,8 @@ class CalvinExpert:
             self._key = key
             planner = PLANNERS.get(task)
             self._plan = planner(SceneView.from_info(info)) if planner is not None else []
+            if self._plan and key[1] > 0:  # mid-chain: first get clear of the last subtask
+                self._plan = retreat(info) + self._plan
         if not self._plan:  # unsupported task: stay put with the gripper as it is
             hold = np.zeros(7, np.float32)
             hold[6] = np.asarray(info["robot_obs"])[14]
@@ -393,7 +432,7 @@ class CalvinExpert:
         waypoint = self._plan[self._index]
         target = np.asarray(info["tcp_target"], dtype=np.float64)
         tcp = np.asarray(info["robot_obs"], dtype=np.float64)[:3]
-        goal_euler = waypoint.euler(target[5])
+        goal_euler = waypoint.euler(target[3:])
         # Steer the accumulated target; euler errors are wrapped to the nearest turn.
         d_pos = (waypoint.pos - target[:3]) / MAX_REL_POS
         d_orn = np.angle(np.exp(1j * (goal_euler - target[3:]))) / MAX_REL_ORN
