@@ -101,7 +101,7 @@ class Sb3Runner:
     def __init__(self, env_fn: Callable[[], gym.Env], n: int):
         from stable_baselines3.common.vec_env import SubprocVecEnv
 
-        self.venv = SubprocVecEnv([env_fn] * n)
+        self.venv = SubprocVecEnv([env_fn] * n, start_method="forkserver")
         self.action_space = gym.vector.utils.batch_space(self.venv.action_space, n)
         self.venv.reset()
 
@@ -135,7 +135,10 @@ def build(kind: str, env_fn: Callable[[], gym.Env], n: int):
     if kind == "vla_gym copy=False":
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", copy=False))
     if kind == "gymnasium async":
-        return GymVectorRunner(gym.vector.AsyncVectorEnv([env_fn] * n, shared_memory=True))
+        # forkserver, not Gymnasium's default fork: forking a process that already rendered
+        # (the plain loop runs here) deadlocks the children on Mesa's locks
+        envs = gym.vector.AsyncVectorEnv([env_fn] * n, shared_memory=True, context="forkserver")
+        return GymVectorRunner(envs)
     if kind == "sb3 subproc":
         return Sb3Runner(env_fn, n)
     raise ValueError(kind)
@@ -200,9 +203,11 @@ def run_interleaved(part: str, n: int, configs: list[Config], rounds: int, secon
         for label, kind, env_fn in configs:
             runners.append(build(kind, env_fn, n))
             rows.append(Row(part, n, label))
-        for _ in range(rounds):
-            for row, runner in zip(rows, runners, strict=True):
-                row.samples.append(time_runner(runner, n, seconds, min_steps=20))
+        for r in range(rounds):  # a different order each round: no runner always goes first
+            order = list(range(len(rows)))
+            order = order[r % len(order) :] + order[: r % len(order)]
+            for k in order:
+                rows[k].samples.append(time_runner(runners[k], n, seconds, min_steps=20))
     finally:
         for runner in runners:
             runner.close()

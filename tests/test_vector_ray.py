@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from test_vector_helpers import FaultyEnv, ImageEnv
@@ -19,6 +21,8 @@ def local_ray():
 
     # Ray's workers cannot import this tests/ folder: ship the helper envs by value
     cloudpickle.register_pickle_by_value(test_vector_helpers)
+    # no memory monitor: on a busy shared machine it kills these small actors (OutOfMemoryError)
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

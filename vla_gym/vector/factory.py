@@ -72,8 +72,10 @@ def make_vec(
         step_timeout: seconds a worker may take for one step/reset before it is reported.
         restart_on_failure: replace a failed worker, reset its envs and report them as
             truncated with ``infos["worker_restarted"]``, instead of raising.
-        copy: return observations that stay valid after the next step (``False``: views of
-            the shared buffers, overwritten by the next step; faster).
+        copy: ``True`` (default): observations you hold are never overwritten; they are the
+            shared buffers themselves (no copy) whenever you no longer hold the previous ones,
+            as in ``obs = envs.step(a)[0]``. ``False``: always views of one buffer, overwritten
+            by the next step.
         start_method: ``"forkserver"`` (default where available) or ``"spawn"`` (subproc).
         egl_device_map: CUDA index -> EGL index, replacing the EGL device query (tests).
         env_kwargs: passed to every env.
