@@ -64,7 +64,10 @@ def random_policy(action_space, seed: int) -> BatchPolicy:
 def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any):
     import vla_gym
 
-    return vla_gym.make_vec(env_id, num_envs, backend=backend, **env_kwargs)
+    # A LIBERO env builds its scene at its first reset (seconds to minutes per worker on a busy
+    # CPU), so resets get more time than the vector layer's default.
+    timeout = {"step_timeout": 1800.0} if backend != "sync" else {}
+    return vla_gym.make_vec(env_id, num_envs, backend=backend, **timeout, **env_kwargs)
 
 
 def evaluate(
