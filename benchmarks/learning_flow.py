@@ -338,7 +338,9 @@ def main() -> None:
             state["overhead"] = stage_overhead(args, work, sft_path)
             save_state(state_path, state)
         print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
-        if "rl_eval" not in state:
+        done = state.get("rl_eval", {}).get("iterations", 0)
+        if "rl_eval" not in state or done < args.rl_iterations:  # a larger budget continues
+            state.pop("rl_eval", None)
             stage_rl(args, work, state, sft_path)
             save_state(state_path, state)
     report(state, work)
