@@ -1,14 +1,15 @@
 """Smoke runs of every ``token_*`` trainer config (two tiny PPO/GRPO iterations each).
 
-Recipes whose simulator is not installed here (BEHAVIOR needs Isaac Sim on an RTX GPU; LIBERO
-needs hf-libero and its assets) are skipped with the reason; their policy is still built and run
-on observation/action spaces of the recipe's shape.
+Recipes whose simulator is not installed are skipped with the reason (BEHAVIOR needs Isaac Sim on
+an RTX GPU; LIBERO needs hf-libero and the offline asset pack in ../shared/assets/libero); their
+policy is still built and run on observation/action spaces of the recipe's shape.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -19,6 +20,7 @@ from trainers.policies import make_policy
 from trainers.policies.token import Policy
 from vla_gym.core.spaces import chunked_action_space, vla_observation_space
 
+LIBERO_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
 TOKEN_CONFIGS = [name for name in available_configs() if name.startswith("token_")]
 # Simulator package each env ID needs, beyond what the core install brings.
 SIMULATORS = {"VLA/Behavior": "omnigibson", "VLA/LIBERO": "libero"}
@@ -65,7 +67,12 @@ def test_every_recipe_is_present() -> None:
 
 @pytest.mark.parametrize("name", TOKEN_CONFIGS)
 def test_smoke_run(name: str, tmp_path) -> None:
-    config = load_config(name, [f"runner.log_dir={tmp_path}"], smoke=True)
+    overrides = [f"runner.log_dir={tmp_path}"]
+    if load_config(name).env.id.startswith("VLA/LIBERO"):
+        if not LIBERO_ASSETS.is_dir():
+            pytest.skip(f"LIBERO's offline asset pack {LIBERO_ASSETS} is absent")
+        overrides.append(f"env.kwargs.libero_assets={LIBERO_ASSETS}")
+    config = load_config(name, overrides, smoke=True)
     reason = missing_simulator(config.env.id)
     if reason:
         pytest.skip(reason)
