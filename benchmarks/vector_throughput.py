@@ -267,6 +267,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="per timed round, (a)")
     parser.add_argument("--panda-seconds", type=float, default=5.0, help="per timed round, (b)")
+    parser.add_argument(
+        "--panda-runners",
+        default="vla_gym,gymnasium async,sb3 subproc,plain loop",
+        help="comma-separated runners for (b)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 short round, 2 envs")
     args = parser.parse_args()
     if args.quick:
@@ -316,7 +321,7 @@ def main() -> None:
         rows = run_one_at_a_time("b", 1, one, args.rounds, args.panda_seconds)
         plain = rows[0]
         ideal = (plain.median("env_steps_per_s"), plain.median("env_steps_per_cpu_s"))
-        kinds = ["vla_gym", "gymnasium async", "sb3 subproc", "plain loop"]
+        kinds = args.panda_runners.split(",")
         for n in sizes:
             configs = [(kind, kind, panda_env) for kind in kinds]
             rows += run_one_at_a_time("b", n, configs, args.rounds, args.panda_seconds)

@@ -350,3 +350,21 @@ def test_restart_on_failure_in_process():
         assert "t" not in infos  # no step happened in the fresh episodes
     finally:
         envs.close()
+
+
+def test_instruction_travels_only_when_it_changes():
+    from gymnasium.vector import AutoresetMode as Mode
+    from test_vector_helpers import NullImageEnv
+
+    from vla_gym.vector.buffers import StepBuffers
+    from vla_gym.vector.env_group import EnvGroup
+    from vla_gym.vector.layout import SpaceLayout
+
+    group = EnvGroup([lambda: NullImageEnv(size=8)] * 2, 0, Mode.NEXT_STEP)
+    obs_layout = SpaceLayout(group.envs[0].observation_space)
+    act_layout = SpaceLayout(group.envs[0].action_space, "action")
+    group.bind(obs_layout, act_layout, StepBuffers.allocate(obs_layout, act_layout, 2))
+    first = group.reset([0, 1], [0, 1], None)
+    assert first.texts == {0: ("pick up the cube",), 1: ("pick up the cube",)}
+    later = group.step([0, 1])
+    assert later.texts == {} and later.is_plain  # the worker answers with a single byte
