@@ -247,7 +247,7 @@ def test_gym_make_vec_goes_through_the_vector_entry_point():
             env_id,
             entry_point="test_vector_helpers:ImageEnv",
             kwargs={"size": 8},
-            vector_entry_point="vla_gym.vector:make_vec_entry_point",
+            vector_entry_point=functools.partial(vla_gym.vector.make_vec_entry_point, env_id),
         )
     envs = gym.make_vec(env_id, 2, vectorization_mode="vector_entry_point", backend="sync")
     try:
@@ -259,7 +259,8 @@ def test_gym_make_vec_goes_through_the_vector_entry_point():
     finally:
         envs.close()
     for env_id in vla_gym.registered_ids():  # every vla_gym ID is wired to our entry point
-        assert gym.spec(env_id).vector_entry_point == "vla_gym.vector:make_vec_entry_point"
+        entry_point = gym.spec(env_id).vector_entry_point
+        assert isinstance(entry_point, functools.partial) and entry_point.args == (env_id,)
 
 
 def test_record_episode_statistics_wrapper(backend):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import gymnasium as gym
 import pytest
 from test_vector_helpers import ImageEnv
 
-from vla_gym.vector import make_vec
+from vla_gym.vector import make_vec, make_vec_entry_point
 from vla_gym.vector.devices import (
     assign_workers,
     cpu_core_sets,
@@ -117,7 +118,7 @@ def test_gym_make_vec_passes_pinning_options_through():
         gym.register(
             env_id,
             entry_point="test_vector_devices:EnvironmentProbeEnv",
-            vector_entry_point="vla_gym.vector:make_vec_entry_point",
+            vector_entry_point=functools.partial(make_vec_entry_point, env_id),
         )
     envs = gym.make_vec(env_id, 2, cpu_affinity=[[0]], envs_per_worker=2)
     try:

@@ -7,7 +7,9 @@ imported by ``gym.make``; a missing simulator then fails there with a message na
 
 from __future__ import annotations
 
+import functools
 import importlib
+from typing import Any
 
 import gymnasium as gym
 
@@ -28,6 +30,13 @@ def registered_ids() -> list[str]:
     return [env_id for package in _benchmark_packages() for env_id in getattr(package, "IDS", {})]
 
 
+def _make_vec_for(env_id: str, **kwargs: Any):
+    """``gym.make_vec(id, n, vectorization_mode="vector_entry_point")`` for one vla_gym ID."""
+    from vla_gym.vector import make_vec_entry_point
+
+    return make_vec_entry_point(env_id=env_id, **kwargs)
+
+
 def register_all() -> None:
     for package in _benchmark_packages():
         for env_id, (entry_point, kwargs) in getattr(package, "IDS", {}).items():
@@ -41,5 +50,7 @@ def register_all() -> None:
                 # validates actions itself: no TimeLimit and no passive checker on top.
                 max_episode_steps=None,
                 disable_env_checker=True,
-                vector_entry_point="vla_gym.vector:make_vec_entry_point",
+                # Gymnasium hands a vector entry point kwargs but not the ID: bind it here
+                # (a partial of a module-level function, so specs still pickle).
+                vector_entry_point=functools.partial(_make_vec_for, env_id),
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -134,32 +133,10 @@ def make_vec(
     return envs
 
 
-def _calling_env_spec() -> EnvSpec | None:
-    """The spec ``gym.make_vec`` is building (it passes kwargs but not the ID to entry points)."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            spec = frame.f_locals.get("env_spec")
-            if isinstance(spec, EnvSpec) and frame.f_code.co_name == "make_vec":
-                return spec
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
-
-
-def make_vec_entry_point(num_envs: int = 1, env_id: str | None = None, **kwargs: Any):
+def make_vec_entry_point(env_id: str, num_envs: int = 1, **kwargs: Any):
     """Gymnasium's ``vector_entry_point`` for every vla_gym ID.
 
     ``gym.make_vec(id, n, vectorization_mode="vector_entry_point", **kwargs)`` lands here with
     the registered kwargs merged with the caller's (env kwargs and make_vec options alike).
     """
-    if env_id is None:
-        spec = _calling_env_spec()
-        if spec is None:
-            raise RuntimeError(
-                "make_vec_entry_point is meant to be called by gym.make_vec; call "
-                "vla_gym.make_vec(env_id, num_envs, ...) directly instead"
-            )
-        env_id = spec.id
     return make_vec(env_id, num_envs, **kwargs)
