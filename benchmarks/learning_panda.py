@@ -203,17 +203,31 @@ def speed_check(out: Path, rounds: int, steps_per_round: int) -> str:
     torch.set_num_threads(1)
     ours, theirs = OursPPO(out / "speed", 0), SB3Learner("ppo", out / "speed", 0)
     totals = {"ours_ppo": [0, 0.0], "sb3_ppo": [0, 0.0]}
+    slices: dict[str, list[float]] = {"ours_ppo": [], "sb3_ppo": []}
     for _ in range(rounds):
         for name, learner in (("ours_ppo", ours), ("sb3_ppo", theirs)):
             start_steps, start = learner.env_steps, time.perf_counter()
             learner.learn(learner.env_steps + steps_per_round)
-            totals[name][0] += learner.env_steps - start_steps
-            totals[name][1] += time.perf_counter() - start
+            steps, wall = learner.env_steps - start_steps, time.perf_counter() - start
+            totals[name][0] += steps
+            totals[name][1] += wall
+            slices[name].append(steps / wall)
     rates = {name: steps / wall for name, (steps, wall) in totals.items()}
-    lines = ["| learner | env steps | wall (s) | env steps/s |", "|---|---|---|---|"]
+    medians = {name: float(np.median(values)) for name, values in slices.items()}
+    lines = [
+        "| learner | env steps | wall (s) | env steps/s | median slice steps/s | slices |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, (steps, wall) in totals.items():
-        lines.append(f"| {LABELS[name]} | {steps:,} | {wall:.1f} | {rates[name]:.1f} |")
-    lines.append(f"\nour PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x")
+        shown = ", ".join(f"{rate:.0f}" for rate in slices[name])
+        lines.append(
+            f"| {LABELS[name]} | {steps:,} | {wall:.1f} | {rates[name]:.1f} | "
+            f"{medians[name]:.1f} | {shown} |"
+        )
+    lines.append(
+        f"\nour PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x overall, "
+        f"{medians['ours_ppo'] / medians['sb3_ppo']:.2f}x median slice"
+    )
     return "\n".join(lines)
 
 
@@ -332,13 +346,14 @@ def main() -> int:
         metavar="ROUNDS",
         help="only measure our PPO vs SB3 PPO steps/s, interleaved in one process",
     )
+    parser.add_argument("--speed-steps", type=int, default=4096, help="env steps per slice")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.speed_check:
-        print(speed_check(out, args.speed_check, 4096))
+        print(speed_check(out, args.speed_check, args.speed_steps))
         return 0
     if args.worker:
         algo, seed = args.worker.split(":")
