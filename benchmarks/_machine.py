@@ -16,7 +16,7 @@ def describe_machine() -> str:
     except (OSError, StopIteration):
         pass
     try:
-        load = ", load avg %.1f" % os.getloadavg()[0]
+        load = f", load avg {os.getloadavg()[0]:.1f}"
     except OSError:
         load = ""
     gpu = "GPU visible" if gpu_available() else "no GPU"

@@ -29,7 +29,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "assets" 
 
 def steps_per_second(steps: int, **kwargs) -> tuple[float, float, str]:
     """(steps per wall-clock second, steps per CPU second of this process, renderer)."""
-    env = gym.make("VLA/CALVIN-D-v0", task="open_drawer", max_episode_steps=10**6, **kwargs)
+    env = gym.make("VLA/CALVIN-D-v0", task="open_drawer", max_steps=10**6, **kwargs)
     env.reset(seed=0)
     env.action_space.seed(0)
     for _ in range(5):  # warm-up (first render allocates buffers)

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+from _machine import describe_machine  # noqa: E402
 
 import vla_gym  # noqa: E402, F401  (registers the IDs, picks a headless GL backend)
-from _machine import describe_machine  # noqa: E402
 
 
 def frames_per_second(env: gym.Env, frames: int) -> float:

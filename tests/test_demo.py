@@ -8,9 +8,7 @@ from vla_gym import demo
 
 
 def test_demo_writes_a_video_and_reports_success(tmp_path, capsys):
-    rows = demo.main(
-        ["--ids", "VLA/PandaPickCube-v0", "VLA/Missing-v0", "--out", str(tmp_path)]
-    )
+    rows = demo.main(["--ids", "VLA/PandaPickCube-v0", "VLA/Missing-v0", "--out", str(tmp_path)])
     panda, missing = rows
     assert panda["policy"] == "expert" and panda["success"] == 1.0
     video = tmp_path / "VLA_PandaPickCube-v0.mp4"

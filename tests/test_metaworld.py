@@ -15,7 +15,6 @@ from vla_gym.envs.metaworld.difficulty import (
     average_of_buckets,
     bucket_means,
 )
-from vla_gym.envs.metaworld.env import MetaWorldEnv
 from vla_gym.envs.metaworld.instructions import INSTRUCTIONS
 from vla_gym.envs.metaworld.tasks import (
     ALL_TASKS,
@@ -230,8 +229,7 @@ def test_action_moves_the_hand_by_the_known_delta():
 
 
 def test_sparse_reward_success_termination_and_step_limit():
-    # Constructed directly: gym.make keeps max_episode_steps for a TimeLimit of its own.
-    env = MetaWorldEnv(task="reach", obs_mode="flat", max_episode_steps=7)
+    env = gym.make("VLA/MetaWorld-v0", task="reach", obs_mode="flat", max_steps=7)
     obs, info = env.reset(seed=0)
     for _ in range(7):
         obs, reward, terminated, truncated, info = env.step(np.zeros(4, np.float32))

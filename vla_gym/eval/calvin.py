@@ -37,7 +37,7 @@ EP_LEN = 360
 NUM_SEQUENCES = 1000
 CHAIN_LENGTH = 5
 # Env kwargs the protocol fixes (a caller's or a checkpoint's settings must not override them).
-_PROTOCOL_KWARGS = ("scenes", "task", "num_subtasks", "steps_per_subtask", "max_episode_steps")
+_PROTOCOL_KWARGS = ("scenes", "task", "num_subtasks", "steps_per_subtask", "max_steps")
 
 
 def get_sequences(num_sequences: int = NUM_SEQUENCES) -> list[tuple[dict[str, Any], list[str]]]:

@@ -39,7 +39,7 @@ SUITE_IDS = {
     "ML45-train": "VLA/MetaWorld-ML45-Train-v0",
 }
 # Env kwargs the protocol sets itself (a checkpoint's own settings must not override them).
-_PROTOCOL_KWARGS = ("suite", "task", "num_trials", "task_stride", "max_episode_steps")
+_PROTOCOL_KWARGS = ("suite", "task", "num_trials", "task_stride", "max_steps")
 
 
 class BatchPolicy(Protocol):
@@ -154,16 +154,8 @@ def env_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:
 
 
 def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
-    """``gym.make``, except that ``max_episode_steps`` reaches the env.
-
-    ``gym.make`` keeps a ``max_episode_steps`` argument for a ``TimeLimit`` wrapper of its own;
-    the env's internal limit (which a chunk must stop at) would stay at its default.
-    """
-    limit = env_kwargs.pop("max_episode_steps", None)
-    env = gym.make(env_id, **env_kwargs)
-    if limit is not None:
-        env.unwrapped.max_episode_steps = int(limit)
-    return env
+    """``gym.make`` as a picklable module-level function (the env factory of worker processes)."""
+    return gym.make(env_id, **env_kwargs)
 
 
 def make_vector_env(
@@ -230,7 +222,7 @@ def evaluate(
         step_timeout,
         num_trials=spec.num_trials,
         task_stride=num_envs,
-        max_episode_steps=max_episode_steps,
+        max_steps=max_episode_steps,
         **env_kwargs,
     )
     try:

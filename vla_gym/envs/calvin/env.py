@@ -15,7 +15,7 @@ Episodes: a chain of ``num_subtasks`` (5) tasks, +1 reward per solved subtask, t
 switches on success, at most ``steps_per_subtask`` (360) steps per subtask; a subtask running
 out of steps terminates the chain (the evaluation protocol's "first failure ends the chain"),
 solving all of them terminates with ``success``. With ``task="open_drawer"`` the episode is
-that one task: +1 and termination on success, truncation after ``max_episode_steps`` (360).
+that one task: +1 and termination on success, truncation after ``max_steps`` (360).
 
 ``info``: ``robot_obs``, ``scene_obs``, ``tcp_target`` (the controller's accumulated target
 position + euler, privileged), ``scene``, ``asset_mode``, ``renderer``, ``task``
@@ -81,7 +81,7 @@ class CalvinEnv(VLAEnv):
         cameras: tuple[str, ...] = ("static", "gripper"),
         obs_mode: str = "vla",
         action_chunk: int = 1,
-        max_episode_steps: int | None = None,
+        max_steps: int | None = None,
         terminate_on_success: bool = True,
         render_mode: str | None = None,
         render_quality: str | None = "auto",
@@ -119,8 +119,8 @@ class CalvinEnv(VLAEnv):
             text_root = find_calvin_root(calvin_root)
         self.instructions = Instructions(instructions, text_root)
         self.camera_sizes = {name: sizes[name] for name in cameras}
-        if max_episode_steps is None:
-            max_episode_steps = self.steps_per_subtask * self.num_subtasks
+        if max_steps is None:
+            max_steps = self.steps_per_subtask * self.num_subtasks
         super().__init__(
             action_dim=7,
             state_dim=ROBOT_OBS_DIM,
@@ -128,7 +128,7 @@ class CalvinEnv(VLAEnv):
             flat_dim=FLAT_DIM,
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_episode_steps,
+            max_episode_steps=max_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,

@@ -19,7 +19,7 @@
   keys come from the cycle; the cycle is not advanced). Then ``settle_steps`` zero actions
   (default 15, as RLinf) let the scene come to rest; they do not count towards the limit.
 * reward: sparse, 1.0 on the step Meta-World reports success; success terminates by default;
-  ``max_episode_steps`` (default 100) truncates.
+  ``max_steps`` (default 100) truncates.
 
 ``info`` carries ``task``, ``trial`` and ``native_obs``: the full 39-D observation with the goal
 always visible (privileged; the scripted experts of ``metaworld.policies`` act on it).
@@ -68,7 +68,7 @@ class MetaWorldEnv(VLAEnv):
         settle_steps: int = 15,
         obs_mode: str = "vla",
         action_chunk: int = 1,
-        max_episode_steps: int = 100,
+        max_steps: int = 100,
         terminate_on_success: bool = True,
         render_mode: str | None = None,
         render_quality: str | None = "auto",
@@ -93,7 +93,7 @@ class MetaWorldEnv(VLAEnv):
             cameras={name: (int(height), int(width)) for name in camera_names},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_episode_steps,
+            max_episode_steps=max_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,
