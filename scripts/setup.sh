@@ -23,5 +23,8 @@ python=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install "torch==${TORCH_VERSION:-2.13.0}"
-"${pip[@]}" install -e ".[${EXTRAS:-all,dev}]"
+# Keep that torch while the extras resolve: otherwise a dependency's newest torchvision
+# (pulled in by hf-libero) upgrades torch to a CUDA build.
+torch_version=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])")
+"${pip[@]}" install -e ".[${EXTRAS:-all,dev}]" "torch==${torch_version}"
 echo "setup: ready (.venv)"
