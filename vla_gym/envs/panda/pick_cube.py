@@ -63,8 +63,6 @@ class PandaPickCubeEnv(VLAEnv):
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
         from gym_hil.controllers import opspace
 
-        from vla_gym.core.mujoco_rendering import MujocoCameras
-
         self._mj = mujoco
         self._opspace = opspace
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -103,12 +101,11 @@ class PandaPickCubeEnv(VLAEnv):
         self._z_init = self._block_half
 
         # Observation cameras, plus the front camera for render() on the state variant.
-        mujoco_cameras = {"front": "front", "wrist": "handcam_rgb"}
-        self._cameras = MujocoCameras(
-            self.model,
-            {name: (camera, height, width) for name, camera in mujoco_cameras.items()},
-            self.render_quality,
-        )
+        self._camera_specs = {
+            name: (camera, height, width)
+            for name, camera in {"front": "front", "wrist": "handcam_rgb"}.items()
+        }
+        self._renderer = None  # made on first use: flat-mode envs never render
 
     # ------------------------------------------------------------------ hooks
     def _reset_sim(self, options: dict[str, Any] | None) -> None:
@@ -158,7 +155,7 @@ class PandaPickCubeEnv(VLAEnv):
         return self._full_state()
 
     def _get_images(self) -> dict[str, np.ndarray]:
-        return {name: self._cameras.render(self.data, name) for name in self.cameras}
+        return {name: self._cameras().render(self.data, name) for name in self.cameras}
 
     def _extra_info(self) -> dict[str, Any]:
         return {
@@ -169,10 +166,19 @@ class PandaPickCubeEnv(VLAEnv):
         }
 
     def close(self) -> None:
-        self._cameras.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         super().close()
 
     # ---------------------------------------------------------------- helpers
+    def _cameras(self):
+        if self._renderer is None:
+            from vla_gym.core.mujoco_rendering import MujocoCameras
+
+            self._renderer = MujocoCameras(self.model, self._camera_specs, self.render_quality)
+        return self._renderer
+
     def _block_pos(self) -> np.ndarray:
         return self.data.qpos[self._block_joint : self._block_joint + 3].copy()
 
