@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla_gym.envs.calvin.symbolic import generate_sequences, state_to_obs
+from vla_gym.eval.common import CheckpointPolicy, RandomPolicy, checkpoint_env_kwargs, env_info
 
 ENV_ID = "VLA/CALVIN-D-v0"
 EP_LEN = 360
@@ -87,19 +88,6 @@ def score(
 
 
 # --------------------------------------------------------------------------- policies
-def env_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """Env ``index``'s entries of a vector env's batched ``infos`` (``_key`` masks honoured)."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get(f"_{key}")
-        if mask is not None and not mask[index]:
-            continue
-        out[key] = env_info(value, index) if isinstance(value, Mapping) else value[index]
-    return out
-
-
 class ExpertPolicy:
     """One scripted CALVIN expert per env, following each env's current subtask."""
 
@@ -113,56 +101,6 @@ class ExpertPolicy:
 
     def episode_done(self, env_index: int) -> None:
         self.experts[env_index].reset()
-
-
-class RandomPolicy:
-    def __init__(self, action_space: gym.Space, seed: int) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
-
-    def act(self, obs: Any, infos: list[dict[str, Any]]) -> np.ndarray:
-        return self.action_space.sample()
-
-    def episode_done(self, env_index: int) -> None:
-        pass
-
-
-class CheckpointPolicy:
-    """A trainer checkpoint (``trainers`` policy, deterministic actions)."""
-
-    def __init__(self, path: str, envs: gym.vector.VectorEnv, device: str = "cpu") -> None:
-        import torch
-
-        from trainers import checkpoint
-        from trainers.policies import make_policy
-        from trainers.rollout import obs_to_torch
-
-        state = checkpoint.load(path, device)
-        if "config" not in state:
-            raise ValueError(f"{path!r} is not a trainer checkpoint (no 'config' entry)")
-        self._torch, self._obs_to_torch, self.device = torch, obs_to_torch, torch.device(device)
-        self.policy = make_policy(
-            state["config"]["policy"], envs.single_observation_space, envs.single_action_space
-        ).to(self.device)
-        self.policy.load_state_dict(checkpoint.policy_state(state))
-        self.policy.eval()
-
-    def act(self, obs: Any, infos: list[dict[str, Any]]) -> np.ndarray:
-        with self._torch.no_grad():
-            out = self.policy.act(self._obs_to_torch(obs, self.device), deterministic=True)
-        return out.actions.cpu().numpy()
-
-    def episode_done(self, env_index: int) -> None:
-        pass
-
-
-def checkpoint_env_kwargs(path: str) -> dict[str, Any]:
-    from trainers import checkpoint
-
-    env = checkpoint.load(path).get("config", {}).get("env", {})
-    kwargs = {key: env[key] for key in ("obs_mode", "action_chunk") if key in env}
-    kwargs.update(env.get("kwargs", {}))
-    return {k: v for k, v in kwargs.items() if k not in _PROTOCOL_KWARGS}
 
 
 def _make_policy(policy, envs, num_envs: int, seed: int, env_kwargs) -> BatchPolicy:
@@ -226,7 +164,7 @@ def evaluate(
     num_envs = max(1, min(int(num_envs), len(sequences)))
     name = policy if isinstance(policy, str) else getattr(policy, "__name__", "custom")
     if isinstance(policy, str) and policy not in ("expert", "random"):
-        env_kwargs = {**checkpoint_env_kwargs(policy), **env_kwargs}
+        env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     bad = sorted(set(env_kwargs) & set(_PROTOCOL_KWARGS))
     if bad:
         raise ValueError(f"CALVIN evaluation fixes {bad}; do not pass them")

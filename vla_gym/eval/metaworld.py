@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from vla_gym.envs.metaworld.difficulty import TASK_BUCKET, average_of_buckets, bucket_means
 from vla_gym.envs.metaworld.tasks import make_suite
+from vla_gym.eval.common import CheckpointPolicy, RandomPolicy, checkpoint_env_kwargs, env_info
 
 SUITE_IDS = {
     "MT50": "VLA/MetaWorld-MT50-v0",
@@ -85,72 +86,7 @@ class ExpertPolicy:
         self.experts[env_index].reset()
 
 
-class RandomPolicy:
-    """Uniform actions from the vector env's action space."""
-
-    def __init__(self, action_space: gym.Space, seed: int) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
-
-    def act(self, obs: Any, infos: dict[str, Any]) -> np.ndarray:
-        return self.action_space.sample()
-
-    def episode_done(self, env_index: int) -> None:
-        pass
-
-
-class CheckpointPolicy:
-    """A trainer checkpoint (``trainers`` policy, deterministic actions)."""
-
-    def __init__(self, path: str, envs: gym.vector.VectorEnv, device: str = "cpu") -> None:
-        import torch
-
-        from trainers import checkpoint
-        from trainers.policies import make_policy
-        from trainers.rollout import obs_to_torch
-
-        state = checkpoint.load(path, device)
-        if "config" not in state:
-            raise ValueError(f"{path!r} is not a trainer checkpoint (no 'config' entry)")
-        self._torch, self._obs_to_torch = torch, obs_to_torch
-        self.device = torch.device(device)
-        self.policy = make_policy(
-            state["config"]["policy"], envs.single_observation_space, envs.single_action_space
-        ).to(self.device)
-        self.policy.load_state_dict(checkpoint.policy_state(state))
-        self.policy.eval()
-
-    def act(self, obs: Any, infos: dict[str, Any]) -> np.ndarray:
-        with self._torch.no_grad():
-            out = self.policy.act(self._obs_to_torch(obs, self.device), deterministic=True)
-        return out.actions.cpu().numpy()
-
-    def episode_done(self, env_index: int) -> None:
-        pass
-
-
-def checkpoint_env_kwargs(path: str) -> dict[str, Any]:
-    """The observation/action settings a checkpoint was trained with (its config's ``env``)."""
-    from trainers import checkpoint
-
-    env = checkpoint.load(path).get("config", {}).get("env", {})
-    kwargs = {key: env[key] for key in ("obs_mode", "action_chunk") if key in env}
-    kwargs.update(env.get("kwargs", {}))
-    return {k: v for k, v in kwargs.items() if k not in _PROTOCOL_KWARGS}
-
-
 # ------------------------------------------------------------------------------ helpers
-def env_info(infos: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """Env ``index``'s entries of a vector env's batched ``infos`` (``_key`` masks honoured)."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get(f"_{key}")
-        if mask is not None and not mask[index]:
-            continue
-        out[key] = env_info(value, index) if isinstance(value, Mapping) else value[index]
-    return out
 
 
 def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
@@ -214,7 +150,7 @@ def evaluate(
     num_envs = max(1, min(int(num_envs), len(spec.tasks)))
     name = policy if isinstance(policy, str) else getattr(policy, "__name__", "custom")
     if isinstance(policy, str) and policy not in ("expert", "random"):
-        env_kwargs = {**checkpoint_env_kwargs(policy), **env_kwargs}
+        env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     envs = make_vector_env(
         SUITE_IDS[suite],
         num_envs,
