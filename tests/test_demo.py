@@ -15,4 +15,5 @@ def test_demo_writes_a_video_and_reports_success(tmp_path, capsys):
     frames = imageio.mimread(video)
     assert len(frames) == panda["steps"] + 1 and frames[0].shape == (128, 128, 3)
     assert missing["note"].startswith("skipped: NameNotFound")
+    assert panda["return"] > 0.7  # the dense reward's lift term alone is 0.7 at success
     assert "| VLA/PandaPickCube-v0 | expert | 1 | 1.00 |" in capsys.readouterr().out

@@ -3,8 +3,10 @@
     python -m vla_gym.demo [--ids VLA/PandaPickCube-v0 ...] [--episodes 1] [--out outputs/demo]
 
 Each ID runs its scripted expert when one exists (``vla_gym.make_expert``) and a uniform random
-policy otherwise. IDs whose simulator is not installed (or not runnable here, like BEHAVIOR
-without Isaac Sim) are listed as skipped with the reason.
+policy otherwise, for at most ``--max-steps`` steps an episode (CALVIN's 5-task chains need more
+than the default to finish; their return counts the subtasks solved). IDs whose simulator is not
+installed (or not runnable here, like BEHAVIOR without Isaac Sim) are listed as skipped with the
+reason.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vla_gym.experts import make_expert
 def run_id(env_id: str, episodes: int, max_steps: int, out: Path, seed: int) -> dict:
     """Roll out ``env_id`` and write its video; returns one row of the table."""
     row = {"id": env_id, "policy": "-", "episodes": 0, "success": float("nan"), "steps": 0}
+    row["return"] = float("nan")
     try:
         env = gym.make(env_id, render_mode="rgb_array")
     except Exception as exc:  # a missing simulator or runtime: report, keep going
@@ -35,15 +38,17 @@ def run_id(env_id: str, episodes: int, max_steps: int, out: Path, seed: int) -> 
     except ValueError:
         expert, row["policy"] = None, "random"
     env.action_space.seed(seed)
-    successes, frames, start = [], [], time.perf_counter()
+    successes, returns, frames, start = [], [], [], time.perf_counter()
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         if expert is not None:
             expert.reset()
         frames.append(env.render())
+        returns.append(0.0)
         for _ in range(max_steps):
             action = env.action_space.sample() if expert is None else expert.act(obs, info)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            returns[-1] += float(reward)
             frames.append(env.render())
             row["steps"] += 1
             if terminated or truncated:
@@ -52,10 +57,13 @@ def run_id(env_id: str, episodes: int, max_steps: int, out: Path, seed: int) -> 
     env.close()
     video = out / (env_id.replace("/", "_") + ".mp4")
     fps = env.metadata.get("render_fps", 10)
-    imageio.mimsave(video, [_even(frame) for frame in frames], fps=min(int(fps), 30))
+    imageio.mimsave(
+        video, [_even(frame) for frame in frames], fps=min(int(fps), 30), macro_block_size=1
+    )
     row.update(
         episodes=episodes,
         success=float(np.mean(successes)),
+        **{"return": float(np.mean(returns))},
         note=f"{video} ({time.perf_counter() - start:.0f} s)",
     )
     return row
@@ -81,12 +89,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(run_id(env_id, args.episodes, args.max_steps, args.out, args.seed))
         row = rows[-1]
         print(f"{row['id']:<34} {row['policy']:<7} success {row['success']:.2f}  {row['note']}")
-    print("\n| ID | policy | episodes | success_once | steps | video / note |")
-    print("|---|---|---|---|---|---|")
+    print("\n| ID | policy | episodes | success_once | return | steps | video / note |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['id']} | {row['policy']} | {row['episodes']} | {row['success']:.2f} "
-            f"| {row['steps']} | {row['note']} |"
+            f"| {row['return']:.2f} | {row['steps']} | {row['note']} |"
         )
     return rows
 
