@@ -23,12 +23,16 @@ import vla_gym
 from vla_gym.experts import make_expert
 
 
+# IDs that need a choice to be made: the single-task Meta-World ID runs one task.
+DEMO_KWARGS = {"VLA/MetaWorld-v0": {"task": "pick-place"}}
+
+
 def run_id(env_id: str, episodes: int, max_steps: int, out: Path, seed: int) -> dict:
     """Roll out ``env_id`` and write its video; returns one row of the table."""
     row = {"id": env_id, "policy": "-", "episodes": 0, "success": float("nan"), "steps": 0}
     row["return"] = float("nan")
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = gym.make(env_id, render_mode="rgb_array", **DEMO_KWARGS.get(env_id, {}))
     except Exception as exc:  # a missing simulator or runtime: report, keep going
         row["note"] = f"skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         return row
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", nargs="*", default=None, help="IDs to run (default: all)")
     parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--max-steps", type=int, default=300, help="step cap per episode")
+    parser.add_argument("--max-steps", type=int, default=600, help="step cap per episode")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
