@@ -17,9 +17,7 @@ steps (in its workers) the policy acts on the other half.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,7 +27,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.envs.registration import load_env_creator
 
 from trainers.config import EnvConfig
 from trainers.policies.base import ActorCriticPolicy, Observation
@@ -48,32 +45,18 @@ def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
     return kwargs
 
 
-STEP_LIMIT_KWARGS = ("max_episode_steps", "max_steps")  # adapters name their limit either way
-
-
 def make_single_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` that hands the step limit (``max_episode_steps``) to the env itself.
+    """``gym.make`` that hands the step limit to the env itself.
 
     ``gym.make(id, max_episode_steps=n)`` would consume that kwarg and wrap the env in a
-    ``TimeLimit`` counting ``step`` calls (whole chunks), leaving the env's own limit at its
-    default. Instead it goes into the spec's kwargs under the name the env's constructor uses.
+    ``TimeLimit`` counting ``step`` calls (whole chunks); every vla_gym env takes its own limit,
+    counted in control steps, as ``max_steps``.
     """
     import vla_gym  # noqa: F401  (registers the IDs, also inside worker processes)
 
-    spec = gym.spec(env_id)
     if "max_episode_steps" in kwargs:
-        limit = kwargs.pop("max_episode_steps")
-        creator = spec.entry_point
-        if isinstance(creator, str):
-            creator = load_env_creator(creator)
-        accepted = inspect.signature(creator).parameters
-        name = next((n for n in STEP_LIMIT_KWARGS if n in accepted), None)
-        if name is None:
-            raise TypeError(
-                f"{env_id} takes no step-limit kwarg ({' or '.join(STEP_LIMIT_KWARGS)})"
-            )
-        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, name: limit})
-    return gym.make(spec, **kwargs)
+        kwargs["max_steps"] = kwargs.pop("max_episode_steps")
+    return gym.make(env_id, **kwargs)
 
 
 def make_vector_env(
