@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -55,6 +56,19 @@ def test_ray_matches_sync_and_supports_send_recv(local_ray):
         sync.close()
 
 
+def kill_and_wait(actor, timeout: float = 60.0) -> None:
+    """`ray.kill` is asynchronous: a call sent right after it may still run. Wait for the death."""
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the killed Ray actor still answers")
+
+
 def test_ray_env_error_and_dead_actor_are_reported(local_ray):
     envs = make_vec(FaultyEnv, 2, backend="ray", fault="raise", faulty_seed=1)
     try:
@@ -62,7 +76,7 @@ def test_ray_env_error_and_dead_actor_are_reported(local_ray):
         envs.step(np.zeros((2, 2), np.float32))
         with pytest.raises(EnvError, match="env 1 raised ValueError: boom"):
             envs.step(np.zeros((2, 2), np.float32))
-        ray.kill(envs.workers[0].actor)
+        kill_and_wait(envs.workers[0].actor)
         with pytest.raises(WorkerDiedError, match=r"worker 0 \(envs \[0\]\)"):
             envs.step(np.zeros((2, 2), np.float32))
     finally:
