@@ -59,6 +59,10 @@ class WorkerHandle(ABC):
         """Reset ``local_ids`` (observations into slot ``slot``)."""
 
     @abstractmethod
+    def answer_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the oldest request's answer (or the worker's death)."""
+
+    @abstractmethod
     def fetch(self) -> GroupResult:
         """The answer to the oldest outstanding request (call once the worker is ready)."""
 
@@ -93,7 +97,7 @@ def observation_slots(copy: bool) -> int:
     return (HANDED_OUT_SLOTS if copy else 1) + 1
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     kind: str  # "step" | "reset"
     local_ids: list[int]
@@ -161,6 +165,7 @@ class BatchedVectorEnv(VectorEnv):
         # answers of workers restarted while submitting, handed out by the next _collect
         self._restarted: dict[int, list[GroupResult]] = {}
         self._all_targets = [(w, list(range(w.num_envs))) for w in self.workers]
+        self._all_rows = [slice(w.first_index, w.first_index + w.num_envs) for w in self.workers]
         self._worker_of = np.concatenate([[w.index] * w.num_envs for w in self.workers])
         _LIVE_ENVS.add(self)
 
@@ -177,7 +182,7 @@ class BatchedVectorEnv(VectorEnv):
         self._require_idle("reset")
         self._claim_slot(env_ids)
         submit_error = self._submit_reset(env_ids, seeds, options)
-        infos = self._merge(self._collect(all_pending=True))
+        infos = self._merge(self._collect_all())
         if submit_error is not None:
             raise submit_error
         return self._observations(), infos
@@ -186,7 +191,7 @@ class BatchedVectorEnv(VectorEnv):
         self._require_idle("step")
         self._claim_slot(None)
         submit_error = self._send(actions)
-        infos = self._merge(self._collect(all_pending=True))
+        infos = self._merge(self._collect_all())
         if submit_error is not None:
             raise submit_error
         b = self.buffers
@@ -281,22 +286,20 @@ class BatchedVectorEnv(VectorEnv):
         """Submit to every concerned worker; a dead one's error is returned, not raised, so
         the others' answers can still be collected."""
         ids = self._env_ids(env_ids)
-        if self._in_flight[ids].any():
-            busy = ids[self._in_flight[ids]].tolist()
+        rows = slice(None) if env_ids is None else ids  # all envs: contiguous rows
+        if self._in_flight[rows].any():
+            busy = ids[self._in_flight[rows]].tolist()
             raise ValueError(f"envs {busy} still have a step in flight; recv() it first")
-        if self.autoreset_mode == AutoresetMode.DISABLED and self._done[ids].any():
-            done = ids[self._done[ids]].tolist()
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._done[rows].any():
+            done = ids[self._done[rows]].tolist()
             raise RuntimeError(
                 f"envs {done} are done and autoreset_mode is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping them again"
             )
-        if env_ids is None:  # all envs: contiguous rows, every worker
-            self.act_layout.write_rows(self.buffers.actions, slice(None), actions, len(ids))
-            targets = self._all_targets
-        else:
-            self.act_layout.write_rows(self.buffers.actions, ids, actions, len(ids))
-            targets = self._by_worker(ids)
-        errors = [self._submit(worker, "step", local) for worker, local in targets]
+        self.act_layout.write_rows(self.buffers.actions, rows, actions, len(ids))
+        targets = self._all_targets if env_ids is None else self._by_worker(ids)
+        deadline = time.monotonic() + self.step_timeout
+        errors = [self._submit(worker, "step", local, deadline) for worker, local in targets]
         return next((e for e in errors if e is not None), None)
 
     def async_reset(self, seed: int | Sequence[int | None] | None = None) -> None:
@@ -378,13 +381,16 @@ class BatchedVectorEnv(VectorEnv):
         self, env_ids: np.ndarray, seeds: list, options: dict | None
     ) -> Exception | None:
         errors = []
+        deadline = time.monotonic() + self.step_timeout
         for worker, local_ids in self._by_worker(env_ids):
             worker_seeds = [seeds[worker.first_index + i] for i in local_ids]
-            errors.append(self._submit(worker, "reset", local_ids, worker_seeds, options))
+            errors.append(
+                self._submit(worker, "reset", local_ids, deadline, worker_seeds, options)
+            )
         return next((e for e in errors if e is not None), None)
 
     def _submit(
-        self, worker: WorkerHandle, kind: str, local_ids: list[int], *args: Any
+        self, worker: WorkerHandle, kind: str, local_ids: list[int], deadline: float, *args: Any
     ) -> Exception | None:
         """Submit one request; a worker found dead is restarted (if asked) or its error returned."""
         if self.closed:
@@ -400,9 +406,7 @@ class BatchedVectorEnv(VectorEnv):
             self._pending[worker.index].clear()
             self._restart_later(worker, error)
             return None
-        self._pending[worker.index].append(
-            _Request(kind, local_ids, time.monotonic() + self.step_timeout)
-        )
+        self._pending[worker.index].append(_Request(kind, local_ids, deadline))
         self._in_flight[self._rows(worker.index, local_ids)] = True
         return None
 
@@ -433,51 +437,77 @@ class BatchedVectorEnv(VectorEnv):
             raise VectorEnvError(f"{method}() on a closed vector env")
         return worker.request(method, *args)
 
-    def _collect(
-        self, min_envs: int = 1, all_pending: bool = False
-    ) -> list[tuple[int, GroupResult]]:
-        """Answers as ``(worker index, result)``: all in flight, or at least ``min_envs`` envs."""
+    def _take_restarted(self) -> list[tuple[int, GroupResult]]:
+        """Answers of workers restarted while submitting (their old requests are gone)."""
         results: list[tuple[int, GroupResult]] = []
-        errors: list[Exception] = []
-        for index, queued in list(self._restarted.items()):  # restarted during send()
+        for index, queued in self._restarted.items():
             results.extend((index, r) for r in queued)
             self._pending[index].clear()
         self._restarted.clear()
+        return results
+
+    def _collect_all(self) -> list[tuple[int, GroupResult]]:
+        """Every answer in flight, as ``(worker index, result)``.
+
+        All are needed, so the workers are awaited one after the other: one wait per worker,
+        no polling of the whole set. A failure is handled (restart or error) once the other
+        workers' answers are in, so nothing stays in flight.
+        """
+        results = self._take_restarted()
+        errors: list[Exception] = []
+        for worker in self.workers:
+            pending = self._pending[worker.index]
+            while pending:
+                timeout = max(0.0, pending[0].deadline - time.monotonic())
+                if not worker.answer_ready(timeout):
+                    self._fail(worker, self._timeout_error(worker), results, errors)
+                    break
+                try:
+                    result = worker.fetch()
+                except VectorEnvError as error:  # EnvError, WorkerError, worker failure
+                    self._fail(worker, error, results, errors)
+                    break
+                pending.popleft()
+                results.append((worker.index, result))
+        self._in_flight[:] = False
+        if errors:
+            raise errors[0]
+        return results
+
+    def _timeout_error(self, worker: WorkerHandle) -> WorkerTimeoutError:
+        worker.kill()
+        reason = (
+            f"did not answer within step_timeout={self.step_timeout:g} s "
+            f"({self._pending[worker.index][0].kind}); it was killed"
+        )
+        return WorkerTimeoutError(worker.index, worker.env_ids, reason)
+
+    def _collect(self, min_envs: int = 1) -> list[tuple[int, GroupResult]]:
+        """Answers of the workers that finish first, covering at least ``min_envs`` envs."""
+        results = self._take_restarted()
+        errors: list[Exception] = []
         got = sum(len(r.local_ids) for _, r in results)
-        while True:
+        while not errors and not (got >= min_envs and results):
             busy = [w for w in self.workers if self._pending[w.index]]
-            if not busy or (not all_pending and got >= min_envs and results):
+            if not busy:
                 break
-            # Needing every answer, block on the last worker asked only (when it is done the
-            # others mostly are too): one wake-up per step instead of one per worker.
-            watched = busy[-1:] if all_pending else busy
-            deadline = min(self._pending[w.index][0].deadline for w in watched)
-            ready = self._wait(watched, max(0.0, deadline - time.monotonic()))
-            if all_pending and len(busy) > 1:  # whoever else is done (before judging timeouts)
-                ready += self._wait([w for w in busy if w not in ready], 0.0)
+            deadline = min(self._pending[w.index][0].deadline for w in busy)
+            ready = self._wait(busy, max(0.0, deadline - time.monotonic()))
             if not ready:
                 now = time.monotonic()
                 for w in busy:
                     if self._pending[w.index][0].deadline <= now:
-                        w.kill()
-                        reason = (
-                            f"did not answer within step_timeout={self.step_timeout:g} s "
-                            f"({self._pending[w.index][0].kind}); it was killed"
-                        )
-                        error = WorkerTimeoutError(w.index, w.env_ids, reason)
-                        self._fail(w, error, results, errors)
+                        self._fail(w, self._timeout_error(w), results, errors)
                 continue
             for w in ready:
                 try:
                     result = w.fetch()
-                except VectorEnvError as error:  # EnvError, WorkerError, worker failure
+                except VectorEnvError as error:
                     self._fail(w, error, results, errors)
                     continue
                 self._pending[w.index].popleft()
                 results.append((w.index, result))
                 got += len(result.local_ids)
-            if errors and not all_pending:
-                break
         for index, result in results:
             self._in_flight[self._rows(index, result.local_ids)] = False
         if errors:
@@ -502,16 +532,20 @@ class BatchedVectorEnv(VectorEnv):
         """Buffer rows of some of a worker's envs (a slice when it is all of them)."""
         worker = self.workers[worker_index]
         if len(local_ids) == worker.num_envs:
-            return slice(worker.first_index, worker.first_index + worker.num_envs)
+            return self._all_rows[worker_index]
         return [worker.first_index + i for i in local_ids]
 
     def _absorb(self, results: list[tuple[int, GroupResult]], put_info) -> None:
         """Update instructions and done flags from results; hand each info to ``put_info``."""
         b = self.buffers
         entries = []
+        whole_batch = sum(len(result.local_ids) for _, result in results) == self.num_envs
+        if whole_batch:  # every env answered (a step or reset of all): one vectorised update
+            np.logical_or(b.terminations, b.truncations, out=self._done)
         for index, result in results:
-            rows = self._rows(index, result.local_ids)
-            self._done[rows] = b.terminations[rows] | b.truncations[rows]
+            if not whole_batch:
+                rows = self._rows(index, result.local_ids)
+                self._done[rows] = b.terminations[rows] | b.truncations[rows]
             if result.is_plain:  # the common case: nothing beyond the buffers
                 continue
             first = self.workers[index].first_index

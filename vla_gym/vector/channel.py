@@ -22,10 +22,12 @@ class Channel:
         self._buffer = bytearray()
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
-        if kind[0] in self._payload_kinds:
-            data = memoryview(kind + _LENGTH.pack(len(payload)) + payload)
-        else:
+        if kind[0] not in self._payload_kinds:
+            if os.write(self.fd, kind) == 1:  # the fast path: a one-byte message
+                return
             data = memoryview(kind)
+        else:
+            data = memoryview(kind + _LENGTH.pack(len(payload)) + payload)
         while data:
             data = data[os.write(self.fd, data) :]
 
@@ -35,8 +37,14 @@ class Channel:
 
     def recv(self) -> tuple[bytes, bytes]:
         """The next ``(kind, payload)``; raises ``EOFError`` when the other end is gone."""
-        self._fill(1)
         buffer = self._buffer
+        if not buffer:
+            chunk = os.read(self.fd, _READ_SIZE)
+            if len(chunk) == 1 and chunk[0] not in self._payload_kinds:
+                return chunk, b""  # the fast path: exactly one one-byte message
+            if not chunk:
+                raise EOFError("the other end of the pipe is closed")
+            buffer += chunk
         kind = bytes(buffer[:1])
         if buffer[0] not in self._payload_kinds:
             del buffer[:1]

@@ -179,6 +179,12 @@ class RayWorker(WorkerHandle):
     def oldest_ref(self) -> Any:
         return self.refs[0][2]
 
+    def answer_ready(self, timeout: float) -> bool:
+        import ray
+
+        ready, _ = ray.wait([self.oldest_ref], num_returns=1, timeout=timeout)
+        return bool(ready)
+
     def fetch(self) -> GroupResult:
         local_ids, slot, ref = self.refs.popleft()
         return self._write(local_ids, slot, self._get(ref, self.step_timeout, "stepping"))

@@ -160,7 +160,7 @@ class SubprocWorker(WorkerHandle):
 
     def submit_step(self, local_ids: list[int], slot: int) -> None:
         if len(local_ids) == self.num_envs:
-            self._send(protocol.step_all_command(slot))
+            self._send(protocol.STEP_ALL_COMMANDS[slot])
         else:
             self._send(protocol.STEP_SOME, pickle.dumps((local_ids, slot)))
         self._submitted.append(local_ids)
@@ -173,7 +173,8 @@ class SubprocWorker(WorkerHandle):
 
     def fetch(self) -> GroupResult:
         local_ids = self._submitted.popleft()
-        result = self._decode(*self._receive())
+        kind, payload = self._receive()
+        result = None if kind == protocol.OK else self._decode(kind, payload)
         if result is None:  # everything is in shared memory already
             if len(local_ids) == self.num_envs:
                 return self._plain_all  # shared, never modified

@@ -45,6 +45,9 @@ def step_all_command(slot: int) -> bytes:
     return bytes((_STEP_ALL_BASE + slot,))
 
 
+STEP_ALL_COMMANDS = [step_all_command(slot) for slot in range(MAX_SLOTS)]
+
+
 _PR_SET_PDEATHSIG = 1
 
 
