@@ -22,7 +22,6 @@ import numpy as np
 import vla_gym
 from vla_gym.experts import make_expert
 
-
 # IDs that need a choice to be made: the single-task Meta-World ID runs one task.
 DEMO_KWARGS = {"VLA/MetaWorld-v0": {"task": "pick-place"}}
 
