@@ -384,9 +384,7 @@ class BatchedVectorEnv(VectorEnv):
         deadline = time.monotonic() + self.step_timeout
         for worker, local_ids in self._by_worker(env_ids):
             worker_seeds = [seeds[worker.first_index + i] for i in local_ids]
-            errors.append(
-                self._submit(worker, "reset", local_ids, deadline, worker_seeds, options)
-            )
+            errors.append(self._submit(worker, "reset", local_ids, deadline, worker_seeds, options))
         return next((e for e in errors if e is not None), None)
 
     def _submit(
