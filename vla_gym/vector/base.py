@@ -153,7 +153,6 @@ class BatchedVectorEnv(VectorEnv):
         self.copy = copy
         self._scratch_slot = len(buffers.obs_slots) - 1
         self._slot = self._scratch_slot  # where the request being made writes observations
-        self._last_handed = -1
         self._row_slot = np.full(self.num_envs, self._scratch_slot)  # each env's latest obs
         self.step_timeout = float(step_timeout)
         self.restart_on_failure = restart_on_failure
@@ -206,9 +205,9 @@ class BatchedVectorEnv(VectorEnv):
         self._slot = self._scratch_slot
         if not self.copy:
             self._slot = 0  # views, overwritten by the next step: the caller asked for that
-        else:
-            for k in range(1, HANDED_OUT_SLOTS + 1):
-                candidate = (self._last_handed + k) % HANDED_OUT_SLOTS
+        else:  # the lowest free slot: in a loop that drops old batches two slots alternate,
+            # which keeps less memory in play (the copies into it are memory-bound)
+            for candidate in range(HANDED_OUT_SLOTS):
                 if slot_is_free(slots[candidate]):
                     self._slot = candidate
                     break
@@ -226,8 +225,6 @@ class BatchedVectorEnv(VectorEnv):
         arrays = self.buffers.obs_slots[self._slot]
         if self._slot == self._scratch_slot:  # the caller still holds every handed-out slot
             arrays = [array.copy() for array in arrays]
-        else:
-            self._last_handed = self._slot
         return self.obs_layout.batch(arrays, self._texts)
 
     def render(self) -> tuple[Any, ...]:
