@@ -13,7 +13,9 @@ the task layout follows SERL's ``franka_sim`` PandaPickCube:
   The Vision variant observes ``front`` and ``wrist`` images and the 7-D proprio part (no block
   position). ``obs_mode="flat"`` is the 10-D state for both (no rendering at all).
 * reward: ``0.3 * exp(-20 * |block - tcp|) + 0.7 * clip(lift / 0.2, 0, 1)``; success when the
-  block is 0.2 m above its initial height (terminates by default). ``max_steps=100`` control
+  block is 0.2 m above its initial height (terminates by default, as gym-hil's does; for RL on
+  the dense reward pass ``terminate_on_success=False``, else hovering by the cube for a whole
+  episode earns more than lifting it and ending the episode). ``max_steps=100`` control
   steps per episode, enforced inside chunks (``gym.make``'s own ``max_episode_steps`` instead adds
   Gymnasium's TimeLimit, which counts ``step`` calls, i.e. chunks).
 * reset: arm at a fixed home pose; block xy uniform in ``[0.25, 0.55] x [-0.25, 0.25]`` drawn
