@@ -18,7 +18,7 @@ SEED_RECIPES = [
         for algo in ("ppo", "grpo")
     ],
     "panda_pick_cube_ppo_mlp",
-    "behavior_ppo_token",
+    "token_behavior_ppo",
 ]
 
 
@@ -49,7 +49,7 @@ def test_recipe_defaults_follow_the_seed_table():
         8,
     )
     assert panda.algorithm.value_clip == 1.0 and panda.policy["hidden_sizes"] == [256] * 3
-    behavior = load_config("behavior_ppo_token")
+    behavior = load_config("token_behavior_ppo")
     assert (behavior.env.action_chunk, behavior.algorithm.value_lr) == (8, 3e-3)
 
 
