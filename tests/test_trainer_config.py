@@ -72,7 +72,7 @@ def test_dotted_overrides_are_typed():
     )
     assert config.algorithm.lr == 1e-3 and isinstance(config.algorithm.lr, float)
     assert config.env.num_envs == 8 and config.policy["hidden_sizes"] == [64, 64]
-    assert config.env.kwargs == {"render_quality": "fast"}
+    assert config.env.kwargs == {"terminate_on_success": False, "render_quality": "fast"}
 
 
 def test_smoke_is_two_tiny_iterations():
