@@ -15,12 +15,11 @@ import warnings
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -91,6 +90,18 @@ class WorkerHandle(ABC):
 HANDED_OUT_SLOTS = 3  # enough for `obs`, `next_obs` and the step being made to coexist
 
 
+def common_spec(workers: Sequence[WorkerHandle], specs: Sequence[Mapping[str, Any]]) -> dict:
+    """The spec all workers share; every worker's envs must have the same spaces."""
+    for worker, spec in zip(workers, specs, strict=True):
+        for name in ("observation_space", "action_space"):
+            if spec[name] != specs[0][name]:
+                raise ValueError(
+                    f"env {worker.first_index} has {name} {spec[name]}, but env 0 has "
+                    f"{specs[0][name]}; a vector env needs the same spaces in every env"
+                )
+    return dict(specs[0])
+
+
 def observation_slots(copy: bool) -> int:
     """Observation slots to allocate: those handed to the caller, plus a scratch slot (async
     results, and the fallback when the caller still holds every handed-out slot)."""
@@ -127,29 +138,27 @@ class BatchedVectorEnv(VectorEnv):
         self,
         *,
         workers: Sequence[WorkerHandle],
-        single_observation_space: spaces.Space,
-        single_action_space: spaces.Space,
+        spec: Mapping[str, Any],
         buffers: StepBuffers,
-        metadata: dict[str, Any],
-        render_mode: str | None,
         autoreset_mode: AutoresetMode,
         copy: bool,
         step_timeout: float,
         restart_on_failure: bool,
     ) -> None:
+        """Finish building; ``spec`` is what the envs reported (``EnvGroup.describe``)."""
         self.workers = list(workers)
         self.num_envs = sum(w.num_envs for w in self.workers)
-        self.single_observation_space = single_observation_space
-        self.single_action_space = single_action_space
-        self.observation_space = batch_space(single_observation_space, self.num_envs)
-        self.action_space = batch_space(single_action_space, self.num_envs)
-        self.obs_layout = SpaceLayout(single_observation_space, "observation")
-        self.act_layout = SpaceLayout(single_action_space, "action")
+        self.single_observation_space = spec["observation_space"]
+        self.single_action_space = spec["action_space"]
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.obs_layout = SpaceLayout(self.single_observation_space, "observation")
+        self.act_layout = SpaceLayout(self.single_action_space, "action")
         self.buffers = buffers
         self.autoreset_mode = autoreset_mode
-        self.metadata = dict(metadata)
+        self.metadata = dict(spec["metadata"])
         self.metadata["autoreset_mode"] = autoreset_mode
-        self.render_mode = render_mode
+        self.render_mode = spec["render_mode"]
         self.copy = copy
         self._scratch_slot = len(buffers.obs_slots) - 1
         self._slot = self._scratch_slot  # where the request being made writes observations

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from vla_gym.core.deps import require
-from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, observation_slots
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, common_spec, observation_slots
 from vla_gym.vector.buffers import StepBuffers
 from vla_gym.vector.devices import GPU_ENV_VARS, WorkerAssignment, assign_workers, egl_index_for
 from vla_gym.vector.env_group import EnvGroup, GroupResult
@@ -300,21 +300,19 @@ class RayVectorEnv(BatchedVectorEnv):
         try:
             refs = [worker.start() for worker in workers]
             specs = [worker.await_spec(ref) for worker, ref in zip(workers, refs, strict=True)]
+            spec = common_spec(workers, specs)
         except BaseException:
             for worker in workers:
                 worker.close()
             raise
-        obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
-        act_layout = SpaceLayout(specs[0]["action_space"], "action")
+        obs_layout = SpaceLayout(spec["observation_space"], "observation")
+        act_layout = SpaceLayout(spec["action_space"], "action")
         buffers = StepBuffers.allocate(obs_layout, act_layout, num_envs, observation_slots(copy))
         self.closed = False
         self._setup(
             workers=workers,
-            single_observation_space=specs[0]["observation_space"],
-            single_action_space=specs[0]["action_space"],
+            spec=spec,
             buffers=buffers,
-            metadata=specs[0]["metadata"],
-            render_mode=specs[0]["render_mode"],
             autoreset_mode=autoreset_mode,
             copy=copy,
             step_timeout=step_timeout,

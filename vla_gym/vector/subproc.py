@@ -21,7 +21,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from vla_gym.vector import worker as protocol
-from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, observation_slots
+from vla_gym.vector.base import BatchedVectorEnv, WorkerHandle, common_spec, observation_slots
 from vla_gym.vector.buffers import StepBuffers
 from vla_gym.vector.channel import Channel
 from vla_gym.vector.devices import WorkerAssignment, assign_workers
@@ -334,16 +334,9 @@ class SubprocVectorEnv(BatchedVectorEnv):
         try:
             for worker in workers:
                 worker.start()
-            specs = [worker.await_spec() for worker in workers]
-            for worker, spec in zip(workers, specs, strict=True):
-                for name in ("observation_space", "action_space"):
-                    if spec[name] != specs[0][name]:
-                        raise ValueError(
-                            f"env {worker.first_index} has {name} {spec[name]}, but env 0 has "
-                            f"{specs[0][name]}; a vector env needs the same spaces in every env"
-                        )
-            obs_layout = SpaceLayout(specs[0]["observation_space"], "observation")
-            act_layout = SpaceLayout(specs[0]["action_space"], "action")
+            spec = common_spec(workers, [worker.await_spec() for worker in workers])
+            obs_layout = SpaceLayout(spec["observation_space"], "observation")
+            act_layout = SpaceLayout(spec["action_space"], "action")
             slots = observation_slots(copy)
             nbytes = StepBuffers.nbytes(obs_layout, act_layout, num_envs, slots)
             self._block = SharedBlock.create(nbytes)
@@ -361,11 +354,8 @@ class SubprocVectorEnv(BatchedVectorEnv):
         self.closed = False
         self._setup(
             workers=workers,
-            single_observation_space=specs[0]["observation_space"],
-            single_action_space=specs[0]["action_space"],
+            spec=spec,
             buffers=buffers,
-            metadata=specs[0]["metadata"],
-            render_mode=specs[0]["render_mode"],
             autoreset_mode=autoreset_mode,
             copy=copy,
             step_timeout=step_timeout,

@@ -104,11 +104,8 @@ class SyncVectorEnv(BatchedVectorEnv):
         worker.bind(obs_layout, act_layout, buffers)
         self._setup(
             workers=[worker],
-            single_observation_space=spec["observation_space"],
-            single_action_space=spec["action_space"],
+            spec=spec,
             buffers=buffers,
-            metadata=spec["metadata"],
-            render_mode=spec["render_mode"],
             autoreset_mode=autoreset_mode,
             copy=copy,
             step_timeout=step_timeout,
