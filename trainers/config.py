@@ -32,6 +32,7 @@ class EnvConfig:
     id: str = "VLA/PandaPickCube-v0"
     num_envs: int = 16
     backend: str = "sync"  # vla_gym.make_vec backend: sync | subproc | ray
+    envs_per_worker: int = 1  # subproc/ray: envs per worker process (e.g. num_envs / cores)
     obs_mode: str = "flat"  # "flat" for MLP policies, "vla" for VLA policies
     action_chunk: int = 1
     max_episode_steps: int = 100

@@ -63,7 +63,14 @@ def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCol
     devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
     env_id = env.eval_id or env.id
     return RolloutCollector(
-        lambda n: make_vector_env(env_id, n, kwargs, backend=env.backend, devices=devices),
+        lambda n: make_vector_env(
+            env_id,
+            n,
+            kwargs,
+            backend=env.backend,
+            devices=devices,
+            envs_per_worker=env.envs_per_worker,
+        ),
         env.eval_num_envs or env.num_envs,
         num_steps=math.ceil(env.max_episode_steps / env.action_chunk),
         episodic=True,

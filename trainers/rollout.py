@@ -66,25 +66,17 @@ def make_vector_env(
     *,
     backend: str = "sync",
     devices: str | None = None,
+    envs_per_worker: int = 1,
 ) -> gym.vector.VectorEnv:
     """The one place the trainer creates environments (NEXT_STEP autoreset, see module doc)."""
-    make_env = functools.partial(make_single_env, env_id)
-    try:
-        from vla_gym.vector import make_vec
-    except ImportError:  # the vector layer not in place (yet): Gymnasium's sync vector env
-        if backend != "sync" or devices is not None:
-            raise RuntimeError(
-                f"backend={backend!r}/devices={devices!r} need vla_gym.vector"
-            ) from None
-        return gym.vector.SyncVectorEnv(
-            [functools.partial(make_env, **kwargs) for _ in range(num_envs)],
-            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
-        )
+    from vla_gym.vector import make_vec
+
     envs = make_vec(
-        make_env,
+        functools.partial(make_single_env, env_id),
         num_envs,
         devices=devices,
         backend=backend,
+        envs_per_worker=min(envs_per_worker, num_envs),
         autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         **kwargs,
     )

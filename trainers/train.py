@@ -64,7 +64,14 @@ class Trainer:
         kwargs = env_kwargs(env)
         devices = env_devices(placement.get("env", "cpu"))
         self.collector = RolloutCollector(
-            lambda n: make_vector_env(env.id, n, kwargs, backend=env.backend, devices=devices),
+            lambda n: make_vector_env(
+                env.id,
+                n,
+                kwargs,
+                backend=env.backend,
+                devices=devices,
+                envs_per_worker=env.envs_per_worker,
+            ),
             env.num_envs,
             num_steps=config.steps_per_rollout,
             episodic=config.rollout.episodic,
@@ -310,12 +317,16 @@ class Trainer:
                     record_video(self.config, self.rollout_policy, path, self.rollout_device)
                     self.rollout_policy.train()
                     metrics["time/video"] = time.perf_counter() - start
+                # Metrics reach the disk before the checkpoint: a kill in between resumes from
+                # the previous checkpoint, whose purge_step hides them (no gap, no duplicate).
+                self.logger.log(metrics, step=self.env_steps)
+                self.logger.flush()
                 if self.iteration % runner.save_interval == 0 or self._done():
                     start = time.perf_counter()
                     self.save()
-                    metrics["time/checkpoint"] = time.perf_counter() - start
-                self.logger.log(metrics, step=self.env_steps)
-                self.logger.flush()
+                    saved = {"time/checkpoint": time.perf_counter() - start}
+                    self.logger.log(saved, step=self.env_steps)
+                    metrics.update(saved)
                 bar.update(metrics)
         finally:
             bar.close()
