@@ -109,7 +109,9 @@ class OursPPO:
 
 
 class SB3Learner:
-    def __init__(self, algo: str, out: Path, seed: int) -> None:
+    def __init__(
+        self, algo: str, out: Path, seed: int, hyperparameters: dict | None = None
+    ) -> None:
         from stable_baselines3 import PPO, SAC
 
         from trainers.sb3 import make_model
@@ -124,6 +126,7 @@ class SB3Learner:
             seed=seed,
             log_dir=str(self.path.parent / "tensorboard"),
             env_kwargs=ENV_KWARGS,
+            hyperparameters=hyperparameters,
         )
         if self.path.is_file():
             cls = PPO if algo == "ppo" else SAC
@@ -161,7 +164,14 @@ class SB3Learner:
 
 
 def run_one(
-    algo: str, seed: int, out: Path, budget: int, every: int, episodes: int, minutes: float
+    algo: str,
+    seed: int,
+    out: Path,
+    budget: int,
+    every: int,
+    episodes: int,
+    minutes: float,
+    hyperparameters: dict | None = None,
 ) -> None:
     """Train one algorithm (resuming), appending ``{steps, wall, success}`` after each slice."""
     import torch
@@ -170,7 +180,9 @@ def run_one(
     log = out / f"{algo}_seed{seed}.jsonl"
     points = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     learner = (
-        OursPPO(out, seed) if algo == "ours_ppo" else SB3Learner(algo.split("_")[1], out, seed)
+        OursPPO(out, seed)
+        if algo == "ours_ppo"
+        else SB3Learner(algo.split("_")[1], out, seed, hyperparameters)
     )
     wall = points[-1]["wall_s"] if points else 0.0
     if learner.env_steps != (points[-1]["env_steps"] if points else 0):
@@ -350,6 +362,11 @@ def main() -> int:
         help="only measure our PPO vs SB3 PPO steps/s, interleaved in one process",
     )
     parser.add_argument("--speed-steps", type=int, default=4096, help="env steps per slice")
+    parser.add_argument(
+        "--sb3-hyperparameters",
+        default="{}",
+        help="JSON overriding the SB3 defaults of trainers.sb3, e.g. '{\"target_entropy\": 0}'",
+    )
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
@@ -368,6 +385,7 @@ def main() -> int:
             args.eval_every,
             args.eval_episodes,
             args.max_minutes,
+            json.loads(args.sb3_hyperparameters),
         )
         return 0
     if not args.report_only:
@@ -380,6 +398,7 @@ def main() -> int:
                     f"--eval-every={args.eval_every}",
                     f"--eval-episodes={args.eval_episodes}",
                     f"--out={out}",
+                    f"--sb3-hyperparameters={args.sb3_hyperparameters}",
                 ]
                 workers.append(subprocess.Popen(command))
         codes = [worker.wait() for worker in workers]
