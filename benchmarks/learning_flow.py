@@ -89,6 +89,8 @@ def evaluate(config, policy, episodes: int) -> dict[str, float]:
 
 
 def stage_collect(args: argparse.Namespace, work: Path) -> Path:
+    if args.demos_dir:
+        return Path(args.demos_dir)
     from trainers.collect import collect
 
     env = train_config(args, work).env
@@ -100,13 +102,14 @@ def stage_collect(args: argparse.Namespace, work: Path) -> Path:
         num_envs=min(args.demos, 4),
         seed=0,
         only_success=True,
+        action_noise=args.action_noise,
         env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
         verbose=False,
     )
     return out
 
 
-def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
+def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
     from trainers.rollout import env_kwargs, make_single_env
@@ -117,7 +120,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Pa
     probe = make_single_env(config.env.id, **env_kwargs(config.env))
     torch.manual_seed(args.seed)
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
-    dataset = DemoDataset(work / "demos")
+    dataset = DemoDataset(demos)
     sft = SFTConfig(
         steps=args.sft_steps,
         batch_size=32,
@@ -126,6 +129,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Pa
         eval_interval=0,
         save_interval=100,
         log_interval=50,
+        image_shift=args.image_shift,
         seed=args.seed,
     )
 
@@ -305,8 +309,18 @@ def main() -> None:
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help="trainer config of the flow policy"
     )
-    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--demos", type=int, default=96)
+    parser.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.1,
+        help="DART noise on the expert's executed actions while collecting demos",
+    )
+    parser.add_argument("--demos-dir", default="", help="reuse an existing demo dataset")
     parser.add_argument("--sft-steps", type=int, default=1500)
+    parser.add_argument(
+        "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
+    )
     parser.add_argument("--method", default="flow_sde", choices=["flow_sde", "flow_noise"])
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--rl-minutes", type=float, default=60.0)
@@ -329,9 +343,9 @@ def main() -> None:
         state["method"] = args.method
         start = time.perf_counter()
         print("collecting demonstrations ...", flush=True)
-        stage_collect(args, work)
+        demos = stage_collect(args, work)
         print(f"SFT ... ({time.perf_counter() - start:.0f} s)", flush=True)
-        sft_path = stage_sft(args, work, state)
+        sft_path = stage_sft(args, work, state, demos)
         save_state(state_path, state)
         print(f"SFT success {state['sft_eval']['success']:.0%}", flush=True)
         if "overhead" not in state:

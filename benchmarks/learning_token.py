@@ -112,15 +112,17 @@ def stage_demos(args: argparse.Namespace, work: Path) -> Path:
         return Path(args.demos_dir)
     from trainers.collect import collect
 
+    env = train_config(args, work).env  # the RL env's kwargs (e.g. terminate_on_success)
     out = work / "demos"
     collect(
-        ENV_ID,
+        env.id,
         args.demos,
         str(out),
         num_envs=min(args.demos, 4),
         seed=0,
         only_success=True,
-        env_kwargs={"image_size": 64},
+        action_noise=args.action_noise,
+        env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
         verbose=False,
     )
     return out
@@ -143,6 +145,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
         eval_interval=0,
         save_interval=100,
         log_interval=50,
+        image_shift=args.image_shift,
         seed=args.seed,
     )
 
@@ -282,9 +285,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--work", default="runs/learning_token")
-    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--demos", type=int, default=96)
+    parser.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.1,
+        help="DART noise on the expert's executed actions while collecting demos",
+    )
     parser.add_argument("--demos-dir", default="", help="reuse an existing demo dataset")
     parser.add_argument("--sft-steps", type=int, default=1500)
+    parser.add_argument(
+        "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
+    )
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--rl-minutes", type=float, default=60.0)
     parser.add_argument("--eval-episodes", type=int, default=24)

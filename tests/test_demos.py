@@ -195,3 +195,40 @@ def test_collect_writes_successful_expert_demos_and_resumes(tmp_path):
         "VLA/PandaPickCubeVision-v0", 3, str(tmp_path), num_envs=1, env_kwargs=kwargs, verbose=False
     )
     assert len(DemoDataset(tmp_path, only_success=False)) == 3
+
+
+@pytest.mark.slow
+def test_collect_with_action_noise_stores_the_clean_expert_labels(tmp_path):
+    import vla_gym  # noqa: F401  (before mujoco: it selects the headless EGL backend)
+
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gym_hil")
+    from trainers.collect import collect
+
+    kwargs = {"image_size": 32}
+    collect(
+        "VLA/PandaPickCube-v0",
+        1,
+        str(tmp_path / "clean"),
+        num_envs=1,
+        env_kwargs={**kwargs, "obs_mode": "flat"},
+        verbose=False,
+    )
+    collect(
+        "VLA/PandaPickCube-v0",
+        1,
+        str(tmp_path / "noisy"),
+        num_envs=1,
+        env_kwargs={**kwargs, "obs_mode": "flat"},
+        action_noise=0.1,
+        verbose=False,
+    )
+    clean = DemoDataset(tmp_path / "clean", only_success=False).episode(0)
+    noisy = DemoDataset(tmp_path / "noisy", only_success=False).episode(0)
+    # Same seed: the first observation and label agree; the perturbed run then diverges.
+    np.testing.assert_allclose(clean.state[0], noisy.state[0])
+    np.testing.assert_allclose(clean.action[0], noisy.action[0])
+    assert not np.allclose(clean.state[: len(noisy)][1:5], noisy.state[1:5])
+    assert np.abs(noisy.action).max() <= 1.0
+    # The grasp command is never perturbed: labels stay the expert's -1 / +1.
+    assert set(np.unique(noisy.action[:, -1])) <= {-1.0, 1.0}

@@ -12,7 +12,9 @@ from trainers.policies.encoders import (
     ImageEncoder,
     LanguageEncoder,
     ObservationEncoder,
+    SpatialSoftmax,
     StateEncoder,
+    coordinate_channels,
     hash_tokens,
     minilm_available,
     minilm_embed,
@@ -140,3 +142,73 @@ def test_observation_encoder_token_layout():
 def test_language_option_is_validated():
     with pytest.raises(ValueError, match="language"):
         LanguageEncoder(EncoderConfig(language="bert"))
+
+
+def test_spatial_softmax_keypoints_follow_a_bright_spot():
+    head = SpatialSoftmax(1, 1)
+    with torch.no_grad():
+        head.project.weight.fill_(1.0)
+        head.project.bias.zero_()
+        head.log_temperature.fill_(-3.0)  # sharp softmax
+    maps = torch.zeros(2, 1, 8, 8)
+    maps[0, 0, 1, 6] = 1.0  # row 1, column 6
+    maps[1, 0, 5, 2] = 1.0
+    points = head(maps)
+    assert points.shape == (2, 1, 2)
+    assert points[0, 0, 0] > 0.5 and points[0, 0, 1] < -0.5  # right, top
+    assert points[1, 0, 0] < 0 and points[1, 0, 1] > 0  # left, bottom
+
+
+def test_keypoint_token_and_coord_channels():
+    config = EncoderConfig(
+        dim=32,
+        image_size=16,
+        image_channels=(8, 16),
+        image_grid=2,
+        image_keypoints=8,
+        image_coords=True,
+        language="hash",
+    )
+    torch.manual_seed(0)
+    encoder = ImageEncoder(["front", "wrist"], config)
+    assert encoder.num_tokens == 2 * (4 + 1)
+    batch = images(3)
+    tokens = encoder(batch)
+    assert tokens.shape == (3, 10, 32)
+    # Batch independence holds with the keypoint head too.
+    single = encoder({c: im[1:2] for c, im in batch.items()})
+    assert torch.allclose(tokens[1:2], single, atol=1e-5)
+    # Keypoints only (no pooled tokens) is allowed; neither is not.
+    only = ImageEncoder(["front"], EncoderConfig(**{**vars(config), "image_grid": 0}))
+    assert only(batch).shape == (3, 1, 32)
+    with pytest.raises(ValueError):
+        ImageEncoder(
+            ["front"], EncoderConfig(**{**vars(config), "image_grid": 0, "image_keypoints": 0})
+        )
+
+
+def test_keypoint_token_is_translation_sensitive():
+    """A small object moved across a plain image changes the keypoint token: with CoordConv
+    inputs the spatial softmax sees where it is, while average pooling of a translation
+    -equivariant CNN over one cell would barely notice."""
+    config = EncoderConfig(
+        dim=16,
+        image_size=32,
+        image_channels=(8, 16),
+        image_grid=1,
+        image_keypoints=8,
+        image_coords=True,
+        language="hash",
+    )
+    torch.manual_seed(0)
+    encoder = ImageEncoder(["front"], config).eval()
+    frames = np.full((2, 32, 32, 3), 40, dtype=np.uint8)
+    frames[0, 4:8, 4:8] = (255, 80, 255)  # a 4 px cube top-left ...
+    frames[1, 22:26, 20:24] = (255, 80, 255)  # ... and bottom-right
+    with torch.no_grad():
+        pixels = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        maps = encoder.cnn(torch.cat([pixels, coordinate_channels(2, 32, pixels.device)], 1))
+        points = encoder.keypoints(maps)
+        tokens = encoder({"front": frames})
+    assert (points[0] - points[1]).abs().max() > 0.01
+    assert not torch.allclose(tokens[0, -1], tokens[1, -1], atol=1e-3)

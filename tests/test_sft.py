@@ -138,3 +138,21 @@ def test_checkpoints_resume_and_evaluation_runs(demos, tmp_path):
 def test_rejects_demos_of_another_action_dim(demos):
     with pytest.raises(ValueError, match="4-D|action space"):
         train_sft(LinearPolicy(), demos, SFTConfig(steps=1), spaces.Box(-1, 1, (4,), np.float32))
+
+
+def test_random_shift_translates_with_edge_replication():
+    from trainers.sft import random_shift
+
+    images = torch.arange(2 * 8 * 8 * 3, dtype=torch.int32).reshape(2, 8, 8, 3).to(torch.uint8)
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    for b in range(2):  # every output row/column is an input one (shifted, clamped at the edges)
+        found = False
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                rows = (torch.arange(8) + dy).clamp(0, 7)
+                cols = (torch.arange(8) + dx).clamp(0, 7)
+                if torch.equal(images[b][rows][:, cols], shifted[b]):
+                    found = True
+        assert found
+    assert torch.equal(random_shift(images, 0, torch.Generator()), images)

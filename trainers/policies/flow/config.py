@@ -24,7 +24,9 @@ class Config:
     image_size: int = 64
     image_patch: int = 2  # patchify stem of the image CNN
     image_channels: tuple[int, ...] = (32, 64, 128)
-    image_grid: int = 4  # image tokens per camera = image_grid ** 2
+    image_grid: int = 4  # pooled image tokens per camera = image_grid ** 2
+    image_keypoints: int = 0  # > 0: one spatial-softmax keypoint token per camera (encoders.py)
+    image_coords: bool = False  # CoordConv input channels
     language: str = "auto"  # "minilm" | "hash" | "auto"
     state_hidden: int = 128
     # Prefix transformer over image / language / state tokens.
@@ -88,6 +90,8 @@ class Config:
             image_patch=self.image_patch,
             image_channels=self.image_channels,
             image_grid=self.image_grid,
+            image_keypoints=self.image_keypoints,
+            image_coords=self.image_coords,
             language=self.language,
             state_hidden=self.state_hidden,
         )
