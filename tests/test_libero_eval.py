@@ -61,3 +61,51 @@ def test_callable_policy_and_success_counted(monkeypatch):
     assert calls[0] == (2, 8)
     assert "suite success: 50.0%" in format_report(result)
     assert np.isfinite(result.seconds)
+
+
+TINY_LIBERO_MLP = """\
+env:
+  id: VLA/LIBERO-Goal-v0
+  obs_mode: flat
+  num_envs: 2
+  backend: sync
+  max_episode_steps: 3
+  kwargs: {image_size: 16}
+algorithm:
+  global_batch_size: 6
+  micro_batch_size: 6
+policy:
+  name: mlp
+  hidden_sizes: [8]
+  value_hidden_sizes: [8]
+runner:
+  torch_threads: 1
+"""
+
+
+def test_trainer_checkpoint_is_a_policy(tmp_path, monkeypatch, capsys):
+    """A checkpoint path evaluates on the observation settings it was trained with (flat)."""
+    import torch
+
+    from trainers.__main__ import main as trainers_main
+
+    monkeypatch.setenv("VLA_GYM_LIBERO_ASSETS", str(ASSETS))
+    config = tmp_path / "tiny_libero.yaml"
+    config.write_text(TINY_LIBERO_MLP)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["train", "--config", str(config), "--smoke", f"runner.log_dir={tmp_path}"]
+        assert trainers_main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    checkpoint = tmp_path / "tiny_libero" / "checkpoints" / "latest.pt"
+    result = main(
+        [
+            "--suite", "goal", "--tasks", "0,1", "--num-trials", "1", "--num-envs", "2",
+            "--backend", "sync", "--policy", str(checkpoint), "--max-steps", "3",
+            "--image-size", "16", "--libero-assets", str(ASSETS),
+        ]
+    )  # fmt: skip
+    assert result.policy == str(checkpoint)
+    assert result.trials == [(0, 0, False), (1, 0, False)] and result.env_steps == 2 * 3
+    assert f"policy {checkpoint}: 2 trials" in capsys.readouterr().out

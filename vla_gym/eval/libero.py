@@ -8,6 +8,7 @@ episode ends. The report gives per-task success and the suite's mean::
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
     python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
+    python -m vla_gym.eval.libero --suite goal --policy runs/.../checkpoints/latest.pt
 
 Assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``. The offline test pack in
 ``../shared/assets/libero`` has stand-in meshes; do not report its success rates as LIBERO's.
@@ -27,9 +28,13 @@ from typing import Any
 import numpy as np
 
 from vla_gym.envs.libero.suites import SUITES, get_suite
+from vla_gym.eval.common import CheckpointPolicy, checkpoint_env_kwargs
 
 # (batched obs, infos) -> batched actions
 BatchPolicy = Callable[[Any, Mapping[str, Any]], np.ndarray]
+
+# what the protocol decides itself; a checkpoint's own env settings never override these
+_PROTOCOL_KWARGS = ("suite", "task_id", "task_ids", "init_state_id", "max_steps")
 
 
 @dataclass
@@ -84,13 +89,16 @@ def evaluate(
 ) -> LiberoEvalResult:
     """Run ``num_trials`` init states of each task (default all tasks of the suite).
 
-    ``policy`` is ``"random"``, ``"zero"`` or a callable ``(obs, infos) -> actions`` acting for
-    the whole vector env. ``env_kwargs`` go to every env (``image_size``, ``libero_assets``,
-    ``max_steps``, ``action_chunk``, ...).
+    ``policy`` is ``"random"``, ``"zero"``, a trainer checkpoint path (deterministic actions,
+    on the observation settings it was trained with) or a callable ``(obs, infos) -> actions``
+    acting for the whole vector env. ``env_kwargs`` go to every env (``image_size``,
+    ``libero_assets``, ``max_steps``, ``action_chunk``, ...).
     """
     spec = get_suite(suite)
     if num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    if isinstance(policy, str) and policy not in ("random", "zero"):
+        env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     if tasks is not None:
         env_kwargs["task_ids"] = list(tasks)
     num_envs = num_envs or (len(tasks) if tasks is not None else 10)
@@ -106,7 +114,7 @@ def evaluate(
             elif policy == "zero":
                 policy = zero_policy(envs.action_space.shape)
             else:
-                raise ValueError(f"policy must be 'random', 'zero' or a callable, got {policy!r}")
+                policy = CheckpointPolicy(policy, envs).act
         else:
             name = getattr(policy, "__name__", type(policy).__name__)
         start = time.perf_counter()
@@ -169,7 +177,9 @@ def format_report(result: LiberoEvalResult) -> str:
 def main(argv: list[str] | None = None) -> LiberoEvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
-    parser.add_argument("--policy", default="random", choices=["random", "zero"])
+    parser.add_argument(
+        "--policy", default="random", help="random, zero, or a trainer checkpoint path"
+    )
     parser.add_argument("--num-trials", type=int, default=50, help="init states per task")
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)
