@@ -132,6 +132,8 @@ def build(kind: str, env_fn: Callable[[], gym.Env], n: int):
         return PlainLoop(env_fn, n)
     if kind == "vla_gym":
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc"))
+    if kind == "vla_gym pinned":  # cpu_affinity="auto": worker i on core i % cores
+        return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", cpu_affinity="auto"))
     if kind == "vla_gym copy=False":
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", copy=False))
     if kind == "gymnasium async":
@@ -293,7 +295,8 @@ def main() -> None:
         )
 
     if args.part in ("a", "all"):
-        kinds = ["vla_gym", "vla_gym copy=False", "gymnasium async", "sb3 subproc"]
+        ours = ["vla_gym", "vla_gym copy=False", "vla_gym pinned"]
+        kinds = [*ours, "gymnasium async", "sb3 subproc"]
         configs = [(kind, kind, null_env) for kind in kinds]
         configs.append(("vla_gym + instruction", "vla_gym", null_env_with_instruction))
         rows = []
@@ -307,7 +310,7 @@ def main() -> None:
         )
         print_table(
             "(a) ratios vs SB3 SubprocVecEnv",
-            [r for r in rows if r.kind in ("vla_gym", "vla_gym copy=False")],
+            [r for r in rows if r.kind in ours],
             {r.n: r for r in rows if r.kind == "sb3 subproc"},
         )
         print_table(
