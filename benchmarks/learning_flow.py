@@ -203,7 +203,9 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
         trainer.logger.close()
 
 
-def stage_overhead(args: argparse.Namespace, work: Path, sft_path: Path) -> dict[str, float]:
+def stage_overhead(
+    args: argparse.Namespace, work: Path, demos: Path, sft_path: Path
+) -> dict[str, float]:
     """Median wall time of act() per method on the same batch of 8 demo observations."""
     from trainers import checkpoint
     from trainers.demos import DemoDataset
@@ -212,7 +214,7 @@ def stage_overhead(args: argparse.Namespace, work: Path, sft_path: Path) -> dict
 
     config = train_config(args, work)
     probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    obs, _ = next(DemoDataset(work / "demos").batches(8, 5, shuffle_buffer=64))
+    obs, _ = next(DemoDataset(demos).batches(8, 5, shuffle_buffer=64))
     weights = checkpoint.policy_state(checkpoint.load(sft_path))
     policies = {}
     for method in ("flow_sde", "flow_noise"):
@@ -349,7 +351,7 @@ def main() -> None:
         save_state(state_path, state)
         print(f"SFT success {state['sft_eval']['success']:.0%}", flush=True)
         if "overhead" not in state:
-            state["overhead"] = stage_overhead(args, work, sft_path)
+            state["overhead"] = stage_overhead(args, work, demos, sft_path)
             save_state(state_path, state)
         print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
         done = state.get("rl_eval", {}).get("iterations", 0)
