@@ -202,7 +202,11 @@ def test_interpreter_exit_ctrl_c_and_parent_death_clean_up(mode):
         elif mode == "parent-killed":
             time.sleep(0.3)
             proc.kill()
-        proc.wait(timeout=30)
+        try:  # atexit closes the workers: each gets CLOSE_GRACE s, then SIGKILL
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"the script did not exit after {mode}:\n{proc.communicate()[1][-3000:]}")
         assert_gone(pids)
         deadline = time.monotonic() + 10  # after SIGKILL, Python's resource tracker unlinks
         while shm_segments(proc.pid) and time.monotonic() < deadline:
