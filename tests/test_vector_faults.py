@@ -165,7 +165,10 @@ def test_close_after_a_dead_worker_and_with_steps_in_flight():
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Python as started from a terminal: a background job of a non-interactive shell (how some
+    # CI runners start the suite) inherits SIGINT as ignored, and Ctrl-C would do nothing
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     import numpy as np
     from test_vector_helpers import ImageEnv
