@@ -134,6 +134,11 @@ def build(kind: str, env_fn: Callable[[], gym.Env], n: int):
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc"))
     if kind == "vla_gym pinned":  # cpu_affinity="auto": worker i on core i % cores
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", cpu_affinity="auto"))
+    if kind == "vla_gym worker/core":  # envs_per_worker so that there is one worker per core
+        per_worker = -(-n // len(os.sched_getaffinity(0)))
+        return GymVectorRunner(
+            vla_gym.make_vec(env_fn, n, backend="subproc", envs_per_worker=per_worker)
+        )
     if kind == "vla_gym copy=False":
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", copy=False))
     if kind == "gymnasium async":
@@ -295,7 +300,7 @@ def main() -> None:
         )
 
     if args.part in ("a", "all"):
-        ours = ["vla_gym", "vla_gym copy=False", "vla_gym pinned"]
+        ours = ["vla_gym", "vla_gym copy=False", "vla_gym pinned", "vla_gym worker/core"]
         kinds = [*ours, "gymnasium async", "sb3 subproc"]
         configs = [(kind, kind, null_env) for kind in kinds]
         configs.append(("vla_gym + instruction", "vla_gym", null_env_with_instruction))
