@@ -159,6 +159,29 @@ def test_expert_succeeds_on_at_least_95_percent_of_100_seeds():
     env.close()
 
 
+def test_expert_max_speed_caps_every_move_and_spreads_the_approach():
+    env = gym.make("VLA/PandaPickCube-v0", obs_mode="flat")
+    moving_steps = {}
+    for max_speed in (None, 0.02):
+        expert = make_expert("VLA/PandaPickCube-v0", max_speed=max_speed)
+        obs, info = env.reset(seed=3)
+        expert.reset()
+        done, moving = False, 0
+        while not done:
+            action = expert.act(obs, info)
+            if max_speed is not None:  # action units are 0.1 m
+                assert np.linalg.norm(action[:3]) * 0.1 <= max_speed + 1e-6
+            moving += np.linalg.norm(action[:2]) > 0.05
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        assert info["success_once"], max_speed
+        moving_steps[max_speed] = moving
+    assert moving_steps[0.02] >= 2 * moving_steps[None]  # x/y motion over many more steps
+    env.close()
+    with pytest.raises(ValueError, match="max_speed must be positive"):
+        make_expert("VLA/PandaPickCube-v0", max_speed=0.0)
+
+
 def test_expert_with_chunks_through_the_vision_env():
     env = gym.make("VLA/PandaPickCubeVision-v0", action_chunk=2, image_size=32)
     expert = vla_gym.make_expert("VLA/PandaPickCubeVision-v0", action_chunk=2)

@@ -18,10 +18,23 @@ _LIFT_TARGET = 0.3  # metres above the cube's start height
 
 
 class PandaPickCubeExpert:
-    def __init__(self, action_chunk: int = 1, gain: float = 0.5, close_steps: int = 6) -> None:
+    def __init__(
+        self,
+        action_chunk: int = 1,
+        gain: float = 0.5,
+        close_steps: int = 6,
+        max_speed: float | None = None,
+    ) -> None:
+        """``max_speed`` (metres per step) caps the length of each move. The default expert
+        halves its distance to the goal every step, so nearly all of its x/y motion happens in
+        the first few steps of an episode; a capped speed spreads it over many steps, which
+        gives behaviour cloning far more frames whose label depends on where the cube is."""
+        if max_speed is not None and max_speed <= 0:
+            raise ValueError(f"max_speed must be positive (metres per step), got {max_speed}")
         self.action_chunk = action_chunk
         self.gain = gain
         self.close_steps = close_steps
+        self.max_speed = max_speed
         self.reset()
 
     def reset(self) -> None:
@@ -50,7 +63,12 @@ class PandaPickCubeExpert:
         if self._phase == "lift":
             target, grasp = np.array([*block[:2], self._start_z + _LIFT_TARGET]), 1.0
         # Steer the controller's target (not the lagging TCP) so the target never winds up.
-        move = np.clip(self.gain * (target - commanded) / _ACTION_SCALE, -1.0, 1.0)
+        step = self.gain * (target - commanded)
+        if self.max_speed is not None:
+            length = float(np.linalg.norm(step))
+            if length > self.max_speed:
+                step *= self.max_speed / length
+        move = np.clip(step / _ACTION_SCALE, -1.0, 1.0)
         return repeat_to_chunk(np.array([*move, grasp], dtype=np.float32), self.action_chunk)
 
 

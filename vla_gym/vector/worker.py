@@ -2,7 +2,7 @@
 
 Protocol over a duplex pipe (a :class:`Channel`: one byte, or a kind byte and a payload):
 
-* parent -> worker: ``step_all_command(slot)`` (one byte: step every env, observations into
+* parent -> worker: ``STEP_ALL_COMMANDS[slot]`` (one byte: step every env, observations into
   slot ``slot``); ``STEP_SOME`` pickle((local_ids, slot));
   ``RESET`` pickle((local_ids, seeds, options, slot)); ``RESTART_RESET`` pickle(slot);
   ``REQUEST`` pickle((method, args)); ``ATTACH`` pickle((shm name, size, num_envs, slots));
@@ -38,14 +38,8 @@ OK, OK_EXTRA, VALUE, ENV_ERROR, FAILURE = b"\x00", b"\x01", b"\x02", b"\x03", b"
 PAYLOAD_KINDS = (
     STEP_SOME + RESET + RESTART_RESET + REQUEST + ATTACH + OK_EXTRA + VALUE + ENV_ERROR + FAILURE
 )
-_STEP_ALL_BASE, MAX_SLOTS = ord("0"), 8  # "0".."7": step every env into slot 0..7
-
-
-def step_all_command(slot: int) -> bytes:
-    return bytes((_STEP_ALL_BASE + slot,))
-
-
-STEP_ALL_COMMANDS = [step_all_command(slot) for slot in range(MAX_SLOTS)]
+_STEP_ALL_BASE, MAX_SLOTS = ord("0"), 8
+STEP_ALL_COMMANDS = [bytes((_STEP_ALL_BASE + slot,)) for slot in range(MAX_SLOTS)]  # "0".."7"
 
 
 _PR_SET_PDEATHSIG = 1
