@@ -20,6 +20,7 @@ log-prob, entropy and value exactly.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,6 +110,17 @@ class Prefix:
         )
 
 
+_MIN_ACTION_SCALE = 1e-3  # a dimension the demos never move stays finite
+
+
+def _identity_normalisation_if_missing(
+    module: nn.Module, state_dict: dict, prefix: str, *args: Any
+) -> None:
+    """Checkpoints from before action normalisation load with the identity (how they trained)."""
+    state_dict.setdefault(prefix + "action_center", torch.zeros_like(module.action_center))
+    state_dict.setdefault(prefix + "action_scale", torch.ones_like(module.action_scale))
+
+
 class Policy(ActorCriticPolicy):
     """Flow-matching VLA policy ``Policy(config, observation_space, action_space)``."""
 
@@ -148,6 +160,23 @@ class Policy(ActorCriticPolicy):
             nn.Tanh(),
             nn.Linear(c.value_hidden, 1),
         )
+        # Actions are modelled normalised: the 1st..99th percentile of the demonstrations maps
+        # to [-1, 1] per dimension (as pi0 and OpenVLA do). Raw, a dimension whose demos move
+        # by a few hundredths (x/y of a reach) is lost under the unit noise of flow matching
+        # and the policy learns to ignore what decides it (on PandaPickCubeVision it never
+        # reached the cube). Identity until SFT fits them; saved with the weights.
+        self.register_buffer("action_center", torch.zeros(self.action_dim))
+        self.register_buffer("action_scale", torch.ones(self.action_dim))
+        bounds = (
+            np.broadcast_to(b, self.action_shape) for b in (action_space.low, action_space.high)
+        )
+        low, high = (
+            torch.as_tensor(b.reshape(self.chunk, self.action_dim), dtype=torch.float32)
+            for b in bounds
+        )
+        self.register_buffer("action_low", low, persistent=False)
+        self.register_buffer("action_high", high, persistent=False)
+        self.register_load_state_dict_pre_hook(_identity_normalisation_if_missing)
         self._prefix_fn = self._encode_prefix
         self._expert_fn = self._expert_features
         self._compiled = False
@@ -222,6 +251,32 @@ class Policy(ActorCriticPolicy):
         """Normalisation of the state input (SFT sets it from the demonstrations)."""
         self.encoder.state.set_statistics(mean, std)
 
+    @torch.no_grad()
+    def fit_action_statistics(self, actions: np.ndarray) -> None:
+        """Action normalisation from demonstration actions ``(..., A)``: q01..q99 -> [-1, 1]."""
+        flat = np.asarray(actions, dtype=np.float64).reshape(-1, self.action_dim)
+        if len(flat) == 0:
+            raise ValueError("fit_action_statistics: got no actions")
+        low, high = np.quantile(flat, [0.01, 0.99], axis=0)
+        self.action_center.copy_(torch.as_tensor((low + high) / 2, dtype=torch.float32))
+        scale = torch.as_tensor((high - low) / 2, dtype=torch.float32)
+        self.action_scale.copy_(scale.clamp_min(_MIN_ACTION_SCALE))
+
+    def fit_statistics(self, dataset: Any) -> None:
+        """State and action normalisation from a :class:`trainers.demos.DemoDataset`."""
+        self.set_state_statistics(*dataset.state_statistics())
+        actions = [dataset.episode(i).action for i in range(len(dataset))]
+        self.fit_action_statistics(np.concatenate(actions))
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env actions ``(B, k, A)`` -> the space the flow is modelled in."""
+        return (actions - self.action_center) / self.action_scale
+
+    def denormalize_actions(self, x: torch.Tensor) -> torch.Tensor:
+        """Flow samples ``(B, k, A)`` -> env actions, clipped to the action space."""
+        actions = self.action_center + self.action_scale * x
+        return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
+
     # ---------------------------------------------------------------------------- sampling
 
     def _grid(self) -> torch.Tensor:
@@ -267,7 +322,7 @@ class Policy(ActorCriticPolicy):
         if method == "flow_noise":
             log_prob = log_prob / (steps + 1)  # joint log-prob: mean over the K + 1 terms
         return PolicyOutput(
-            actions=self._to_action(x.clamp(-1.0, 1.0)),
+            actions=self._to_action(self.denormalize_actions(x)),
             log_prob=self._to_action(log_prob),
             value=self._value(prefix),
             extras={
@@ -336,7 +391,9 @@ class Policy(ActorCriticPolicy):
     def sft_loss(self, obs: Observation, actions: torch.Tensor) -> torch.Tensor:
         """Flow matching ``‖v(x_τ, τ) − (noise − action)‖²``, ``x_τ = τ·noise + (1 − τ)·action``."""
         action = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        action = action.reshape(action.shape[0], self.chunk, self.action_dim)
+        action = self.normalize_actions(
+            action.reshape(action.shape[0], self.chunk, self.action_dim)
+        )
         noise = torch.randn_like(action)
         tau = self.sample_flow_time(action.shape[0])
         x = tau[:, None, None] * noise + (1 - tau[:, None, None]) * action
