@@ -171,7 +171,7 @@ class Policy(ActorCriticPolicy):
             np.broadcast_to(b, self.action_shape) for b in (action_space.low, action_space.high)
         )
         low, high = (
-            torch.as_tensor(b.reshape(self.chunk, self.action_dim), dtype=torch.float32)
+            torch.tensor(b.reshape(self.chunk, self.action_dim), dtype=torch.float32)
             for b in bounds
         )
         self.register_buffer("action_low", low, persistent=False)
