@@ -12,12 +12,7 @@ from trainers.policies.flow import Config, Policy
 CHUNK, ACTION_DIM, STATE_DIM = 3, 4, 5
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_policy(chunk: int = CHUNK) -> Policy:

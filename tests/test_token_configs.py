@@ -31,13 +31,7 @@ RECIPE_SPACES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks gain nothing from threads on a busy 2-core machine (see test_token_policy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def missing_simulator(env_id: str) -> str | None:

@@ -14,14 +14,7 @@ from vla_gym.core.spaces import chunked_action_space, vla_observation_space
 CAMERAS = {"front": (32, 32), "wrist": (32, 32)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy shared CPU OpenMP's spinning
-    threads slow each step down 100-fold; restore the setting for the rest of the suite."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"encoder": {"dim": 32, "image_size": 32, "language": "hash"}, "num_heads": 2}
