@@ -232,3 +232,21 @@ def test_collect_with_action_noise_stores_the_clean_expert_labels(tmp_path):
     assert np.abs(noisy.action).max() <= 1.0
     # The grasp command is never perturbed: labels stay the expert's -1 / +1.
     assert set(np.unique(noisy.action[:, -1])) <= {-1.0, 1.0}
+
+
+def test_collect_cli_passes_expert_kwargs(tmp_path):
+    import vla_gym  # noqa: F401  (before mujoco: it selects the headless EGL backend)
+
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gym_hil")
+    from trainers.collect import main
+
+    common = ["--env", "VLA/PandaPickCube-v0", "--episodes", "1", "--num-envs", "1"]
+    main([*common, "--out", str(tmp_path / "default"), "obs_mode=flat"])
+    main([*common, "--out", str(tmp_path / "slow"), "--expert", "max_speed=0.02", "obs_mode=flat"])
+    default = DemoDataset(tmp_path / "default", only_success=False).episode(0)
+    slow = DemoDataset(tmp_path / "slow", only_success=False).episode(0)
+    assert np.linalg.norm(default.action[:, :3], axis=1).max() > 0.5
+    assert np.linalg.norm(slow.action[:, :3], axis=1).max() <= 0.2 + 1e-5  # 0.02 m per step
+    with pytest.raises(SystemExit, match="key=value"):
+        main([*common, "--out", str(tmp_path / "bad"), "--expert", "max_speed"])

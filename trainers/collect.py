@@ -187,7 +187,7 @@ def parse_kwargs(items: list[str]) -> dict[str, Any]:
     kwargs = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"env kwarg {item!r} must look like key=value (e.g. image_size=64)")
+            raise SystemExit(f"kwarg {item!r} must look like key=value (e.g. image_size=64)")
         key, value = item.split("=", 1)
         kwargs[key] = yaml.safe_load(value)
     return kwargs
@@ -209,6 +209,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="std of Gaussian noise on the executed (not the stored) actions (DART)",
     )
+    parser.add_argument(
+        "--expert",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scripted-expert kwarg, repeatable, e.g. --expert max_speed=0.025 (PandaPickCube)",
+    )
     parser.add_argument("env_kwargs", nargs="*", help="env kwargs key=value, e.g. image_size=64")
 
 
@@ -224,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         only_success=args.only_success,
         env_kwargs=parse_kwargs(args.env_kwargs),
+        expert_kwargs=parse_kwargs(args.expert),
         action_noise=args.action_noise,
     )
     return 0
