@@ -53,14 +53,10 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
     from trainers.config import load_config
 
-    samples = args.num_envs * 20  # 100-step episodes in chunks of 5
-    overrides = [
-        f"algorithm.global_batch_size={min(80, samples)}",
-        f"algorithm.micro_batch_size={min(40, samples)}",
-        f"env.num_envs={args.num_envs}",
-        f"env.eval_num_envs={args.num_envs}",
+    overrides = [  # envs, batch sizes and backend: the config's unless given
+        *([f"env.num_envs={args.num_envs}"] if args.num_envs else []),
+        *([f"env.backend={args.backend}"] if args.backend else []),
         f"env.eval_episodes={args.eval_episodes}",
-        f"env.backend={args.backend}",
         f"policy.noise_method={args.method}",
         f"runner.log_dir={work}",
         "runner.progress_bar='off'",
@@ -328,8 +324,8 @@ def main() -> None:
     parser.add_argument("--rl-minutes", type=float, default=60.0)
     parser.add_argument("--eval-every", type=int, default=0, help="RL iterations between evals")
     parser.add_argument("--eval-episodes", type=int, default=24)
-    parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--backend", default="subproc")
+    parser.add_argument("--num-envs", type=int, default=0, help="0: the config's env.num_envs")
+    parser.add_argument("--backend", default="", help="vector env backend (default: the config's)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--overhead-repeats", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)

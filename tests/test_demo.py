@@ -1,4 +1,4 @@
-"""The README's main job: a scripted rollout per ID with a video and a success row."""
+"""The scripted-rollout demo (`python -m vla_gym.demo`): a video and a success row per ID."""
 
 from __future__ import annotations
 

@@ -232,3 +232,76 @@ def test_explained_variance():
     returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert ppo.explained_variance(returns, returns) == pytest.approx(1.0)
     assert ppo.explained_variance(torch.zeros(4), returns) == pytest.approx(0.0)
+
+
+def test_critic_warmup_updates_only_the_value_net():
+    import gymnasium as gym
+    import numpy as np
+
+    from trainers.policies.mlp import Config, Policy
+
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
+    obs = torch.randn(32, 3)
+    with torch.no_grad():
+        out = policy.act(obs)
+    batch = ppo.Batch(
+        obs=obs,
+        actions=out.actions,
+        log_probs=out.log_prob,
+        advantages=torch.randn(32),
+        returns=out.value + 5.0,  # far from the value: clipping must not freeze the critic
+        values=out.value,
+        extras=out.extras,
+    )
+    config = AlgorithmConfig(update_epochs=2, micro_batch_size=16, global_batch_size=32)
+    optimizer = ppo.make_optimizer(policy, config)
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    metrics = ppo.update(
+        policy, optimizer, batch, config, torch.device("cpu"), use_value=True, train_actor=False
+    )
+    changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and all(name.startswith("value") for name in changed), changed
+    assert metrics["actor/approx_kl"] == pytest.approx(0.0, abs=1e-6)  # the actor did not move
+
+
+def test_value_loss_scale_does_not_change_the_actor_step():
+    """Regression (issue #8): with one gradient norm clipped over actor + critic, a minibatch
+    with a large value error (the rare high-return episodes) shrank its own policy gradient."""
+    import gymnasium as gym
+    import numpy as np
+
+    from trainers.policies.mlp import Config, Policy
+
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    obs = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
+    advantages = torch.randn(32, generator=torch.Generator().manual_seed(2))
+    actor_after = []
+    for value_error in (1.0, 1000.0):
+        torch.manual_seed(0)
+        policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
+        with torch.no_grad():
+            out = policy.act(obs)
+        batch = ppo.Batch(
+            obs=obs,
+            actions=out.actions,
+            log_probs=out.log_prob,
+            advantages=advantages,
+            returns=out.value + value_error,
+            values=out.value,
+            extras=out.extras,
+        )
+        config = AlgorithmConfig(
+            update_epochs=1, micro_batch_size=32, global_batch_size=32, value_clip=1e6
+        )
+        optimizer = ppo.make_optimizer(policy, config)
+        metrics = ppo.update(policy, optimizer, batch, config, torch.device("cpu"), use_value=True)
+        assert metrics["actor/grad_norm"] > 0
+        actor_after.append(
+            [p.detach().clone() for n, p in policy.named_parameters() if not n.startswith("value")]
+        )
+    for same_seed, huge_value_error in zip(*actor_after, strict=True):
+        torch.testing.assert_close(same_seed, huge_value_error)

@@ -65,6 +65,9 @@ class AlgorithmConfig:
     value_lr: float = 3e-4
     weight_decay: float = 0.0
     logprob_level: str = "chunk"  # chunk: one ratio per policy step; token: one per element
+    # PPO critic warm-up (RLinf): the first N iterations update only the value head, so the
+    # actor's first steps use advantages from a fitted critic rather than an untrained one
+    critic_warmup_iterations: int = 0
     # GRPO
     group_size: int = 8
     dr_grpo: bool = False  # Dr. GRPO: advantages not divided by the group std
@@ -344,6 +347,7 @@ def validate(config: TrainConfig) -> None:
     _check(0 <= algo.clip_ratio_low < 1, "algorithm.clip_ratio_low must be in [0, 1)")
     _check(algo.clip_ratio_high >= 0, "algorithm.clip_ratio_high must be >= 0")
     _check(algo.update_epochs >= 1, "algorithm.update_epochs must be >= 1")
+    _check(algo.critic_warmup_iterations >= 0, "algorithm.critic_warmup_iterations must be >= 0")
     _check(algo.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
     _check(
         algo.global_batch_size % algo.micro_batch_size == 0,

@@ -249,6 +249,8 @@ class Trainer:
         batch, metrics = self._make_batch(rollouts)
         del rollouts
         algo = self.config.algorithm
+        use_value = algo.name == "ppo"
+        train_actor = not use_value or self.iteration >= algo.critic_warmup_iterations
         if batch.size > 0:
             metrics.update(
                 ppo.update(
@@ -257,10 +259,12 @@ class Trainer:
                     batch,
                     algo,
                     self.actor_device,
-                    use_value=algo.name == "ppo",
+                    use_value=use_value,
+                    train_actor=train_actor,
                     generator=self.generator,
                 )
             )
+            metrics["actor/critic_warmup"] = float(not train_actor)
         self._sync_rollout_policy()
         self.iteration += 1
         self.env_steps += stats.env_steps

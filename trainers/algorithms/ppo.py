@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -104,8 +105,11 @@ def ppo_loss(
     old_values: torch.Tensor | None,
     returns: torch.Tensor | None,
     config: AlgorithmConfig,
+    train_actor: bool = True,
 ) -> LossTerms:
-    """Loss of one micro-batch; means over its samples (and elements at token level)."""
+    """Loss of one micro-batch; means over its samples (and elements at token level).
+
+    ``train_actor=False`` (critic warm-up) leaves only the value loss in ``total``."""
     level = config.logprob_level
     new, old = reduce_level(log_prob, level), reduce_level(old_log_prob, level)
     log_ratio = new - old
@@ -128,6 +132,8 @@ def ppo_loss(
         value_loss = torch.maximum(loss_v, loss_v_clipped).mean()
         value_clip_ratio = (loss_v_clipped > loss_v).float().mean()
     total = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy_mean
+    if not train_actor:
+        total = config.value_coef * value_loss
     return LossTerms(
         total, policy_loss, value_loss, entropy_mean, approx_kl, clipfrac, value_clip_ratio
     )
@@ -179,13 +185,15 @@ def update(
     device: torch.device,
     *,
     use_value: bool,
+    train_actor: bool = True,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """``update_epochs`` passes over the batch in shuffled global batches of micro-batches."""
+    """``update_epochs`` passes over the batch in shuffled global batches of micro-batches.
+
+    With ``train_actor=False`` only the value loss is minimised (critic warm-up)."""
     sums: dict[str, float] = {}
     count = 0
-    grad_norms = []
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norms: dict[str, list[float]] = {}
     policy.train()
     start = time.perf_counter()
     for _ in range(config.update_epochs):
@@ -195,7 +203,9 @@ def update(
             optimizer.zero_grad(set_to_none=True)
             for m_start in range(0, len(global_index), config.micro_batch_size):
                 index = global_index[m_start : m_start + config.micro_batch_size]
-                terms = _micro_batch_loss(policy, batch, index, config, device, use_value)
+                terms = _micro_batch_loss(
+                    policy, batch, index, config, device, use_value, train_actor
+                )
                 (terms.total * (len(index) / len(global_index))).backward()
                 for name in ("policy", "value", "entropy", "approx_kl", "clipfrac"):
                     sums[name] = sums.get(name, 0.0) + float(getattr(terms, name).detach()) * len(
@@ -205,25 +215,34 @@ def update(
                     terms.value_clip_ratio.detach()
                 ) * len(index)
                 count += len(index)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            grad_norms.append(float(grad_norm))
+            # Each parameter group (actor, critic) is clipped on its own: with one joint norm,
+            # a large value loss (the minibatches holding the rare high-return episodes) would
+            # shrink exactly those minibatches' policy gradient, so the actor would learn from
+            # the failures and hardly from the successes.
+            for group in optimizer.param_groups:
+                norm = torch.nn.utils.clip_grad_norm_(group["params"], config.max_grad_norm)
+                grad_norms.setdefault(group.get("name", "actor"), []).append(float(norm))
             optimizer.step()
     metrics = {
         "actor/loss": sums["policy"] / count,
         "actor/entropy_loss": sums["entropy"] / count,
         "actor/approx_kl": sums["approx_kl"] / count,
         "actor/pg_clipfrac": sums["clipfrac"] / count,
-        "actor/grad_norm": sum(grad_norms) / len(grad_norms),
+        "actor/grad_norm": float(np.mean(grad_norms["actor"])),
         "actor/lr": optimizer.param_groups[0]["lr"],
         "time/update": time.perf_counter() - start,
     }
+    if "critic" in grad_norms:
+        metrics["critic/grad_norm"] = float(np.mean(grad_norms["critic"]))
     if use_value:
         metrics["actor/value_loss"] = sums["value"] / count
         metrics["actor/value_clip_ratio"] = sums["value_clip_ratio"] / count
     return metrics
 
 
-def _micro_batch_loss(policy, batch, index, config, device, use_value) -> LossTerms:
+def _micro_batch_loss(
+    policy, batch, index, config, device, use_value, train_actor=True
+) -> LossTerms:
     obs = _to(index_obs(batch.obs, index), device)
     actions = batch.actions[index].to(device)
     extras = {key: value[index].to(device) for key, value in batch.extras.items()}
@@ -237,6 +256,7 @@ def _micro_batch_loss(policy, batch, index, config, device, use_value) -> LossTe
         old_values=batch.values[index].to(device) if use_value else None,
         returns=batch.returns[index].to(device) if use_value else None,
         config=config,
+        train_actor=train_actor,
     )
 
 
