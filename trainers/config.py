@@ -245,6 +245,9 @@ def _apply_smoke_defaults(raw: dict[str, Any]) -> None:
     if not rollout.get("episodic", False):
         rollout["num_steps"] = min(int(rollout.get("num_steps") or 8), 8)
     algorithm["update_epochs"] = 1
+    # at most one warm-up iteration, so the second one still exercises the actor's update
+    warmup = int(algorithm.get("critic_warmup_iterations", 0))
+    algorithm["critic_warmup_iterations"] = min(warmup, 1)
     algorithm["filter_groups"] = False  # tiny GRPO groups are often degenerate; still update
     # One optimiser step over the whole (tiny) rollout, in two micro-batches when it splits.
     steps = int(rollout.get("num_steps") or 0) or math.ceil(
