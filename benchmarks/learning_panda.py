@@ -109,28 +109,52 @@ class OursPPO:
 
 
 class SB3Learner:
+    """An SB3 model (``trainers.sb3.make_model``) checkpointed in ``<out>/sb3_<algo>_seed<k>``.
+
+    With ``normalize_obs`` the training env is SB3's ``VecNormalize`` (observations only): its
+    running statistics are saved and reloaded with the model, and ``predict`` normalises the raw
+    observations of the shared evaluator with them (without updating them).
+    """
+
     def __init__(
-        self, algo: str, out: Path, seed: int, hyperparameters: dict | None = None
+        self,
+        algo: str,
+        out: Path,
+        seed: int,
+        hyperparameters: dict | None = None,
+        *,
+        num_envs: int | None = None,
+        normalize_obs: bool = True,
     ) -> None:
         from stable_baselines3 import PPO, SAC
+        from stable_baselines3.common.vec_env import VecNormalize
 
         from trainers.sb3 import make_model
 
         self.algo = algo
         self.path = out / f"sb3_{algo}_seed{seed}" / "model.zip"
         self.buffer_path = self.path.with_name("replay_buffer.pkl")
+        self.stats_path = self.path.with_name("vecnormalize.pkl")
         self.model = make_model(
             algo,
             ENV_ID,
-            num_envs=16 if algo == "ppo" else 1,
+            num_envs=num_envs or (16 if algo == "ppo" else 1),
             seed=seed,
             log_dir=str(self.path.parent / "tensorboard"),
             env_kwargs=ENV_KWARGS,
             hyperparameters=hyperparameters,
+            normalize_obs=normalize_obs,
         )
         if self.path.is_file():
+            if normalize_obs != self.stats_path.is_file():
+                raise ValueError(
+                    f"{self.path} was trained with normalize_obs={not normalize_obs}; "
+                    "resume it with the same setting"
+                )
             cls = PPO if algo == "ppo" else SAC
             env = self.model.get_env()
+            if isinstance(env, VecNormalize):
+                env = VecNormalize.load(str(self.stats_path), env.venv)
             self.model = cls.load(str(self.path), env=env, device="cpu")
             if algo == "sac" and self.buffer_path.is_file():
                 self.model.load_replay_buffer(str(self.buffer_path))
@@ -150,10 +174,18 @@ class SB3Learner:
             )
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
+        vec_normalize = self.model.get_vec_normalize_env()
+        if vec_normalize is not None:  # normalize_obs reads the statistics, never updates them
+            obs = vec_normalize.normalize_obs(obs)
         return self.model.predict(obs, deterministic=True)[0]
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        vec_normalize = self.model.get_vec_normalize_env()
+        if vec_normalize is not None:  # before the model: a model is never newer than its stats
+            tmp_stats = self.stats_path.with_name("vecnormalize_tmp.pkl")
+            vec_normalize.save(str(tmp_stats))
+            os.replace(tmp_stats, self.stats_path)
         tmp = self.path.with_name("model_tmp.zip")
         self.model.save(str(tmp))
         os.replace(tmp, self.path)
@@ -172,6 +204,9 @@ def run_one(
     episodes: int,
     minutes: float,
     hyperparameters: dict | None = None,
+    *,
+    sac_envs: int = 1,
+    normalize_obs: bool = True,
 ) -> None:
     """Train one algorithm (resuming), appending ``{steps, wall, success}`` after each slice."""
     import torch
@@ -182,7 +217,14 @@ def run_one(
     learner = (
         OursPPO(out, seed)
         if algo == "ours_ppo"
-        else SB3Learner(algo.split("_")[1], out, seed, hyperparameters)
+        else SB3Learner(
+            algo.split("_")[1],
+            out,
+            seed,
+            hyperparameters,
+            num_envs=sac_envs if algo == "sb3_sac" else 16,
+            normalize_obs=normalize_obs,
+        )
     )
     wall = points[-1]["wall_s"] if points else 0.0
     if learner.env_steps != (points[-1]["env_steps"] if points else 0):
@@ -207,7 +249,7 @@ def run_one(
         print(f"{algo} seed {seed}: {point}", flush=True)
 
 
-def speed_check(out: Path, rounds: int, steps_per_round: int) -> str:
+def speed_check(out: Path, rounds: int, steps_per_round: int, normalize_obs: bool) -> str:
     """Env steps/s of our PPO vs SB3 PPO measured interleaved in one process.
 
     Both learners train alternately for ``steps_per_round`` env steps, ``rounds`` times, so they
@@ -216,7 +258,8 @@ def speed_check(out: Path, rounds: int, steps_per_round: int) -> str:
     import torch
 
     torch.set_num_threads(1)
-    ours, theirs = OursPPO(out / "speed", 0), SB3Learner("ppo", out / "speed", 0)
+    ours = OursPPO(out / "speed", 0)
+    theirs = SB3Learner("ppo", out / "speed", 0, normalize_obs=normalize_obs)
     totals = {"ours_ppo": [0, 0.0], "sb3_ppo": [0, 0.0]}
     slices: dict[str, list[float]] = {"ours_ppo": [], "sb3_ppo": []}
     for _ in range(rounds):
@@ -367,13 +410,20 @@ def main() -> int:
         default="{}",
         help="JSON overriding the SB3 defaults of trainers.sb3, e.g. '{\"target_entropy\": 0}'",
     )
+    parser.add_argument(
+        "--sb3-normalize-obs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="SB3 PPO and SAC observe through VecNormalize (observations only; default: on)",
+    )
+    parser.add_argument("--sac-envs", type=int, default=1, help="SB3 SAC's number of envs")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.speed_check:
-        print(speed_check(out, args.speed_check, args.speed_steps))
+        print(speed_check(out, args.speed_check, args.speed_steps, args.sb3_normalize_obs))
         return 0
     if args.worker:
         algo, seed = args.worker.split(":")
@@ -386,6 +436,8 @@ def main() -> int:
             args.eval_episodes,
             args.max_minutes,
             json.loads(args.sb3_hyperparameters),
+            sac_envs=args.sac_envs,
+            normalize_obs=args.sb3_normalize_obs,
         )
         return 0
     if not args.report_only:
@@ -399,6 +451,8 @@ def main() -> int:
                     f"--eval-episodes={args.eval_episodes}",
                     f"--out={out}",
                     f"--sb3-hyperparameters={args.sb3_hyperparameters}",
+                    f"--sac-envs={args.sac_envs}",
+                    "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs",
                 ]
                 workers.append(subprocess.Popen(command))
         codes = [worker.wait() for worker in workers]

@@ -6,6 +6,13 @@ The env is ``gym.make(env_id, obs_mode="flat")`` straight into SB3 (no adapter c
 ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` episodes
 (success = ``info["is_success"]`` at episode end, which SB3's EvalCallback reads); TensorBoard
 logs go to ``--log-dir`` (``eval/success_rate``, ``rollout/success_rate``, ...).
+
+``--normalize-obs`` (default on; ``--no-normalize-obs`` turns it off) wraps the vector env in
+SB3's own ``VecNormalize(norm_obs=True, norm_reward=False)``: observations are standardised with
+running statistics, as our PPO's MLP policy does and as rl-baselines3-zoo does for robotics envs
+(``normalize: true``). The evaluation env is a ``VecNormalize(training=False)`` that
+EvalCallback syncs with the training statistics; the statistics are saved next to the model
+(``<algo>_vecnormalize.pkl``) and must be loaded with it (``VecNormalize.load``).
 """
 
 from __future__ import annotations
@@ -71,9 +78,12 @@ def make_model(
     log_dir: str | None,
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    normalize_obs: bool = True,
 ):
+    """An SB3 model on ``num_envs`` envs, in ``VecNormalize`` (observations only) if asked."""
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
 
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {ALGOS}, got {algo!r}")
@@ -83,6 +93,8 @@ def make_model(
         seed=seed,
         monitor_kwargs={"info_keywords": ("is_success",)},
     )
+    if normalize_obs:
+        env = VecNormalize(env, norm_obs=True, norm_reward=False)
     params = {**default_hyperparameters(algo), **(hyperparameters or {})}
     cls = PPO if algo == "ppo" else SAC
     return cls(
@@ -101,17 +113,29 @@ def train(
     eval_freq: int = 10_000,
     eval_episodes: int = 20,
     env_kwargs: dict[str, Any] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    normalize_obs: bool = True,
 ) -> dict[str, float]:
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
     num_envs = num_envs or (16 if algo == "ppo" else 1)
     model = make_model(
-        algo, env_id, num_envs=num_envs, seed=seed, log_dir=log_dir, env_kwargs=env_kwargs
+        algo,
+        env_id,
+        num_envs=num_envs,
+        seed=seed,
+        log_dir=log_dir,
+        env_kwargs=env_kwargs,
+        hyperparameters=hyperparameters,
+        normalize_obs=normalize_obs,
     )
-    eval_env = make_vec_env(
+    eval_env: VecEnv = make_vec_env(
         make_env_fn(env_id, dict(env_kwargs or {})), n_envs=1, seed=seed + 10_000
     )
+    if normalize_obs:  # EvalCallback copies the training statistics in before each evaluation
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=True, norm_reward=False)
     callback = EvalCallback(
         eval_env,
         n_eval_episodes=eval_episodes,
@@ -122,6 +146,9 @@ def train(
     )
     model.learn(total_timesteps=steps, callback=callback, tb_log_name=algo, progress_bar=False)
     model.save(str(Path(log_dir) / f"{algo}_model"))
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.save(str(Path(log_dir) / f"{algo}_vecnormalize.pkl"))
     success = callback.evaluations_successes[-1] if callback.evaluations_successes else []
     result = {
         "env_steps": float(model.num_timesteps),
@@ -146,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env-kwargs", default="{}", help="JSON env kwargs, e.g. '{\"max_episode_steps\": 100}'"
     )
+    parser.add_argument(
+        "--hyperparameters",
+        default="{}",
+        help="JSON overriding default_hyperparameters(algo), e.g. '{\"gamma\": 0.98}'",
+    )
+    parser.add_argument(
+        "--normalize-obs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="VecNormalize the observations with running statistics (default: on)",
+    )
     args = parser.parse_args(argv)
     result = train(
         args.algo,
@@ -157,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
         env_kwargs=json.loads(args.env_kwargs),
+        hyperparameters=json.loads(args.hyperparameters),
+        normalize_obs=args.normalize_obs,
     )
     print(json.dumps(result))
     return 0
