@@ -20,13 +20,7 @@ from trainers.policies.encoders import (
     minilm_embed,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CONFIG = EncoderConfig(dim=32, image_size=16, image_channels=(8, 16), image_grid=2, language="hash")

@@ -21,13 +21,7 @@ from trainers.policies.flow.sampling import (
 CHUNK, ACTION_DIM, STATE_DIM, BATCH = 5, 4, 7, 6
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def vla_space(size: int = 16) -> spaces.Dict:
