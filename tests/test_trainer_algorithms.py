@@ -188,7 +188,9 @@ def test_token_level_keeps_one_ratio_per_element():
     assert terms.value.item() == 0.0
 
 
-def test_update_reduces_the_loss_and_reports_metric_names():
+def tiny_mlp_batch(num, *, obs=None, advantages=None, returns=None):
+    """A tiny MLP policy (torch seed 0) and a PPO batch of its own actions: ``obs`` and
+    ``advantages`` random unless given, ``returns(values)`` random unless given."""
     import gymnasium as gym
     import numpy as np
 
@@ -198,18 +200,23 @@ def test_update_reduces_the_loss_and_reports_metric_names():
     obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
     act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
-    obs = torch.randn(64, 3)
+    obs = torch.randn(num, 3) if obs is None else obs
     with torch.no_grad():
         out = policy.act(obs)
     batch = ppo.Batch(
         obs=obs,
         actions=out.actions,
         log_probs=out.log_prob,
-        advantages=torch.randn(64),
-        returns=torch.randn(64),
+        advantages=torch.randn(num) if advantages is None else advantages,
+        returns=torch.randn(num) if returns is None else returns(out.value),
         values=out.value,
         extras=out.extras,
     )
+    return policy, batch
+
+
+def test_update_reduces_the_loss_and_reports_metric_names():
+    policy, batch = tiny_mlp_batch(64)
     config = AlgorithmConfig(update_epochs=3, micro_batch_size=16, global_batch_size=32)
     optimizer = ppo.make_optimizer(policy, config)
     assert [g["name"] for g in optimizer.param_groups] == ["actor", "critic"]
@@ -235,27 +242,8 @@ def test_explained_variance():
 
 
 def test_critic_warmup_updates_only_the_value_net():
-    import gymnasium as gym
-    import numpy as np
-
-    from trainers.policies.mlp import Config, Policy
-
-    torch.manual_seed(0)
-    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
-    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
-    obs = torch.randn(32, 3)
-    with torch.no_grad():
-        out = policy.act(obs)
-    batch = ppo.Batch(
-        obs=obs,
-        actions=out.actions,
-        log_probs=out.log_prob,
-        advantages=torch.randn(32),
-        returns=out.value + 5.0,  # far from the value: clipping must not freeze the critic
-        values=out.value,
-        extras=out.extras,
-    )
+    # returns far from the value: clipping must not freeze the critic
+    policy, batch = tiny_mlp_batch(32, returns=lambda values: values + 5.0)
     config = AlgorithmConfig(update_epochs=2, micro_batch_size=16, global_batch_size=32)
     optimizer = ppo.make_optimizer(policy, config)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
@@ -270,29 +258,12 @@ def test_critic_warmup_updates_only_the_value_net():
 def test_value_loss_scale_does_not_change_the_actor_step():
     """Regression (issue #8): with one gradient norm clipped over actor + critic, a minibatch
     with a large value error (the rare high-return episodes) shrank its own policy gradient."""
-    import gymnasium as gym
-    import numpy as np
-
-    from trainers.policies.mlp import Config, Policy
-
-    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
-    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     obs = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
     advantages = torch.randn(32, generator=torch.Generator().manual_seed(2))
     actor_after = []
     for value_error in (1.0, 1000.0):
-        torch.manual_seed(0)
-        policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
-        with torch.no_grad():
-            out = policy.act(obs)
-        batch = ppo.Batch(
-            obs=obs,
-            actions=out.actions,
-            log_probs=out.log_prob,
-            advantages=advantages,
-            returns=out.value + value_error,
-            values=out.value,
-            extras=out.extras,
+        policy, batch = tiny_mlp_batch(
+            32, obs=obs, advantages=advantages, returns=lambda values, e=value_error: values + e
         )
         config = AlgorithmConfig(
             update_epochs=1, micro_batch_size=32, global_batch_size=32, value_clip=1e6
