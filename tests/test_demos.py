@@ -154,6 +154,8 @@ def test_state_statistics(tmp_path):
     states = np.concatenate([e.state for e in episodes])
     np.testing.assert_allclose(mean, states.mean(0), rtol=1e-5)
     np.testing.assert_allclose(std, states.std(0), rtol=1e-4, atol=1e-5)
+    actions = np.concatenate([e.action for e in episodes])
+    np.testing.assert_array_equal(DemoDataset(tmp_path).actions(), actions)
 
 
 def test_env_slice_respects_info_masks():

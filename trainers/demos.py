@@ -173,6 +173,12 @@ class DemoDataset:
                 success=record["success"],
             )
 
+    def actions(self) -> np.ndarray:
+        """Every step's action ``(steps, A)``, read without loading the images."""
+        return np.concatenate(
+            [np.load(self.root / record["file"])["action"] for record in self.records]
+        )
+
     def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of the state over every step (streamed episode by episode)."""
         count, total, total_sq = 0, 0.0, 0.0

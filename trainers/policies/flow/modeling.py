@@ -265,8 +265,7 @@ class Policy(ActorCriticPolicy):
     def fit_statistics(self, dataset: Any) -> None:
         """State and action normalisation from a :class:`trainers.demos.DemoDataset`."""
         self.set_state_statistics(*dataset.state_statistics())
-        actions = [dataset.episode(i).action for i in range(len(dataset))]
-        self.fit_action_statistics(np.concatenate(actions))
+        self.fit_action_statistics(dataset.actions())
 
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions ``(B, k, A)`` -> the space the flow is modelled in."""

@@ -72,8 +72,7 @@ class Policy(ActorCriticPolicy):
     def fit_statistics(self, dataset: Any) -> None:
         """Both from a :class:`trainers.demos.DemoDataset` (every step of every episode)."""
         self.set_state_statistics(*dataset.state_statistics())
-        actions = [dataset.episode(i).action for i in range(len(dataset))]
-        self.fit_action_statistics(np.concatenate(actions))
+        self.fit_action_statistics(dataset.actions())
 
     # ------------------------------------------------------------ interface
     def _chunked(self, x: torch.Tensor) -> torch.Tensor:
