@@ -247,9 +247,10 @@ def report(state: dict[str, Any], work: Path) -> None:
             f"| SFT ({demos.get('episodes', '?')} demos, {demos.get('steps', '?')} steps) "
             f"| {sft['success']:.0%} | {sft['return']:.2f} | {sft['episodes']} |"
         )
+    algorithm = state.get("algorithm", "ppo").upper()
     if rl:
         print(
-            f"| + PPO {state.get('method', 'flow_sde')} ({rl['iterations']} it., "
+            f"| + {algorithm} {state.get('method', 'flow_sde')} ({rl['iterations']} it., "
             f"{rl['env_steps']} env steps, {rl['train_minutes']:.0f} min) "
             f"| {rl['success']:.0%} | {rl['return']:.2f} | {rl['episodes']} |"
         )
@@ -292,7 +293,8 @@ def plot(state: dict[str, Any], path: Path) -> None:
             axes[1].plot(*zip(*evals, strict=True), "o-", label="eval success (ODE)")
     if state.get("sft_eval"):
         axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label="after SFT")
-    axes[1].set(title="PPO + flow_sde", xlabel="env steps", ylabel="success", ylim=(-0.02, 1.02))
+    title = f"{state.get('algorithm', 'ppo').upper()} + {state.get('method', 'flow_sde')}"
+    axes[1].set(title=title, xlabel="env steps", ylabel="success", ylim=(-0.02, 1.02))
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -339,6 +341,7 @@ def main() -> None:
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
         state["method"] = args.method
+        state["algorithm"] = train_config(args, work).algorithm.name
         start = time.perf_counter()
         print("collecting demonstrations ...", flush=True)
         demos = stage_collect(args, work)
