@@ -102,6 +102,31 @@ def test_env_exception_in_worker_leaves_the_others_usable():
         envs.close()
 
 
+def test_an_interrupted_step_leaves_the_answers_still_owed_to_recv():
+    envs = make_vec(FaultyEnv, 4, fault="slow", faulty_seed=0, step_timeout=20)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        envs.reset(seed=0)
+        envs.step(ZERO)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # env 0 takes 1 s over its second step
+        with pytest.raises(KeyboardInterrupt):
+            envs.step(ZERO)
+        with pytest.raises(RuntimeError, match=r"envs \[0\] have results in flight"):
+            envs.step(ZERO)
+        _, rewards, *_, infos = envs.recv()
+        assert infos["env_id"].tolist() == [0] and rewards.shape == (1,)
+        _, _, _, _, infos = envs.step(ZERO)  # in step again: the next step of every env
+        assert infos["t"].tolist() == [3, 3, 3, 3]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        envs.close()
+
+
 @pytest.mark.parametrize("fault", ["kill", "hang"])
 def test_restart_on_failure_replaces_the_worker_and_resets_its_envs(fault):
     envs = make_vec(

@@ -114,7 +114,8 @@ class NullImageEnv(gym.Env):
 
 
 class FaultyEnv(ImageEnv):
-    """Misbehaves at step ``fail_at`` of its first episode: ``raise``, ``hang`` or ``segfault``."""
+    """Misbehaves at step ``fail_at`` of its first episode: ``raise``, ``hang``, ``segfault`` or
+    ``slow`` (answers after one second)."""
 
     def __init__(self, fault: str = "raise", fail_at: int = 2, faulty_seed: int | None = None):
         super().__init__(max_steps=50)
@@ -135,6 +136,8 @@ class FaultyEnv(ImageEnv):
                 raise ValueError(f"boom at step {self._t}")
             if self.fault == "hang":
                 time.sleep(3600)
+            if self.fault == "slow":
+                time.sleep(1.0)
             if self.fault == "segfault":
                 os.kill(os.getpid(), signal.SIGSEGV)
         return result

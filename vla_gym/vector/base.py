@@ -174,6 +174,7 @@ class BatchedVectorEnv(VectorEnv):
         self._restarted: dict[int, list[GroupResult]] = {}
         self._all_targets = [(w, list(range(w.num_envs))) for w in self.workers]
         self._all_rows = [slice(w.first_index, w.first_index + w.num_envs) for w in self.workers]
+        self._all_ids = np.arange(self.num_envs)
         self._worker_of = np.concatenate([[w.index] * w.num_envs for w in self.workers])
         _LIVE_ENVS.add(self)
 
@@ -198,8 +199,8 @@ class BatchedVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         self._require_idle("step")
         self._claim_slot(None)
-        submit_error = self._send(actions)
-        infos = self._merge(self._collect_all())
+        results, submit_error = self._step_all(actions)
+        infos = self._merge(results)
         if submit_error is not None:
             raise submit_error
         b = self.buffers
@@ -291,7 +292,15 @@ class BatchedVectorEnv(VectorEnv):
     def _send(self, actions: Any, env_ids: Any = None) -> Exception | None:
         """Submit to every concerned worker; a dead one's error is returned, not raised, so
         the others' answers can still be collected."""
-        ids = self._env_ids(env_ids)
+        ids = self._write_actions(actions, env_ids)
+        targets = self._all_targets if env_ids is None else self._by_worker(ids)
+        deadline = time.monotonic() + self.step_timeout
+        errors = [self._submit(worker, "step", local, deadline) for worker, local in targets]
+        return next((e for e in errors if e is not None), None)
+
+    def _write_actions(self, actions: Any, env_ids: Any) -> np.ndarray:
+        """Check that ``env_ids`` (None: all) can be stepped; write their actions; their ids."""
+        ids = self._all_ids if env_ids is None else self._env_ids(env_ids)
         rows = slice(None) if env_ids is None else ids  # all envs: contiguous rows
         if self._in_flight[rows].any():
             busy = ids[self._in_flight[rows]].tolist()
@@ -303,10 +312,13 @@ class BatchedVectorEnv(VectorEnv):
                 "reset(options={'reset_mask': mask}) before stepping them again"
             )
         self.act_layout.write_rows(self.buffers.actions, rows, actions, len(ids))
-        targets = self._all_targets if env_ids is None else self._by_worker(ids)
-        deadline = time.monotonic() + self.step_timeout
-        errors = [self._submit(worker, "step", local, deadline) for worker, local in targets]
-        return next((e for e in errors if e is not None), None)
+        return ids
+
+    def _step_all(self, actions: Any) -> tuple[list[tuple[int, GroupResult]], Exception | None]:
+        """Step every env: the answers, and an error met while submitting (raised by the
+        caller once every answer is in). A backend may override this with a leaner path."""
+        submit_error = self._send(actions)
+        return self._collect_all(), submit_error
 
     def async_reset(self, seed: int | Sequence[int | None] | None = None) -> None:
         """Start resetting every env; ``recv()`` returns them as they finish."""
@@ -410,9 +422,15 @@ class BatchedVectorEnv(VectorEnv):
             self._pending[worker.index].clear()
             self._restart_later(worker, error)
             return None
+        self._track(worker, kind, local_ids, deadline)
+        return None
+
+    def _track(
+        self, worker: WorkerHandle, kind: str, local_ids: list[int], deadline: float
+    ) -> None:
+        """Record a request submitted to ``worker``: its answer is owed."""
         self._pending[worker.index].append(_Request(kind, local_ids, deadline))
         self._in_flight[self._rows(worker.index, local_ids)] = True
-        return None
 
     def _restart_later(self, worker: WorkerHandle, error: Exception) -> None:
         """Restart now and queue the restart's result as the worker's next answer."""

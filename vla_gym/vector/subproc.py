@@ -181,6 +181,19 @@ class SubprocWorker(WorkerHandle):
             return GroupResult(local_ids, [{}] * len(local_ids))
         return result
 
+    # the front end's lean path for stepping every env (no per-request bookkeeping)
+    def send_step_all(self, slot: int) -> None:
+        self._send(protocol.STEP_ALL_COMMANDS[slot])
+
+    def receive_step_all(self) -> GroupResult:
+        """The answer to ``send_step_all`` (call once the worker is ready)."""
+        kind, payload = self._receive()
+        return self._plain_all if kind == protocol.OK else self._decode(kind, payload)
+
+    def owe_step_all(self) -> None:
+        """``send_step_all`` went out and its answer will be read with ``fetch`` after all."""
+        self._submitted.append(self._plain_all.local_ids)
+
     def request(self, method: str, *args: Any) -> Any:
         self._send(protocol.REQUEST, pickle.dumps((method, args)))
         return self._answer(self.step_timeout, f"{method}()")
@@ -361,6 +374,59 @@ class SubprocVectorEnv(BatchedVectorEnv):
             step_timeout=step_timeout,
             restart_on_failure=restart_on_failure,
         )
+
+    def _step_all(self, actions: Any) -> tuple[list[tuple[int, GroupResult]], Exception | None]:
+        """Step every env, the hot loop of training: a byte to each worker, then the answers,
+        last-submitted first (see ``_collect_all``). Unlike the general path it records no
+        request unless something goes wrong; failures are then handled exactly as there."""
+        workers = self.workers
+        if self._restarted or any(worker.dead for worker in workers):
+            return super()._step_all(actions)
+        self._write_actions(actions, None)
+        deadline = time.monotonic() + self.step_timeout
+        owed = 0  # workers[:owed] were sent the step and still owe its answer
+        try:
+            for worker in workers:
+                worker.send_step_all(self._slot)
+                owed += 1
+        except WorkerDiedError:  # rare: the general path restarts it or reports it
+            for worker in workers[:owed]:
+                self._owe_step_all(worker, deadline)
+            errors = [self._submit(w, "step", ids, deadline) for w, ids in self._all_targets[owed:]]
+            return self._collect_all(), next((e for e in errors if e is not None), None)
+        except BaseException:  # e.g. Ctrl-C: leave the sent steps for recv()
+            for worker in workers[:owed]:
+                self._owe_step_all(worker, deadline)
+            raise
+        results: list[tuple[int, GroupResult]] = []
+        errors: list[Exception] = []
+        try:
+            while owed:  # the last-submitted worker first
+                worker = workers[owed - 1]
+                answer: GroupResult | VectorEnvError | None = None  # None: not in time
+                if worker.answer_ready(max(0.0, deadline - time.monotonic())):
+                    try:
+                        answer = worker.receive_step_all()
+                    except VectorEnvError as error:  # EnvError, a death, a worker failure
+                        answer = error
+                owed -= 1
+                if isinstance(answer, GroupResult):
+                    results.append((worker.index, answer))
+                else:
+                    self._track(worker, "step", self._all_targets[worker.index][1], deadline)
+                    self._fail(worker, answer or self._timeout_error(worker), results, errors)
+        except BaseException:  # e.g. Ctrl-C: recv() gets the answers still owed
+            for worker in workers[:owed]:
+                self._owe_step_all(worker, deadline)
+            raise
+        if errors:
+            raise errors[0]
+        return results, None
+
+    def _owe_step_all(self, worker: SubprocWorker, deadline: float) -> None:
+        """Record a step sent by ``_step_all`` as the general path would have."""
+        self._track(worker, "step", self._all_targets[worker.index][1], deadline)
+        worker.owe_step_all()
 
     def _wait(self, workers: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
         if len(workers) == 1:
