@@ -417,11 +417,7 @@ class BatchedVectorEnv(VectorEnv):
             else:
                 worker.submit_reset(local_ids, *args, self._slot)
         except WorkerError as error:  # died since its last answer
-            if not self.restart_on_failure:
-                return error
-            self._pending[worker.index].clear()
-            self._restart_later(worker, error)
-            return None
+            return self._submit_failed(worker, error)
         self._track(worker, kind, local_ids, deadline)
         return None
 
@@ -431,6 +427,15 @@ class BatchedVectorEnv(VectorEnv):
         """Record a request submitted to ``worker``: its answer is owed."""
         self._pending[worker.index].append(_Request(kind, local_ids, deadline))
         self._in_flight[self._rows(worker.index, local_ids)] = True
+
+    def _submit_failed(self, worker: WorkerHandle, error: WorkerError) -> Exception | None:
+        """``worker`` was found dead while submitting: restart it (its fresh envs' results are
+        handed out with the others') or return the error to raise once all answers are in."""
+        if not self.restart_on_failure:
+            return error
+        self._pending[worker.index].clear()
+        self._restart_later(worker, error)
+        return None
 
     def _restart_later(self, worker: WorkerHandle, error: Exception) -> None:
         """Restart now and queue the restart's result as the worker's next answer."""

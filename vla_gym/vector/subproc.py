@@ -389,10 +389,12 @@ class SubprocVectorEnv(BatchedVectorEnv):
             for worker in workers:
                 worker.send_step_all(self._slot)
                 owed += 1
-        except WorkerDiedError:  # rare: the general path restarts it or reports it
+        except WorkerDiedError as error:  # rare: hand the step over to the general path
             for worker in workers[:owed]:
                 self._owe_step_all(worker, deadline)
-            errors = [self._submit(w, "step", ids, deadline) for w, ids in self._all_targets[owed:]]
+            errors = [self._submit_failed(workers[owed], error)]
+            for worker, local_ids in self._all_targets[owed + 1 :]:
+                errors.append(self._submit(worker, "step", local_ids, deadline))
             return self._collect_all(), next((e for e in errors if e is not None), None)
         except BaseException:  # e.g. Ctrl-C: leave the sent steps for recv()
             for worker in workers[:owed]:
@@ -400,28 +402,45 @@ class SubprocVectorEnv(BatchedVectorEnv):
             raise
         results: list[tuple[int, GroupResult]] = []
         errors: list[Exception] = []
+        owing = {worker.index: worker for worker in workers}
         try:
-            while owed:  # the last-submitted worker first
-                worker = workers[owed - 1]
-                answer: GroupResult | VectorEnvError | None = None  # None: not in time
-                if worker.answer_ready(max(0.0, deadline - time.monotonic())):
+            while owing:
+                # await the last-submitted worker; by then most others have answered too, and
+                # one poll of the whole set finds them (cheaper than a wait per worker)
+                last = owing[next(reversed(owing))]
+                ready = [last] if last.answer_ready(max(0.0, deadline - time.monotonic())) else []
+                if ready and len(owing) > 1:
+                    ready += [
+                        w for w in self._poller.ready(0.0) if w is not last and w.index in owing
+                    ]
+                for worker in ready:
                     try:
-                        answer = worker.receive_step_all()
+                        results.append((worker.index, worker.receive_step_all()))
                     except VectorEnvError as error:  # EnvError, a death, a worker failure
-                        answer = error
-                owed -= 1
-                if isinstance(answer, GroupResult):
-                    results.append((worker.index, answer))
-                else:
-                    self._track(worker, "step", self._all_targets[worker.index][1], deadline)
-                    self._fail(worker, answer or self._timeout_error(worker), results, errors)
+                        self._fail_step_all(worker, error, deadline, results, errors)
+                    del owing[worker.index]
+                if not ready:  # no answer within step_timeout
+                    self._fail_step_all(last, None, deadline, results, errors)
+                    del owing[last.index]
         except BaseException:  # e.g. Ctrl-C: recv() gets the answers still owed
-            for worker in workers[:owed]:
+            for worker in owing.values():
                 self._owe_step_all(worker, deadline)
             raise
         if errors:
             raise errors[0]
         return results, None
+
+    def _fail_step_all(
+        self,
+        worker: SubprocWorker,
+        error: VectorEnvError | None,
+        deadline: float,
+        results: list,
+        errors: list,
+    ) -> None:
+        """A step sent by ``_step_all`` failed (``error``) or timed out (``None``)."""
+        self._track(worker, "step", self._all_targets[worker.index][1], deadline)
+        self._fail(worker, error or self._timeout_error(worker), results, errors)
 
     def _owe_step_all(self, worker: SubprocWorker, deadline: float) -> None:
         """Record a step sent by ``_step_all`` as the general path would have."""
