@@ -130,6 +130,25 @@ def test_single_step_actions_are_shaped_like_the_action_space() -> None:
     assert policy.evaluate(observation(3), out.actions, out.extras).log_prob.shape == (3, 7)
 
 
+def test_soft_target_sft_loss_is_the_cross_entropy_against_the_gaussian_targets() -> None:
+    policy = make(num_bins=16, label_sigma=1.5)
+    obs = observation(4)
+    actions = (torch.rand(4, 3, 4, generator=torch.Generator().manual_seed(1)) - 0.5) * 1.8
+    logits = policy.model.logits(policy.model.fuse(obs)).reshape(-1, 16)
+    targets = policy.tokenizer.soft_targets(actions, 1.5).reshape(-1, 16)
+    expected = -(targets * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(policy.sft_loss(obs, actions), expected, atol=1e-6)
+    hard = make(num_bins=16)
+    tokens = hard.tokenizer.tokenize(actions).reshape(-1)
+    assert torch.allclose(
+        hard.sft_loss(obs, actions),
+        logits.log_softmax(-1).neg()[torch.arange(len(tokens)), tokens].mean(),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="label_sigma must be >= 0"):
+        Config(label_sigma=-1.0)
+
+
 @pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
 def test_sft_fits_demonstrations_and_stats_travel_with_the_state_dict(decoding: str) -> None:
     policy = make(decoding=decoding, num_bins=64)

@@ -75,6 +75,27 @@ def test_statistics_travel_with_the_state_dict() -> None:
     assert torch.equal(fresh.tokenize(actions), fitted.tokenize(actions))
 
 
+def test_soft_targets_are_a_gaussian_over_the_bins_peaked_at_the_token() -> None:
+    tokenizer = ActionTokenizer(2, num_bins=32)
+    actions = torch.tensor([[0.013, -0.47], [0.9, -0.999]])
+    targets = tokenizer.soft_targets(actions, sigma_bins=1.0)
+    assert targets.shape == (2, 2, 32)
+    assert torch.allclose(targets.sum(-1), torch.ones(2, 2))
+    assert torch.equal(targets.argmax(-1), tokenizer.tokenize(actions))
+    # the mass of each bin is that of a normal law with std one bin width, renormalised
+    y, width = 0.013, tokenizer.bin_width
+    normal = torch.distributions.Normal(torch.tensor(y, dtype=torch.float64), width)
+    edges = torch.linspace(-1, 1, 33, dtype=torch.float64)
+    mass = normal.cdf(edges[1:]) - normal.cdf(edges[:-1])
+    assert torch.allclose(targets[0, 0].double(), mass / mass.sum(), atol=1e-6)
+    # a narrow Gaussian is the one-hot token
+    narrow = tokenizer.soft_targets(actions, sigma_bins=0.01)
+    one_hot = torch.nn.functional.one_hot(tokenizer.tokenize(actions), 32).float()
+    assert torch.allclose(narrow, one_hot, atol=1e-4)
+    with pytest.raises(ValueError, match="sigma_bins must be > 0"):
+        tokenizer.soft_targets(actions, sigma_bins=0.0)
+
+
 def test_bad_input_raises_clear_errors() -> None:
     tokenizer = ActionTokenizer(3, num_bins=16)
     with pytest.raises(ValueError, match="last dimension of 3"):

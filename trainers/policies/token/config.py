@@ -72,6 +72,9 @@ class Config:
     detach_value_features: bool = False  # value head does not shape the shared features
     # SFT
     label_smoothing: float = 0.0
+    # > 0: cross-entropy against a Gaussian over the bins (std in bin widths) centred on the
+    # demonstrated action instead of its one-hot token (HL-Gauss); 0: one-hot tokens
+    label_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size not in SIZE_PRESETS:
@@ -99,6 +102,8 @@ class Config:
             raise ValueError(f"policy.temperature must be > 0 for training, got {self.temperature}")
         if self.eval_temperature < 0:
             raise ValueError(f"policy.eval_temperature must be >= 0, got {self.eval_temperature}")
+        if self.label_sigma < 0:
+            raise ValueError(f"policy.label_sigma must be >= 0, got {self.label_sigma}")
         if self.top_k < 0:
             raise ValueError(f"policy.top_k must be >= 0 (0: no filter), got {self.top_k}")
         if self.num_heads < 1 or self.decoder_layers < 1:

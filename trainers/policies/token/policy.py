@@ -123,13 +123,19 @@ class Policy(ActorCriticPolicy):
         return self.model.value(self.model.fuse(obs))
 
     def sft_loss(self, obs: Observation, actions: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the demonstrated actions' tokens under the raw logits."""
-        tokens = self._chunked(self.tokenizer.tokenize(self._device_tensor(actions)))
-        logits = self.model.logits(self.model.fuse(obs), tokens)
+        """Cross-entropy of the demonstrated actions' tokens under the raw logits: against the
+        one-hot tokens, or with ``label_sigma`` > 0 against Gaussian soft targets over the bins
+        (the tokens still feed autoregressive teacher forcing)."""
+        actions = self._chunked(self._device_tensor(actions))
+        tokens = self.tokenizer.tokenize(actions)
+        logits = self.model.logits(self.model.fuse(obs), tokens).reshape(-1, self.config.num_bins)
+        if self.config.label_sigma > 0:
+            targets = self.tokenizer.soft_targets(actions, self.config.label_sigma)
+            targets = targets.reshape(-1, self.config.num_bins)
+        else:
+            targets = tokens.reshape(-1)
         return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            tokens.reshape(-1),
-            label_smoothing=self.config.label_smoothing,
+            logits, targets, label_smoothing=self.config.label_smoothing
         )
 
     def token_accuracy(self, obs: Observation, actions: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,21 @@ class ActionTokenizer(nn.Module):
         unit = (self.normalize(actions) + 1.0) / 2.0  # [0, 1]
         return (unit * self.num_bins).floor().long().clamp(0, self.num_bins - 1)
 
+    def soft_targets(self, actions: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+        """Env actions ``(..., action_dim)`` -> a distribution over the bins ``(..., action_dim,
+        num_bins)``: the mass a Gaussian centred on the normalised action, with a std of
+        ``sigma_bins`` bin widths, puts in each bin (renormalised over [-1, 1]). Cross-entropy
+        against it (HL-Gauss, Farebrother et al. 2024) tells the network that neighbouring bins
+        are near misses, where one-hot targets count every other bin as equally wrong."""
+        if sigma_bins <= 0:
+            raise ValueError(f"soft_targets: sigma_bins must be > 0, got {sigma_bins}")
+        normalized = self.normalize(actions).unsqueeze(-1)
+        edges = torch.linspace(-1.0, 1.0, self.num_bins + 1, device=normalized.device)
+        sigma = sigma_bins * self.bin_width
+        cdf = torch.special.ndtr((edges - normalized) / sigma)
+        mass = cdf[..., 1:] - cdf[..., :-1]
+        return mass / mass.sum(-1, keepdim=True)
+
     def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
         """Bin indices -> env actions at the bin centres."""
         if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
