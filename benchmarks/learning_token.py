@@ -137,11 +137,8 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
     torch.manual_seed(args.seed)
     policy, action_space = make_token_policy(config)
     dataset = DemoDataset(demos)  # train_sft fits the token bins and state statistics on it
-    sft = SFTConfig(
+    sft = SFTConfig(  # batch size, lr and schedule: those of `python -m trainers sft`
         steps=args.sft_steps,
-        batch_size=32,
-        lr=1e-3,
-        warmup_steps=50,
         eval_interval=0,
         save_interval=100,
         log_interval=50,
