@@ -57,7 +57,7 @@ class MetaWorldEnv(VLAEnv):
     def __init__(
         self,
         suite: str | None = None,
-        task: str | None = None,
+        task: str | Sequence[str] | None = None,
         *,
         num_trials: int | None = None,
         task_stride: int = 1,

@@ -19,6 +19,7 @@ they visit disjoint tasks (which is how the evaluation covers a suite exactly on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Meta-World's MT50 order (metaworld.env_dict.MT50_V3).
@@ -125,13 +126,24 @@ def canonical_task(name: str) -> str:
 
 
 def make_suite(
-    suite: str | None = None, task: str | None = None, num_trials: int | None = None
+    suite: str | None = None,
+    task: str | Sequence[str] | None = None,
+    num_trials: int | None = None,
 ) -> Suite:
-    """The suite of an ID: a named suite, or a single ``task`` (10 trials unless told)."""
+    """The suite of an ID: a named suite, or ``task``: one task or a list of tasks (a multi-task
+    subset, cycled and one-hot encoded like MT50 in the order given), 10 trials unless told."""
     if (suite is None) == (task is None):
         raise ValueError("give exactly one of suite= (MT50, ML45-train, ML45-test) or task=")
-    if task is not None:
+    if isinstance(task, str):
         base = Suite(canonical_task(task), (canonical_task(task),), num_trials=10)
+    elif task is not None:
+        tasks = tuple(canonical_task(name) for name in task)
+        if not tasks:
+            raise ValueError("task= needs at least one Meta-World task, got an empty list")
+        repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+        if repeated:
+            raise ValueError(f"task= lists {', '.join(repeated)} more than once")
+        base = Suite("+".join(tasks), tasks, num_trials=10)
     elif suite in SUITES:
         base = SUITES[suite]
     else:
