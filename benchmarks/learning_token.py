@@ -201,6 +201,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 f"token entropy {point['entropy']:.3f}",
                 flush=True,
             )
+        trainer.collector.close()  # its env processes and the evaluation's would not both fit
         state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
         state["rl_eval"].update(
             iterations=trainer.iteration,
@@ -263,7 +264,8 @@ def report(state: dict[str, Any]) -> None:
         window = max(1, min(10, len(curve) // 2))
         first, last = curve[:window], curve[-window:]
         print(
-            f"PPO rollouts (temperature 1.0, top-k 50), mean of the first vs last {window} "
+            f"PPO rollouts (the config's temperature and top-k), mean of the first vs last "
+            f"{window} "
             f"iterations: success {np.mean([p['success'] for p in first]):.3f} -> "
             f"{np.mean([p['success'] for p in last]):.3f}, return "
             f"{np.mean([p['return'] for p in first]):.2f} -> "
