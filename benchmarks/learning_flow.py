@@ -91,11 +91,14 @@ def stage_collect(args: argparse.Namespace, work: Path) -> Path:
 
     env = train_config(args, work).env
     out = work / "demos"
+    # a Meta-World task list: one env per task (env i starts on task i), so every task is covered
+    tasks = env.kwargs.get("task")
+    num_envs = len(tasks) if isinstance(tasks, list) else min(args.demos, 4)
     collect(
         env.id,
         args.demos,
         str(out),
-        num_envs=min(args.demos, 4),
+        num_envs=num_envs,
         seed=0,
         only_success=True,
         action_noise=args.action_noise,
