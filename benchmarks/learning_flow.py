@@ -193,6 +193,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 + (f", eval {point['eval_success']:.2f}" if "eval_success" in point else ""),
                 flush=True,
             )
+        trainer.collector.close()  # its env processes and the evaluation's need not both fit
         state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
         state["rl_eval"]["iterations"] = trainer.iteration
         state["rl_eval"]["env_steps"] = trainer.env_steps

@@ -265,8 +265,7 @@ def report(state: dict[str, Any]) -> None:
         first, last = curve[:window], curve[-window:]
         print(
             f"PPO rollouts (the config's temperature and top-k), mean of the first vs last "
-            f"{window} "
-            f"iterations: success {np.mean([p['success'] for p in first]):.3f} -> "
+            f"{window} iterations: success {np.mean([p['success'] for p in first]):.3f} -> "
             f"{np.mean([p['success'] for p in last]):.3f}, return "
             f"{np.mean([p['return'] for p in first]):.2f} -> "
             f"{np.mean([p['return'] for p in last]):.2f}"
