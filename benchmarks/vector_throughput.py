@@ -146,6 +146,8 @@ def build(kind: str, env_fn: Callable[[], gym.Env], n: int):
         envs = vla_gym.make_vec(env_fn, n, backend="subproc")
         envs._step_all = types.MethodType(BatchedVectorEnv._step_all, envs)
         return GymVectorRunner(envs)
+    if kind == "vla_gym no spin":  # workers always sleep between commands (spin_us=0)
+        return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", spin_us=0))
     if kind == "vla_gym copy=False":
         return GymVectorRunner(vla_gym.make_vec(env_fn, n, backend="subproc", copy=False))
     if kind == "gymnasium async":
@@ -287,6 +289,9 @@ def main() -> None:
         help="comma-separated runners for (b)",
     )
     parser.add_argument("--quick", action="store_true", help="1 short round, 2 envs")
+    parser.add_argument(
+        "--runners", default="", help="(a): only these of our runners, comma-separated"
+    )
     args = parser.parse_args()
     if args.quick:
         args.envs, args.rounds, args.seconds, args.panda_seconds = "2", 1, 0.5, 2.0
@@ -309,14 +314,18 @@ def main() -> None:
     if args.part in ("a", "all"):
         ours = [
             "vla_gym",
+            "vla_gym no spin",
             "vla_gym general step",
             "vla_gym copy=False",
             "vla_gym pinned",
             "vla_gym worker/core",
         ]
+        if args.runners:  # a subset; the references are always timed
+            ours = [kind for kind in ours if kind in args.runners.split(",")]
         kinds = [*ours, "gymnasium async", "sb3 subproc"]
         configs = [(kind, kind, null_env) for kind in kinds]
-        configs.append(("vla_gym + instruction", "vla_gym", null_env_with_instruction))
+        if "vla_gym" in ours:
+            configs.append(("vla_gym + instruction", "vla_gym", null_env_with_instruction))
         rows = []
         for n in sizes:
             rows += run_interleaved("a", n, configs, args.rounds, args.seconds)

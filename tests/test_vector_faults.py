@@ -177,6 +177,38 @@ def test_close_leaves_no_processes_and_no_shared_memory():
     envs.close()  # idempotent
 
 
+HOLD_PAST_CLOSE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from test_vector_helpers import ImageEnv
+    from vla_gym.vector import make_vec
+
+    if __name__ == "__main__":
+        envs = make_vec(ImageEnv, 2, copy={copy})
+        obs, _ = envs.reset(seed=0)
+        front = obs["images"]["front"]
+        expected = front.copy()
+        envs.close()
+        assert np.array_equal(front, expected)  # still mapped: no crash, same pixels
+        front[:] = 7  # and writable, as before
+        print("held", front.shape)
+    """
+)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_observations_held_past_close_stay_valid(tmp_path, copy):
+    """close() unlinks the shared memory but must not unmap it under arrays the caller still
+    holds (that crashed the process); run in a subprocess so a crash fails only this test."""
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_PAST_CLOSE.format(tests=str(Path(__file__).parent), copy=copy))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held (2, 16, 16, 3)" in done.stdout
+
+
 def test_close_after_a_dead_worker_and_with_steps_in_flight():
     envs = make_vec(ImageEnv, 2)
     envs.reset(seed=0)

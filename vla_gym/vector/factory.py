@@ -14,6 +14,9 @@ from vla_gym.vector.base import BatchedVectorEnv
 
 BACKENDS = ("subproc", "sync", "ray")
 DEFAULT_STEP_TIMEOUT = 300.0  # seconds; generous for slow simulators, still bounded
+# microseconds a subproc worker polls for its next command (see worker.CommandWaiter): covers
+# the parent's turnaround in a tight step loop, far below a policy's inference time
+DEFAULT_SPIN_US = 200.0
 
 
 def parse_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
@@ -51,6 +54,7 @@ def make_vec(
     copy: bool = True,
     start_method: str | None = None,
     egl_device_map: dict[int, int] | None = None,
+    spin_us: float = DEFAULT_SPIN_US,
     **env_kwargs: Any,
 ) -> BatchedVectorEnv:
     """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of ``env_id``.
@@ -77,6 +81,11 @@ def make_vec(
             by the next step.
         start_method: ``"forkserver"`` (default where available) or ``"spawn"`` (subproc).
         egl_device_map: CUDA index -> EGL index, replacing the EGL device query (tests).
+        spin_us: subproc: while the caller sends each step within ``spin_us`` microseconds
+            of the previous answer (a tight loop), a worker polls for its next command for up
+            to twice that gap instead of sleeping (waking a process costs tens of
+            microseconds on a VM); a slower caller, e.g. a policy's inference, never makes
+            it spin. ``0`` disables.
         env_kwargs: passed to every env.
     """
     if backend not in BACKENDS:
@@ -87,6 +96,8 @@ def make_vec(
         raise ValueError(f"envs_per_worker must be a positive integer, got {envs_per_worker!r}")
     if step_timeout is None or step_timeout <= 0:
         raise ValueError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
+    if not isinstance(spin_us, int | float) or not 0 <= spin_us < 1e6:
+        raise ValueError(f"spin_us must be a number of microseconds in [0, 1e6), got {spin_us!r}")
     mode = parse_autoreset_mode(autoreset_mode)
     env_fns = [_env_fn(env_id, env_kwargs)] * num_envs
     common = dict(
@@ -114,6 +125,7 @@ def make_vec(
             cpu_affinity=cpu_affinity,
             egl_device_map=egl_device_map,
             start_method=start_method,
+            spin_us=spin_us,
             **common,
         )
     else:

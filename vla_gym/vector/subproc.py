@@ -91,6 +91,7 @@ class SubprocWorker(WorkerHandle):
         assignment: WorkerAssignment,
         step_timeout: float,
         poller: WorkerPoller,
+        spin_seconds: float = 0.0,
     ) -> None:
         super().__init__(index, first_index, len(env_fns))
         self.ctx = ctx
@@ -99,6 +100,7 @@ class SubprocWorker(WorkerHandle):
         self.autoreset_mode = autoreset_mode
         self.assignment = assignment
         self.step_timeout = step_timeout
+        self.spin_seconds = spin_seconds
         self.startup_timeout = max(step_timeout, MIN_STARTUP_TIMEOUT)
         self.shm: tuple[str, int, int] | None = None
         self.process: mp.process.BaseProcess | None = None
@@ -122,6 +124,7 @@ class SubprocWorker(WorkerHandle):
                 self.autoreset_mode.value,
                 self.assignment,
                 self.crash_log,
+                self.spin_seconds,
             ),
             name=f"vla_gym-worker-{self.index}",
             daemon=True,
@@ -322,6 +325,7 @@ class SubprocVectorEnv(BatchedVectorEnv):
         copy: bool = True,
         step_timeout: float = 300.0,
         restart_on_failure: bool = False,
+        spin_us: float = 0.0,
     ) -> None:
         super().__init__()
         self.closed = True  # until fully built: close() must not touch half-made state
@@ -337,9 +341,19 @@ class SubprocVectorEnv(BatchedVectorEnv):
             # package (no simulator, no CUDA/EGL: those are only imported by the envs)
             ctx.set_forkserver_preload(["vla_gym.vector.worker"])
         self._poller = WorkerPoller()
+        self._spin_seconds = spin_us * 1e-6
+        self._last_wait = 0.0  # seconds the last lean step waited for its answers
         workers = [
             SubprocWorker(
-                ctx, w, first, fns, autoreset_mode, assignments[w], step_timeout, self._poller
+                ctx,
+                w,
+                first,
+                fns,
+                autoreset_mode,
+                assignments[w],
+                step_timeout,
+                self._poller,
+                spin_seconds=spin_us * 1e-6,
             )
             for w, (first, fns) in enumerate(slices)
         ]
@@ -408,7 +422,7 @@ class SubprocVectorEnv(BatchedVectorEnv):
                 # await the last-submitted worker; by then most others have answered too, and
                 # one poll of the whole set finds them (cheaper than a wait per worker)
                 last = owing[next(reversed(owing))]
-                ready = [last] if last.answer_ready(max(0.0, deadline - time.monotonic())) else []
+                ready = [last] if self._await_answer(last, deadline) else []
                 if ready and len(owing) > 1:
                     ready += [
                         w for w in self._poller.ready(0.0) if w is not last and w.index in owing
@@ -429,6 +443,23 @@ class SubprocVectorEnv(BatchedVectorEnv):
         if errors:
             raise errors[0]
         return results, None
+
+    def _await_answer(self, worker: SubprocWorker, deadline: float) -> bool:
+        """Whether ``worker`` answered by ``deadline``. While steps come back within the spin
+        window, poll (yielding the core) before sleeping, as the workers do: a sleeping
+        parent costs a wake-up per step too."""
+        start = now = time.perf_counter()
+        if self._last_wait < self._spin_seconds:
+            end = now + min(self._spin_seconds, 2 * self._last_wait)
+            while now < end:
+                if worker.answer_ready(0.0):
+                    self._last_wait = now - start
+                    return True
+                os.sched_yield()
+                now = time.perf_counter()
+        ready = worker.answer_ready(max(0.0, deadline - time.monotonic()))
+        self._last_wait = time.perf_counter() - start
+        return ready
 
     def _fail_step_all(
         self,
