@@ -204,7 +204,9 @@ def test_observations_held_past_close_stay_valid(tmp_path, copy):
     holds (that crashed the process); run in a subprocess so a crash fails only this test."""
     script = tmp_path / "hold.py"
     script.write_text(HOLD_PAST_CLOSE.format(tests=str(Path(__file__).parent), copy=copy))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "held (2, 16, 16, 3)" in done.stdout
 

@@ -14,13 +14,12 @@ Both sides map the segment with ``mmap`` directly rather than through
 
 from __future__ import annotations
 
+import _posixshmem
 import contextlib
 import mmap
 import os
 import secrets
 from multiprocessing import resource_tracker
-
-import _posixshmem
 
 
 class SharedBlock:
