@@ -14,24 +14,23 @@ from test_vector_helpers import ImageEnv
 
 from vla_gym import make_vec
 from vla_gym.vector.channel import Channel
+from vla_gym.vector.spin import spin_until
 from vla_gym.vector.worker import PAYLOAD_KINDS, CommandWaiter
 
 STEP = b"0"  # the one-byte "step every env" command
 
 
 @pytest.fixture
-def parent_and_waiter():
-    """The test plays the parent on one end of a socket pair; the waiter reads the other."""
+def sockets():
     parent, child = socket.socketpair()
-    waiter = CommandWaiter(Channel(child.fileno(), PAYLOAD_KINDS), spin_seconds=0.05)
-    yield parent, waiter
+    yield parent, child
     parent.close()
     child.close()
 
 
 @pytest.fixture
 def yields(monkeypatch):
-    """How often the waiter yielded the core, i.e. polled again while spinning."""
+    """How often a spinner yielded the core, i.e. polled once more instead of sleeping."""
     count = [0]
     real = os.sched_yield
 
@@ -41,6 +40,10 @@ def yields(monkeypatch):
 
     monkeypatch.setattr(os, "sched_yield", counting)
     return count
+
+
+def waiter_on(child: socket.socket, spin_seconds: float) -> CommandWaiter:
+    return CommandWaiter(Channel(child.fileno(), PAYLOAD_KINDS), spin_seconds)
 
 
 def command_after(waiter: CommandWaiter, parent: socket.socket, delay: float) -> tuple:
@@ -54,8 +57,9 @@ def command_after(waiter: CommandWaiter, parent: socket.socket, delay: float) ->
         sender.join()
 
 
-def test_spins_only_while_commands_follow_answers_quickly(parent_and_waiter, yields):
-    parent, waiter = parent_and_waiter
+def test_spins_only_while_commands_follow_answers_quickly(sockets, yields):
+    parent, child = sockets
+    waiter = waiter_on(child, spin_seconds=0.05)
     parent.sendall(STEP)
     assert waiter.next_command() == (STEP, b"")
     assert yields[0] == 0  # the first command: no gap known yet, a plain blocking read
@@ -71,20 +75,25 @@ def test_spins_only_while_commands_follow_answers_quickly(parent_and_waiter, yie
     assert yields[0] == 0  # after a slow command it sleeps at once
 
 
-def test_zero_spin_never_polls(yields):
-    parent, child = socket.socketpair()
-    try:
-        waiter = CommandWaiter(Channel(child.fileno(), PAYLOAD_KINDS), spin_seconds=0.0)
-        for _ in range(3):
-            assert command_after(waiter, parent, 0.005) == (STEP, b"")
-        assert yields[0] == 0
-    finally:
-        parent.close()
-        child.close()
+def test_zero_spin_never_polls(sockets, yields):
+    parent, child = sockets
+    waiter = waiter_on(child, spin_seconds=0.0)
+    for _ in range(3):
+        assert command_after(waiter, parent, 0.005) == (STEP, b"")
+    assert yields[0] == 0
 
 
-def test_a_spinning_worker_sees_its_parent_go_away_at_once(parent_and_waiter):
-    parent, waiter = parent_and_waiter
+def test_spin_until_polls_for_at_most_its_window():
+    start = time.perf_counter()
+    assert not spin_until(lambda: False, 0.02)
+    assert 0.02 <= time.perf_counter() - start < 1.0
+    calls = iter([False, False, True])
+    assert spin_until(lambda: next(calls), 10.0)  # returns as soon as it is ready
+
+
+def test_a_spinning_worker_sees_its_parent_go_away_at_once(sockets):
+    parent, child = sockets
+    waiter = waiter_on(child, spin_seconds=0.05)
     parent.sendall(STEP)
     waiter.next_command()
     command_after(waiter, parent, 0.02)  # now it spins up to 40 ms for the next command

@@ -33,6 +33,7 @@ from vla_gym.vector.errors import (
 )
 from vla_gym.vector.layout import SpaceLayout
 from vla_gym.vector.shared_memory import SharedBlock
+from vla_gym.vector.spin import spin_until
 
 CLOSE_GRACE = 10.0  # seconds a worker gets to close its envs before it is killed
 MIN_STARTUP_TIMEOUT = 120.0  # building a simulator (and its renderer) can take a while
@@ -445,18 +446,14 @@ class SubprocVectorEnv(BatchedVectorEnv):
         return results, None
 
     def _await_answer(self, worker: SubprocWorker, deadline: float) -> bool:
-        """Whether ``worker`` answered by ``deadline``. While steps come back within the spin
-        window, poll (yielding the core) before sleeping, as the workers do: a sleeping
-        parent costs a wake-up per step too."""
-        start = now = time.perf_counter()
+        """Whether ``worker`` answered by ``deadline``; in a tight loop (the last step's answers
+        came within the spin window) it polls first, as the workers do (:mod:`.spin`)."""
+        start = time.perf_counter()
         if self._last_wait < self._spin_seconds:
-            end = now + min(self._spin_seconds, 2 * self._last_wait)
-            while now < end:
-                if worker.answer_ready(0.0):
-                    self._last_wait = now - start
-                    return True
-                os.sched_yield()
-                now = time.perf_counter()
+            window = min(self._spin_seconds, 2 * self._last_wait)
+            if spin_until(lambda: worker.answer_ready(0.0), window):
+                self._last_wait = time.perf_counter() - start
+                return True
         ready = worker.answer_ready(max(0.0, deadline - time.monotonic()))
         self._last_wait = time.perf_counter() - start
         return ready

@@ -34,6 +34,7 @@ from vla_gym.vector.env_group import EnvGroup, GroupResult
 from vla_gym.vector.errors import EnvError
 from vla_gym.vector.layout import SpaceLayout
 from vla_gym.vector.shared_memory import attach
+from vla_gym.vector.spin import spin_until
 
 STEP_SOME, RESET, RESTART_RESET, REQUEST, ATTACH, CLOSE = b"s", b"r", b"x", b"q", b"m", b"c"
 OK, OK_EXTRA, VALUE, ENV_ERROR, FAILURE = b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"
@@ -57,15 +58,9 @@ def _die_with_parent() -> None:
 
 
 class CommandWaiter:
-    """Reads the parent's next command, polling for it first while commands come fast.
-
-    A worker that sleeps between the steps of a tight loop has to be woken by the kernel for
-    every step, and on a virtual machine a wake-up costs tens of microseconds (an idle vCPU
-    must be woken too). So while the parent has been sending each command within
-    ``spin_seconds`` of the previous answer, the worker polls (yielding the core to anyone else
-    runnable) for up to twice that gap before it blocks. A slow parent (a policy computing
-    actions for milliseconds) gets plain blocking reads: no CPU is burnt waiting for it.
-    """
+    """Reads the parent's next command; in a tight loop it polls first (see
+    :mod:`vla_gym.vector.spin`): for up to twice the last gap between an answer and the next
+    command, when that gap was under ``spin_seconds``."""
 
     def __init__(self, channel: Channel, spin_seconds: float) -> None:
         self.channel = channel
@@ -75,14 +70,12 @@ class CommandWaiter:
         self._gap = float("inf")  # seconds from the last answer to the command after it
         self._answered = 0.0
 
+    def _readable(self) -> bool:
+        return bool(self._poll.poll(0))  # also on POLLHUP: recv() then reports the parent gone
+
     def next_command(self) -> tuple[bytes, bytes]:
         if self._gap < self.spin_seconds and not self.channel.has_buffered():
-            now = time.perf_counter()
-            end = now + min(self.spin_seconds, 2 * self._gap)
-            # also ends on POLLHUP (the parent is gone): recv() then reports it
-            while not self._poll.poll(0) and now < end:
-                os.sched_yield()
-                now = time.perf_counter()
+            spin_until(self._readable, min(self.spin_seconds, 2 * self._gap))
         command = self.channel.recv()
         self._gap = time.perf_counter() - self._answered
         return command
