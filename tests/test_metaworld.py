@@ -278,6 +278,28 @@ def test_sparse_reward_success_termination_and_step_limit():
     env.close()
 
 
+def test_dense_reward_is_metaworlds_shaped_reward_over_ten():
+    expert = make_expert("VLA/MetaWorld-v0", task="reach")
+    env = gym.make("VLA/MetaWorld-v0", task="reach", obs_mode="flat", reward_type="dense")
+    obs, info = env.reset(seed=0)
+    native = env.unwrapped._native
+    rewards = []
+    for _ in range(100):
+        action = expert.act(obs, info)
+        obs, reward, terminated, truncated, info = env.step(action)
+        native_action = np.clip(action, -1, 1).astype(np.float64)
+        expected, _ = native.evaluate_state(info["native_obs"], native_action)
+        assert reward == pytest.approx(expected / 10)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert terminated and info["success"]  # success still ends the episode
+    assert 0 <= min(rewards) and max(rewards) <= 1 and rewards[-1] > rewards[0]
+    env.close()
+    with pytest.raises(ValueError, match="reward_type must be one of"):
+        gym.make("VLA/MetaWorld-v0", task="reach", reward_type="shaped")
+
+
 # ------------------------------------------------------------------------ buckets and eval
 def test_difficulty_buckets_and_average_of_bucket_means():
     assert [len(BUCKETS[b]) for b in ("easy", "medium", "hard", "very hard")] == [28, 11, 6, 5]

@@ -18,8 +18,10 @@
   step between tasks), or ``reset(options={"task": name, "trial": i})`` for one episode (missing
   keys come from the cycle; the cycle is not advanced). Then ``settle_steps`` zero actions
   (default 15, as RLinf) let the scene come to rest; they do not count towards the limit.
-* reward: sparse, 1.0 on the step Meta-World reports success; success terminates by default;
-  ``max_steps`` (default 100) truncates.
+* reward: ``reward_type="sparse"`` (default) 1.0 on the step Meta-World reports success;
+  ``"dense"`` Meta-World's own shaped reward divided by 10 (so each step is in [0, 1]), a signal
+  for RL on tasks the policy rarely solves. Success terminates by default; ``max_steps``
+  (default 100) truncates.
 
 ``info`` carries ``task``, ``trial`` and ``native_obs``: the full 39-D observation with the goal
 always visible (privileged; the scripted experts of ``metaworld.policies`` act on it).
@@ -51,6 +53,8 @@ _GOAL = slice(36, 39)
 _NO_NATIVE_LIMIT = 2**62
 
 
+REWARD_TYPES = ("sparse", "dense")
+
 class MetaWorldEnv(VLAEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
@@ -70,10 +74,14 @@ class MetaWorldEnv(VLAEnv):
         action_chunk: int = 1,
         max_steps: int = 100,
         terminate_on_success: bool = True,
+        reward_type: str = "sparse",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
         require("metaworld", extra="metaworld", what="VLA/MetaWorld")
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+        self.reward_type = reward_type
         self.suite: Suite = make_suite(suite, task, num_trials)
         camera_names = [cameras] if isinstance(cameras, str) else list(cameras)
         bad = [c for c in camera_names if c not in CAMERAS]
@@ -138,10 +146,11 @@ class MetaWorldEnv(VLAEnv):
         self._native_obs = np.asarray(obs, dtype=np.float64)
 
     def _step_sim(self, action: np.ndarray) -> tuple[float, bool, bool]:
-        obs, _, _, _, native_info = self._native.step(action.astype(np.float64))
+        obs, native_reward, _, _, native_info = self._native.step(action.astype(np.float64))
         self._native_obs = np.asarray(obs, dtype=np.float64)
         success = bool(native_info["success"])
-        return float(success), success, False
+        reward = float(native_reward) / 10.0 if self.reward_type == "dense" else float(success)
+        return reward, success, False
 
     def _get_state(self) -> np.ndarray:
         return self._native_obs[:4].astype(np.float32)
