@@ -294,7 +294,7 @@ def test_dense_reward_is_metaworlds_shaped_reward_over_ten():
         if terminated or truncated:
             break
     assert terminated and info["success"]  # success still ends the episode
-    assert 0 <= min(rewards) and max(rewards) <= 1 and rewards[-1] > rewards[0]
+    assert min(rewards) >= 0 and max(rewards) <= 1 and rewards[-1] > rewards[0]
     env.close()
     with pytest.raises(ValueError, match="reward_type must be one of"):
         gym.make("VLA/MetaWorld-v0", task="reach", reward_type="shaped")

@@ -55,6 +55,7 @@ _NO_NATIVE_LIMIT = 2**62
 
 REWARD_TYPES = ("sparse", "dense")
 
+
 class MetaWorldEnv(VLAEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
