@@ -83,9 +83,9 @@ def make_vec(
         egl_device_map: CUDA index -> EGL index, replacing the EGL device query (tests).
         spin_us: subproc: while the caller sends each step within ``spin_us`` microseconds
             of the previous answer (a tight loop), a worker polls for its next command for up
-            to twice that gap instead of sleeping (waking a process costs tens of
-            microseconds on a VM); a slower caller, e.g. a policy's inference, never makes
-            it spin. ``0`` disables.
+            to twice that gap instead of sleeping, and ``step()`` polls for the answers the
+            same way (waking a process costs tens of microseconds on a VM); a slower caller,
+            e.g. a policy's inference, never makes them spin. ``0`` disables.
         env_kwargs: passed to every env.
     """
     if backend not in BACKENDS:
