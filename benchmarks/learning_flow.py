@@ -141,9 +141,15 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
     probe.close()
     state["sft_curve"] = [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h]
     state["sft_demos"] = {"episodes": len(dataset), "steps": dataset.num_samples}
-    if "sft_eval" not in state:
-        state["sft_eval"] = evaluate(config, policy.eval(), args.eval_episodes)
+    episodes = final_episodes(args)
+    if state.get("sft_eval", {}).get("episodes") != episodes:  # new, or a larger final count
+        state["sft_eval"] = evaluate(config, policy.eval(), episodes)
     return path
+
+
+def final_episodes(args: argparse.Namespace) -> int:
+    """Episodes of the SFT and the final RL evaluation (the curve's use --eval-episodes)."""
+    return args.final_eval_episodes or args.eval_episodes
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
@@ -194,7 +200,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 flush=True,
             )
         trainer.collector.close()  # its env processes and the evaluation's need not both fit
-        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
+        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
         state["rl_eval"]["iterations"] = trainer.iteration
         state["rl_eval"]["env_steps"] = trainer.env_steps
         state["rl_eval"]["train_minutes"] = trainer.elapsed / 60
@@ -330,6 +336,12 @@ def main() -> None:
     parser.add_argument("--rl-minutes", type=float, default=60.0)
     parser.add_argument("--eval-every", type=int, default=0, help="RL iterations between evals")
     parser.add_argument("--eval-episodes", type=int, default=24)
+    parser.add_argument(
+        "--final-eval-episodes",
+        type=int,
+        default=0,
+        help="episodes of the SFT and final evaluations (0: --eval-episodes)",
+    )
     parser.add_argument("--num-envs", type=int, default=0, help="0: the config's env.num_envs")
     parser.add_argument("--backend", default="", help="vector env backend (default: the config's)")
     parser.add_argument("--torch-threads", type=int, default=1)
