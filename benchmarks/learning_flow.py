@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
 EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+VALIDATION_SEED = 800_000  # checkpoint selection (--validation), apart from the held-out seeds
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -67,13 +69,13 @@ def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
     return load_config(args.config, overrides)
 
 
-def evaluate(config, policy, episodes: int) -> dict[str, float]:
+def evaluate(config, policy, episodes: int, seed: int = EVAL_SEED) -> dict[str, float]:
     from trainers.evaluate import evaluate_policy, make_eval_collector
 
     collector = make_eval_collector(config, torch.device("cpu"))
     try:
         start = time.perf_counter()
-        stats = evaluate_policy(collector, policy, episodes, seed=EVAL_SEED)
+        stats = evaluate_policy(collector, policy, episodes, seed=seed)
         return {
             "success": float(np.mean(stats.success_once)),
             "return": float(np.mean(stats.returns)),
@@ -167,6 +169,16 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
     )
     trainer = Trainer(config, resume=True)
     curve = state.setdefault("rl_curve", [])
+    # --validation: the curve's evaluations run on a validation split and the best checkpoint
+    # by validation success (the SFT one included) is kept; the held-out split only sees the
+    # final evaluations
+    validation = train_config(args, work, args.validation) if args.validation else None
+    best_path = work / "best.pt"
+    if validation is not None and "best" not in state:
+        score = evaluate(validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED)
+        shutil.copyfile(sft_path, best_path)
+        state["best"] = {"iteration": 0, "val_success": score["success"]}
+        trainer.rollout_policy.train()
     started = time.perf_counter()
     try:
         while trainer.iteration < args.rl_iterations:
@@ -184,19 +196,31 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 "inference_share": metrics["time/policy_inference"] / metrics["time/rollout"],
                 "approx_kl": metrics.get("actor/approx_kl", float("nan")),
             }
-            if args.eval_every and trainer.iteration % args.eval_every == 0:
+            trainer.save()
+            if args.eval_every and trainer.iteration % args.eval_every == 0 and validation:
+                point["val_success"] = evaluate(
+                    validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED
+                )["success"]
+                if point["val_success"] > state["best"]["val_success"]:
+                    shutil.copyfile(trainer.latest_path, best_path)
+                    state["best"] = {
+                        "iteration": trainer.iteration,
+                        "val_success": point["val_success"],
+                    }
+                trainer.rollout_policy.train()
+            elif args.eval_every and trainer.iteration % args.eval_every == 0:
                 point["eval_success"] = evaluate(
                     config, trainer.rollout_policy, args.eval_episodes
                 )["success"]
                 trainer.rollout_policy.train()
             curve.append(point)
-            trainer.save()
             save_state(work / "state.json", state)
             print(
                 f"  rl iter {trainer.iteration}: train success {point['success']:.2f}, return "
                 f"{point['return']:.2f}, inference share {point['inference_share']:.2f}, "
                 f"kl {point['approx_kl']:.4f}"
-                + (f", eval {point['eval_success']:.2f}" if "eval_success" in point else ""),
+                + (f", eval {point['eval_success']:.2f}" if "eval_success" in point else "")
+                + (f", validation {point['val_success']:.2f}" if "val_success" in point else ""),
                 flush=True,
             )
         trainer.collector.close()  # its env processes and the evaluation's need not both fit
@@ -204,6 +228,13 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
         state["rl_eval"]["iterations"] = trainer.iteration
         state["rl_eval"]["env_steps"] = trainer.env_steps
         state["rl_eval"]["train_minutes"] = trainer.elapsed / 60
+        if validation is not None:
+            from trainers import checkpoint
+
+            best = checkpoint.policy_state(checkpoint.load(best_path))
+            trainer.rollout_policy.load_state_dict(best, strict=True)
+            selected = evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
+            state["rl_eval_selected"] = {**selected, **state["best"]}
     finally:
         trainer.collector.close()
         trainer.logger.close()
@@ -264,8 +295,17 @@ def report(state: dict[str, Any], work: Path) -> None:
             f"{rl['env_steps']} env steps, {rl['train_minutes']:.0f} min) "
             f"| {rl['success']:.0%} | {rl['return']:.2f} | {rl['episodes']} |"
         )
+    selected = state.get("rl_eval_selected")
+    if selected:
+        print(
+            f"| + {algorithm}, the checkpoint best on validation (iteration "
+            f"{selected['iteration']}, validation {selected['val_success']:.0%}) "
+            f"| {selected['success']:.0%} | {selected['return']:.2f} | {selected['episodes']} |"
+        )
     if sft and rl:
         print(f"\nchange: {100 * (rl['success'] - sft['success']):+.0f} points")
+    if sft and selected:
+        print(f"change (selected): {100 * (selected['success'] - sft['success']):+.0f} points")
     curve = state.get("rl_curve", [])
     if curve:
         share = float(np.mean([p["inference_share"] for p in curve]))
@@ -301,6 +341,9 @@ def plot(state: dict[str, Any], path: Path) -> None:
         evals = [(p["env_steps"], p["eval_success"]) for p in curve if "eval_success" in p]
         if evals:
             axes[1].plot(*zip(*evals, strict=True), "o-", label="eval success (ODE)")
+        vals = [(p["env_steps"], p["val_success"]) for p in curve if "val_success" in p]
+        if vals:
+            axes[1].plot(*zip(*vals, strict=True), "s-", label="validation success (ODE)")
     if state.get("sft_eval"):
         axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label="after SFT")
     title = f"{state.get('algorithm', 'ppo').upper()} + {state.get('method', 'flow_sde')}"
@@ -336,6 +379,14 @@ def main() -> None:
     parser.add_argument("--rl-minutes", type=float, default=60.0)
     parser.add_argument("--eval-every", type=int, default=0, help="RL iterations between evals")
     parser.add_argument("--eval-episodes", type=int, default=24)
+    parser.add_argument(
+        "--validation",
+        nargs="+",
+        default=[],
+        help="config overrides of a validation split (e.g. Meta-World: "
+        "'env.eval_kwargs={trial_seed: 2}'): the curve's evaluations use it and the best "
+        "checkpoint on it is evaluated on the held-out split too",
+    )
     parser.add_argument(
         "--final-eval-episodes",
         type=int,
