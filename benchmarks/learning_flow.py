@@ -197,21 +197,21 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 "approx_kl": metrics.get("actor/approx_kl", float("nan")),
             }
             trainer.save()
-            if args.eval_every and trainer.iteration % args.eval_every == 0 and validation:
-                point["val_success"] = evaluate(
-                    validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED
-                )["success"]
-                if point["val_success"] > state["best"]["val_success"]:
-                    shutil.copyfile(trainer.latest_path, best_path)
-                    state["best"] = {
-                        "iteration": trainer.iteration,
-                        "val_success": point["val_success"],
-                    }
-                trainer.rollout_policy.train()
-            elif args.eval_every and trainer.iteration % args.eval_every == 0:
-                point["eval_success"] = evaluate(
-                    config, trainer.rollout_policy, args.eval_episodes
-                )["success"]
+            if args.eval_every and trainer.iteration % args.eval_every == 0:
+                if validation is None:
+                    point["eval_success"] = evaluate(
+                        config, trainer.rollout_policy, args.eval_episodes
+                    )["success"]
+                else:
+                    point["val_success"] = evaluate(
+                        validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED
+                    )["success"]
+                    if point["val_success"] > state["best"]["val_success"]:
+                        shutil.copyfile(trainer.latest_path, best_path)
+                        state["best"] = {
+                            "iteration": trainer.iteration,
+                            "val_success": point["val_success"],
+                        }
                 trainer.rollout_policy.train()
             curve.append(point)
             save_state(work / "state.json", state)

@@ -354,7 +354,7 @@ class SubprocVectorEnv(BatchedVectorEnv):
                 assignments[w],
                 step_timeout,
                 self._poller,
-                spin_seconds=spin_us * 1e-6,
+                spin_seconds=self._spin_seconds,
             )
             for w, (first, fns) in enumerate(slices)
         ]
