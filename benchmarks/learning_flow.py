@@ -381,9 +381,10 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=24)
     parser.add_argument(
         "--validation",
-        nargs="+",
+        action="append",
         default=[],
-        help="config overrides of a validation split (e.g. Meta-World: "
+        metavar="OVERRIDE",
+        help="a config override of a validation split, repeatable (e.g. Meta-World: "
         "'env.eval_kwargs={trial_seed: 2}'): the curve's evaluations use it and the best "
         "checkpoint on it is evaluated on the held-out split too",
     )
