@@ -178,6 +178,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
         score = evaluate(validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED)
         shutil.copyfile(sft_path, best_path)
         state["best"] = {"iteration": 0, "val_success": score["success"]}
+        state["sft_validation"] = score["success"]
         trainer.rollout_policy.train()
     started = time.perf_counter()
     try:
@@ -342,10 +343,23 @@ def plot(state: dict[str, Any], path: Path) -> None:
         if evals:
             axes[1].plot(*zip(*evals, strict=True), "o-", label="eval success (ODE)")
         vals = [(p["env_steps"], p["val_success"]) for p in curve if "val_success" in p]
+        if "sft_validation" in state:
+            vals.insert(0, (0, state["sft_validation"]))
         if vals:
             axes[1].plot(*zip(*vals, strict=True), "s-", label="validation success (ODE)")
+    # the held-out split: the SFT level, and the final evaluations where their checkpoints were
+    held_out = "held-out" if "sft_validation" in state or "rl_eval_selected" in state else ""
     if state.get("sft_eval"):
-        axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label="after SFT")
+        label = f"after SFT ({held_out})" if held_out else "after SFT"
+        axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label=label)
+    steps_at = {p["iteration"]: p["env_steps"] for p in curve} | {0: 0}
+    for key, marker, label in (("rl_eval", "D", "last"), ("rl_eval_selected", "*", "selected")):
+        point = state.get(key)
+        if point and held_out:
+            x = steps_at.get(point.get("iteration", point.get("iterations", 0)), 0)
+            axes[1].plot(
+                x, point["success"], marker, ms=10, label=f"{label} checkpoint ({held_out})"
+            )
     title = f"{state.get('algorithm', 'ppo').upper()} + {state.get('method', 'flow_sde')}"
     axes[1].set(title=title, xlabel="env steps", ylabel="success", ylim=(-0.02, 1.02))
     axes[1].legend(fontsize=8)
