@@ -252,3 +252,26 @@ def test_separate_rollout_copy_stays_in_sync(tmp_path):
     ):
         assert torch.equal(a, b), name
     trainer.collector.close()
+
+
+def test_anneal_lr_falls_linearly_to_zero_and_survives_resume(tmp_path):
+    overrides = [
+        f"runner.log_dir={tmp_path}",
+        "algorithm.anneal_lr=true",
+        "runner.max_iterations=4",
+        "algorithm.lr=0.001",
+        "algorithm.value_lr=0.002",
+    ]
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", overrides, smoke=True)
+    trainer = Trainer(config)
+    seen = [trainer.train_iteration()["actor/lr"] for _ in range(2)]
+    assert seen == pytest.approx([1e-3, 0.75e-3])
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.75e-3, 1.5e-3])
+    trainer.save()
+    trainer.collector.close()
+    # the checkpoint holds the decayed rates; the schedule comes from the config, not from them
+    resumed = Trainer(config, resume=True)
+    assert resumed.iteration == 2
+    assert resumed.train_iteration()["actor/lr"] == pytest.approx(0.5e-3)
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([0.5e-3, 1e-3])
+    resumed.collector.close()

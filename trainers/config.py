@@ -68,6 +68,9 @@ class AlgorithmConfig:
     # PPO critic warm-up (RLinf): the first N iterations update only the value head, so the
     # actor's first steps use advantages from a fitted critic rather than an untrained one
     critic_warmup_iterations: int = 0
+    # both learning rates fall linearly to 0 at runner.max_iterations (CleanRL's anneal_lr): a
+    # run whose policy peaks and then drifts (measured on Meta-World) makes ever smaller steps
+    anneal_lr: bool = False
     # GRPO
     group_size: int = 8
     dr_grpo: bool = False  # Dr. GRPO: advantages not divided by the group std

@@ -89,6 +89,7 @@ class Trainer:
             else copy.deepcopy(self.policy).to(self.rollout_device)
         )
         self.optimizer = ppo.make_optimizer(self.policy, config.algorithm)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.runner.seed)
         self.iteration = 0
         self.env_steps = 0
@@ -251,6 +252,10 @@ class Trainer:
         algo = self.config.algorithm
         use_value = algo.name == "ppo"
         train_actor = not use_value or self.iteration >= algo.critic_warmup_iterations
+        if algo.anneal_lr:
+            remaining = max(0.0, 1.0 - self.iteration / self.config.runner.max_iterations)
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * remaining
         if batch.size > 0:
             metrics.update(
                 ppo.update(
