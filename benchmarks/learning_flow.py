@@ -177,7 +177,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
     if validation is not None and "best" not in state:
         score = evaluate(validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED)
         shutil.copyfile(sft_path, best_path)
-        state["best"] = {"iteration": 0, "val_success": score["success"]}
+        state["best"] = {"iteration": 0, "env_steps": 0, "val_success": score["success"]}
         state["sft_validation"] = score["success"]
         trainer.rollout_policy.train()
     started = time.perf_counter()
@@ -211,6 +211,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                         shutil.copyfile(trainer.latest_path, best_path)
                         state["best"] = {
                             "iteration": trainer.iteration,
+                            "env_steps": trainer.env_steps,
                             "val_success": point["val_success"],
                         }
                 trainer.rollout_policy.train()
@@ -235,7 +236,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
             best = checkpoint.policy_state(checkpoint.load(best_path))
             trainer.rollout_policy.load_state_dict(best, strict=True)
             selected = evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
-            state["rl_eval_selected"] = {**selected, **state["best"]}
+            state["rl_eval_selected"] = {**selected, **state["best"]}  # its iteration, steps
     finally:
         trainer.collector.close()
         trainer.logger.close()
@@ -352,13 +353,15 @@ def plot(state: dict[str, Any], path: Path) -> None:
     if state.get("sft_eval"):
         label = f"after SFT ({held_out})" if held_out else "after SFT"
         axes[1].axhline(state["sft_eval"]["success"], color="gray", ls="--", label=label)
-    steps_at = {p["iteration"]: p["env_steps"] for p in curve} | {0: 0}
     for key, marker, label in (("rl_eval", "D", "last"), ("rl_eval_selected", "*", "selected")):
         point = state.get(key)
         if point and held_out:
-            x = steps_at.get(point.get("iteration", point.get("iterations", 0)), 0)
             axes[1].plot(
-                x, point["success"], marker, ms=10, label=f"{label} checkpoint ({held_out})"
+                point.get("env_steps", 0),
+                point["success"],
+                marker,
+                ms=10,
+                label=f"{label} checkpoint ({held_out})",
             )
     title = f"{state.get('algorithm', 'ppo').upper()} + {state.get('method', 'flow_sde')}"
     axes[1].set(title=title, xlabel="env steps", ylabel="success", ylim=(-0.02, 1.02))
