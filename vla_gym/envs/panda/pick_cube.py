@@ -15,7 +15,12 @@ the task layout follows SERL's ``franka_sim`` PandaPickCube:
 * reward: ``0.3 * exp(-20 * |block - tcp|) + 0.7 * clip(lift / 0.2, 0, 1)``; success when the
   block is 0.2 m above its initial height (terminates by default, as gym-hil's does; for RL on
   the dense reward pass ``terminate_on_success=False``, else hovering by the cube for a whole
-  episode earns more than lifting it and ending the episode). ``max_steps=100`` control
+  episode earns more than lifting it and ending the episode). ``reward_type="sparse"`` gives
+  1.0 on the step the block reaches the success height and 0 otherwise: the reward that counts
+  what evaluation counts, with success terminating. ``reward_type="progress"`` pays the change
+  of the dense reward's potential, ``phi(next) - phi(now)``, so an episode earns ``phi(end) -
+  phi(start)``: up to 1.0 for a lift, at most 0.3 for hovering by the cube however long (the
+  dense reward's hovering loophole closed, its guidance kept). ``max_steps=100`` control
   steps per episode, enforced inside chunks (``gym.make``'s own ``max_episode_steps`` instead adds
   Gymnasium's TimeLimit, which counts ``step`` calls, i.e. chunks).
 * reset: arm at a fixed home pose; block xy uniform in ``[0.25, 0.55] x [-0.25, 0.25]`` drawn
@@ -42,6 +47,7 @@ _ACTION_SCALE = 0.1  # metres per unit of action
 _MAX_GRIPPER_CTRL = 255.0
 _LIFT_SUCCESS = 0.2  # metres above the initial block height
 INSTRUCTION = "pick up the cube"
+REWARD_TYPES = ("dense", "sparse", "progress")
 
 
 class PandaPickCubeEnv(VLAEnv):
@@ -58,6 +64,7 @@ class PandaPickCubeEnv(VLAEnv):
         control_dt: float = 0.02,
         physics_dt: float = 0.002,
         terminate_on_success: bool = True,
+        reward_type: str = "dense",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
@@ -65,6 +72,9 @@ class PandaPickCubeEnv(VLAEnv):
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
         from gym_hil.controllers import opspace
 
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+        self.reward_type = reward_type
         self._mj = mujoco
         self._opspace = opspace
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -123,6 +133,7 @@ class PandaPickCubeEnv(VLAEnv):
         mj.mj_forward(self.model, self.data)
         self.data.mocap_pos[0] = self.data.site_xpos[self._pinch_site]
         self._z_init = float(self._block_pos()[2])
+        self._last_potential = self._potential(self._block_pos(), self._tcp_pos())
 
     def _step_sim(self, action: np.ndarray) -> tuple[float, bool, bool]:
         target = self.data.mocap_pos[0] + action[:3] * _ACTION_SCALE
@@ -144,10 +155,20 @@ class PandaPickCubeEnv(VLAEnv):
             self._mj.mj_step(self.model, self.data)
         block, tcp = self._block_pos(), self._tcp_pos()
         lift = block[2] - self._z_init
-        reward = 0.3 * np.exp(-20.0 * np.linalg.norm(block - tcp)) + 0.7 * np.clip(
-            lift / _LIFT_SUCCESS, 0.0, 1.0
-        )
-        return float(reward), bool(lift >= _LIFT_SUCCESS), False
+        success = bool(lift >= _LIFT_SUCCESS)
+        if self.reward_type == "sparse":
+            return float(success), success, False
+        potential = self._potential(block, tcp)
+        if self.reward_type == "progress":
+            reward, self._last_potential = potential - self._last_potential, potential
+            return float(reward), success, False
+        return float(potential), success, False
+
+    def _potential(self, block: np.ndarray, tcp: np.ndarray) -> float:
+        """The dense reward: near the cube is worth up to 0.3, the lift up to 0.7 more."""
+        lift = block[2] - self._z_init
+        reach = 0.3 * np.exp(-20.0 * np.linalg.norm(block - tcp))
+        return float(reach + 0.7 * np.clip(lift / _LIFT_SUCCESS, 0.0, 1.0))
 
     def _get_state(self) -> np.ndarray:
         full = self._full_state()
