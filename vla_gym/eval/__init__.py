@@ -25,7 +25,7 @@ from vla_gym.eval.policy import (
     env_info,
     split_infos,
 )
-from vla_gym.eval.protocols import Protocol, protocol_for, protocols, run
+from vla_gym.eval.protocols import Protocol, generic_protocol, protocol_for, protocols, run
 from vla_gym.eval.result import EvalResult
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "RandomPolicy",
     "ZeroPolicy",
     "env_info",
+    "generic_protocol",
     "make_vector_env",
     "protocol_for",
     "protocols",

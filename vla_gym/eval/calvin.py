@@ -29,7 +29,14 @@ import numpy as np
 
 from vla_gym.envs.calvin.symbolic import generate_sequences, state_to_obs
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env
-from vla_gym.eval.policy import PolicySpec, build_policy, env_info, policy_name, split_infos
+from vla_gym.eval.policy import (
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    env_info,
+    policy_name,
+    split_infos,
+)
 from vla_gym.eval.result import EvalResult
 
 ENV_ID = "VLA/CALVIN-D-v0"
@@ -98,6 +105,7 @@ def evaluate(
     or ``"random"``. ``env_kwargs`` go to every env (assets, image sizes, instructions, ...).
     ``seed`` seeds the policy and the env resets; the chains are fixed.
     """
+    check_policy_spec(policy)
     check_protocol_kwargs("CALVIN", env_kwargs, FIXED_KWARGS)
     sequences = get_sequences(NUM_SEQUENCES)[: min(episodes or NUM_SEQUENCES, NUM_SEQUENCES)]
     if not sequences:

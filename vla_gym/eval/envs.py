@@ -32,7 +32,9 @@ def make_vector_env(
     )
 
 
-def check_protocol_kwargs(protocol: str, env_kwargs: dict[str, Any], fixed: tuple[str, ...]):
+def check_protocol_kwargs(
+    protocol: str, env_kwargs: dict[str, Any], fixed: tuple[str, ...]
+) -> None:
     """Refuse env kwargs the protocol sets itself (they would change what is measured)."""
     bad = sorted(set(env_kwargs) & set(fixed))
     if bad:

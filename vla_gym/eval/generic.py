@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from vla_gym.eval.envs import make_vector_env
-from vla_gym.eval.policy import Policy, PolicySpec, build_policy, policy_name, split_infos
+from vla_gym.eval.policy import (
+    Policy,
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    policy_name,
+    split_infos,
+)
 from vla_gym.eval.result import EvalResult
 
 DEFAULT_EPISODES = 10
@@ -43,6 +50,7 @@ def evaluate(
     ``episode_metrics`` adds metrics read from each episode's final info (metric name -> info
     key, e.g. ``{"avg_len": "subtasks_solved"}``); ``env_kwargs`` go to every env.
     """
+    check_policy_spec(policy)
     episodes = DEFAULT_EPISODES if episodes is None else int(episodes)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes!r}")

@@ -27,7 +27,14 @@ import numpy as np
 
 from vla_gym.envs.libero.suites import SUITES, get_suite
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
-from vla_gym.eval.policy import Policy, PolicySpec, build_policy, policy_name, split_infos
+from vla_gym.eval.policy import (
+    Policy,
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    policy_name,
+    split_infos,
+)
 from vla_gym.eval.result import EvalResult
 
 NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
@@ -61,6 +68,7 @@ def evaluate(
     ``action_chunk``, ...). ``num_envs`` defaults to the number of tasks (at most 10).
     """
     spec = get_suite(suite)
+    check_policy_spec(policy)
     check_protocol_kwargs("LIBERO", env_kwargs, FIXED_KWARGS)
     if episodes is not None and num_trials is not None:
         raise ValueError("give episodes= or num_trials=, not both")

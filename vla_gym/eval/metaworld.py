@@ -27,7 +27,14 @@ import numpy as np
 from vla_gym.envs.metaworld.difficulty import TASK_BUCKET, average_of_buckets, bucket_means
 from vla_gym.envs.metaworld.tasks import make_suite
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
-from vla_gym.eval.policy import Policy, PolicySpec, build_policy, env_info, policy_name
+from vla_gym.eval.policy import (
+    Policy,
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    env_info,
+    policy_name,
+)
 from vla_gym.eval.result import EvalResult
 
 SUITE_IDS = {
@@ -68,6 +75,7 @@ def evaluate(
     """
     if suite not in SUITE_IDS:
         raise ValueError(f"suite must be one of {list(SUITE_IDS)}, got {suite!r}")
+    check_policy_spec(policy)
     check_protocol_kwargs("Meta-World", env_kwargs, FIXED_KWARGS)
     if episodes is not None and num_trials is not None:
         raise ValueError("give episodes= or num_trials=, not both")

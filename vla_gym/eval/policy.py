@@ -101,6 +101,22 @@ class ZeroPolicy:
 BUILTIN_POLICIES = ("expert", "random", "zero")
 
 
+def check_policy_spec(policy: PolicySpec) -> None:
+    """Refuse what can never become a policy before any env is built."""
+    if isinstance(policy, str):
+        if policy not in BUILTIN_POLICIES:
+            raise ValueError(
+                f"unknown policy {policy!r}: give a Policy, a factory (vector env -> Policy) or "
+                f"one of {list(BUILTIN_POLICIES)}; a trainer checkpoint is evaluated with "
+                "`python -m trainers eval --checkpoint PATH`"
+            )
+    elif not isinstance(policy, Policy) and not callable(policy):
+        raise TypeError(
+            "a policy needs act(obs, infos) -> actions and episode_done(env_index); got "
+            f"{type(policy).__name__}"
+        )
+
+
 def build_policy(
     policy: PolicySpec,
     envs: gym.vector.VectorEnv,
@@ -109,6 +125,7 @@ def build_policy(
     seed: int,
 ) -> Policy:
     """The :class:`Policy` for ``envs`` from a policy, a factory or a built-in name."""
+    check_policy_spec(policy)
     if isinstance(policy, str):
         if policy == "expert":
             # a chunked env's single action space is (chunk, action_dim)
@@ -117,18 +134,12 @@ def build_policy(
             return ExpertPolicy(env_id, envs.num_envs, action_chunk=chunk)
         if policy == "random":
             return RandomPolicy(envs.action_space, seed)
-        if policy == "zero":
-            return ZeroPolicy(envs.action_space)
-        raise ValueError(
-            f"unknown policy {policy!r}: give a Policy, a factory (vector env -> Policy) or one "
-            f"of {list(BUILTIN_POLICIES)}; a trainer checkpoint is evaluated with "
-            "`python -m trainers eval --checkpoint PATH`"
-        )
-    built = policy if isinstance(policy, Policy) else policy(envs) if callable(policy) else None
+        return ZeroPolicy(envs.action_space)
+    built = policy if isinstance(policy, Policy) else policy(envs)
     if not isinstance(built, Policy):
         raise TypeError(
-            "a policy needs act(obs, infos) -> actions and episode_done(env_index); got "
-            f"{type(built if built is not None else policy).__name__}"
+            "the policy factory must return an object with act(obs, infos) -> actions and "
+            f"episode_done(env_index); it returned a {type(built).__name__}"
         )
     return built
 

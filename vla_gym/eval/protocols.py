@@ -82,6 +82,11 @@ def protocol_for(env_id: str) -> Protocol:
     (``episodes`` seeded episodes, success rate at episode end)."""
     if env_id in protocols():
         return protocols()[env_id]
+    return generic_protocol(env_id)
+
+
+def generic_protocol(env_id: str) -> Protocol:
+    """``episodes`` seeded episodes of ``env_id`` (see :mod:`vla_gym.eval.generic`)."""
     if env_id not in gym.registry:
         raise ValueError(f"unknown env ID {env_id!r}; vla_gym registers {_registered()}")
     return Protocol("generic", env_id, "generic", bound=(("env_id", env_id),))
