@@ -106,8 +106,11 @@ def _load_plain(path: Path, device: torch.device | str) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {exc}") from None
+        # the safe unpickler names the global (class or function) it refused to import
+        if "global" not in str(exc).lower():
+            raise CheckpointError(
+                f"{str(path)!r} is not a readable checkpoint (corrupt or not a torch file)"
+            ) from None
         raise CheckpointError(
             f"{str(path)!r} holds objects other than tensors and plain data, and loading them "
             "could run arbitrary code; it was not loaded. If the file is yours (a checkpoint of "

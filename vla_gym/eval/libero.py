@@ -42,7 +42,8 @@ NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
 # CPU), so worker processes get more time than the vector layer's default.
 RESET_TIMEOUT = 1800.0
 # Env kwargs the protocol sets itself (a caller must not override them).
-FIXED_KWARGS = ("suite", "task_id", "task_ids", "init_state_id")
+# (``task_ids`` is allowed: the same as ``tasks``, a subset of the suite's tasks.)
+FIXED_KWARGS = ("suite", "task_id", "init_state_id")
 
 
 def evaluate(
@@ -75,8 +76,13 @@ def evaluate(
     if num_trials is not None and num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
     if tasks is not None:
+        if "task_ids" in env_kwargs:
+            raise ValueError("give tasks= or the env kwarg task_ids=, not both")
         env_kwargs["task_ids"] = list(tasks)
-    num_tasks = len(tasks) if tasks is not None else _num_tasks(spec.env_id, env_kwargs)
+    if "task_ids" in env_kwargs:
+        num_tasks = len(env_kwargs["task_ids"])
+    else:
+        num_tasks = _num_tasks(spec.env_id, env_kwargs)
     if num_trials is None:
         num_trials = trials_per_task(
             episodes or num_tasks * NUM_INIT_STATES, num_tasks, NUM_INIT_STATES
