@@ -190,7 +190,7 @@ def test_eval_of_an_sft_checkpoint_needs_no_config(tmp_path, capsys) -> None:
     from trainers.rollout import env_kwargs, make_single_env
     from trainers.sft import SFTConfig, train_sft
 
-    config = load_config("flow_panda_state_ppo_cpu", ["env.max_episode_steps=4"], smoke=True)
+    config = load_config("flow_panda_state_ppo_cpu", smoke=True)  # 10-step episodes
     collect(config.env.id, 1, str(tmp_path / "demos"), num_envs=1, verbose=False)
     probe = make_single_env(config.env.id, **env_kwargs(config.env))
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
@@ -210,4 +210,4 @@ def test_eval_of_an_sft_checkpoint_needs_no_config(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert f"VLA/PandaPickCube-v0, policy {path}: 1 episodes" in out
     metrics = json.loads(out.strip().splitlines()[-1])
-    assert metrics["protocol"] == "generic" and metrics["eval/episode_len"] == 4.0
+    assert metrics["protocol"] == "generic" and metrics["eval/episode_len"] == 10.0
