@@ -191,7 +191,8 @@ def test_eval_of_an_sft_checkpoint_needs_no_config(tmp_path, capsys) -> None:
     from trainers.sft import SFTConfig, train_sft
 
     config = load_config("flow_panda_state_ppo_cpu", smoke=True)  # 10-step episodes
-    collect(config.env.id, 1, str(tmp_path / "demos"), num_envs=1, verbose=False)
+    demo_kwargs = {**config.env.kwargs, "obs_mode": config.env.obs_mode}
+    collect(config.env.id, 1, str(tmp_path / "demos"), num_envs=1, env_kwargs=demo_kwargs)
     probe = make_single_env(config.env.id, **env_kwargs(config.env))
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
     path = tmp_path / "sft" / "latest.pt"
