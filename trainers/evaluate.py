@@ -213,7 +213,8 @@ def evaluate_checkpoint(
 
     make.__name__ = str(path)  # reports name the policy by its checkpoint
     kwargs = env_kwargs(env, evaluation=True)
-    kwargs["max_steps"] = kwargs.pop("max_episode_steps")
+    if "max_episode_steps" in kwargs:  # vla_gym envs take their horizon as max_steps
+        kwargs["max_steps"] = kwargs.pop("max_episode_steps")
     kwargs = chosen.usable_kwargs(kwargs)
     devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
     if devices is not None:
