@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -146,10 +147,9 @@ def record_video(
 class EvalPolicy:
     """A trainer policy under ``vla_gym.eval``'s policy contract (deterministic actions)."""
 
-    def __init__(self, policy: ActorCriticPolicy, device: torch.device, name: str = "") -> None:
+    def __init__(self, policy: ActorCriticPolicy, device: torch.device) -> None:
         self.policy = policy.to(device).eval()
         self.device = device
-        self.name = name
 
     @torch.no_grad()
     def act(self, obs: Any, infos: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -193,8 +193,10 @@ def evaluate_checkpoint(
     protocol: str = "auto",
     device: torch.device | None = None,
     state: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> vla_gym.eval.EvalResult:
-    """Run the evaluation protocol of ``config``'s evaluation env on a checkpoint."""
+    """Run the evaluation protocol of ``config``'s evaluation env on a checkpoint (``state``:
+    the checkpoint already loaded)."""
     env = config.env
     device = device or torch_device(config.cluster.component_placement.get("rollout", "cpu"))
     state = state if state is not None else checkpoint.load(path, "cpu")
@@ -209,7 +211,7 @@ def evaluate_checkpoint(
 
     def make(envs: gym.vector.VectorEnv) -> EvalPolicy:
         single = (envs.single_observation_space, envs.single_action_space)
-        return EvalPolicy(load_policy(state, *single, device, settings), device, str(path))
+        return EvalPolicy(load_policy(state, *single, device, settings), device)
 
     make.__name__ = str(path)  # reports name the policy by its checkpoint
     kwargs = env_kwargs(env, evaluation=True)
@@ -229,7 +231,7 @@ def evaluate_checkpoint(
         num_envs=env.eval_num_envs or env.num_envs,
         backend=env.backend,
         seed=seed,
-        progress=False,
+        progress=progress,
         **kwargs,
     )
 
@@ -285,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         device=device,
         state=state,
+        progress=sys.stderr.isatty(),
     )
     print(result.report)
     print(json.dumps(headline_metrics(result)))
