@@ -7,6 +7,7 @@ import os
 import pickle
 import random
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -187,13 +188,13 @@ def test_eval_of_an_sft_checkpoint_needs_no_config(tmp_path, capsys) -> None:
     from trainers.config import load_config
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs, make_single_env
     from trainers.sft import SFTConfig, train_sft
 
     config = load_config("flow_panda_state_ppo_cpu", smoke=True)  # 10-step episodes
-    demo_kwargs = {**config.env.kwargs, "obs_mode": config.env.obs_mode}
-    collect(config.env.id, 1, str(tmp_path / "demos"), num_envs=1, env_kwargs=demo_kwargs)
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
+    env = config.env
+    demo_kwargs = {**env.kwargs, "obs_mode": env.obs_mode}
+    collect(env.id, 1, str(tmp_path / "demos"), num_envs=1, env_kwargs=demo_kwargs)
+    probe = gym.make(env.id, obs_mode=env.obs_mode, action_chunk=env.action_chunk, **env.kwargs)
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
     path = tmp_path / "sft" / "latest.pt"
     sft = SFTConfig(steps=2, batch_size=4, warmup_steps=1, save_interval=2, log_interval=1)

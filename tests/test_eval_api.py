@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,15 @@ def test_generic_protocol_is_seeded() -> None:
     other = vla_gym.eval.run("random", "VLA/MetaWorld-v0", seed=8, **kwargs)
     assert first.metrics == again.metrics and first.metrics["return"] > 0.0
     assert first.metrics["return"] != other.metrics["return"]
+
+
+def test_command_line_writes_the_result(tmp_path, capsys) -> None:
+    pytest.importorskip("mujoco")
+    from vla_gym.eval.__main__ import main
+
+    path = tmp_path / "result.json"
+    argv = ["--env-id", "VLA/PandaPickCube-v0", "--policy", "random", "--episodes", "1"]
+    assert main([*argv, "--backend", "sync", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["protocol"] == "generic" and result["episodes"] == 1
+    assert result["report"] in capsys.readouterr().out
