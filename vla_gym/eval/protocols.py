@@ -54,9 +54,13 @@ class Protocol:
         return evaluate(policy=policy, episodes=episodes, **dict(self.bound), **kwargs)
 
 
-@functools.cache
 def protocols() -> dict[str, Protocol]:
     """Env ID -> its benchmark's protocol (IDs without one use the generic protocol)."""
+    return dict(_table())
+
+
+@functools.cache
+def _table() -> dict[str, Protocol]:
     from vla_gym.envs.calvin import IDS as CALVIN_IDS
     from vla_gym.envs.libero.suites import SUITES as LIBERO_SUITES
     from vla_gym.eval import calvin, libero, metaworld
@@ -80,8 +84,8 @@ def protocols() -> dict[str, Protocol]:
 def protocol_for(env_id: str) -> Protocol:
     """The protocol that scores policies on ``env_id``: its benchmark's, else the generic one
     (``episodes`` seeded episodes, success rate at episode end)."""
-    if env_id in protocols():
-        return protocols()[env_id]
+    if env_id in _table():
+        return _table()[env_id]
     return generic_protocol(env_id)
 
 
