@@ -30,6 +30,7 @@ import numpy as np
 from vla_gym.envs.calvin.symbolic import generate_sequences, state_to_obs
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env
 from vla_gym.eval.policy import (
+    POLICY_HELP,
     PolicySpec,
     build_policy,
     check_policy_spec,
@@ -212,7 +213,7 @@ def format_report(result: EvalResult) -> str:
 
 def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", default="expert", choices=["expert", "random"])
+    parser.add_argument("--policy", default="expert", help=POLICY_HELP.format("expert | random"))
     parser.add_argument("--num-sequences", type=int, default=NUM_SEQUENCES)
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
@@ -223,6 +224,10 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     env_kwargs = {
         key: value
         for key, value in (

@@ -28,6 +28,7 @@ import numpy as np
 from vla_gym.envs.libero.suites import SUITES, get_suite
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
 from vla_gym.eval.policy import (
+    POLICY_HELP,
     Policy,
     PolicySpec,
     build_policy,
@@ -181,7 +182,7 @@ def format_report(result: EvalResult) -> str:
 def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
-    parser.add_argument("--policy", default="random", choices=["random", "zero"])
+    parser.add_argument("--policy", default="random", help=POLICY_HELP.format("random | zero"))
     parser.add_argument("--num-trials", type=int, default=NUM_INIT_STATES, help="per task")
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)
@@ -192,6 +193,10 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     env_kwargs: dict[str, Any] = {"image_size": args.image_size}
     if args.max_steps is not None:
         env_kwargs["max_steps"] = args.max_steps

@@ -28,6 +28,7 @@ from vla_gym.envs.metaworld.difficulty import TASK_BUCKET, average_of_buckets, b
 from vla_gym.envs.metaworld.tasks import make_suite
 from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
 from vla_gym.eval.policy import (
+    POLICY_HELP,
     Policy,
     PolicySpec,
     build_policy,
@@ -185,7 +186,7 @@ def format_report(result: EvalResult) -> str:
 
 def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", default="expert", choices=["expert", "random"])
+    parser.add_argument("--policy", default="expert", help=POLICY_HELP.format("expert | random"))
     parser.add_argument("--suite", default="MT50", choices=list(SUITE_IDS))
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--num-trials", type=int, default=None, help="override trials per task")
@@ -200,6 +201,10 @@ def main(argv: list[str] | None = None) -> EvalResult:
     )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     env_kwargs = {
         key: value
         for key, value in (

@@ -99,6 +99,8 @@ class ZeroPolicy:
 
 
 BUILTIN_POLICIES = ("expert", "random", "zero")
+# --policy of the command lines; trained checkpoints go through the trainer's command
+POLICY_HELP = "{} (a trained checkpoint: python -m trainers eval --checkpoint PATH)"
 
 
 def check_policy_spec(policy: PolicySpec) -> None:
