@@ -92,13 +92,13 @@ def test_protocol_generic_forces_the_generic_protocol(monkeypatch, capsys, tmp_p
 
     monkeypatch.setattr(generic, "evaluate", fake_generic)
     monkeypatch.setattr(calvin, "evaluate", lambda *a, **k: pytest.fail("protocol ran"))
-    config, checkpoint = config_checkpoint(tmp_path, "calvin_d_ppo_flow_cpu", "runner.seed=3")
+    _, checkpoint = config_checkpoint(tmp_path, "calvin_d_ppo_flow_cpu", "runner.seed=3")
     argv = ["eval", "--checkpoint", checkpoint, "--protocol", "generic", "--episodes", "4"]
     assert main(argv) == 0
-    horizon = config.env.max_episode_steps
-    # validation seeds, apart from the training rollouts'; the config's episode metrics
+    # validation seeds, apart from the training rollouts'; the config's episode metrics and
+    # horizon (60 steps in the CPU recipe)
     seed = 3 + evaluate.VALIDATION_SEED_OFFSET
-    assert calls == [("VLA/CALVIN-D-v0", 4, seed, {"avg_len": "subtasks_solved"}, horizon)]
+    assert calls == [("VLA/CALVIN-D-v0", 4, seed, {"avg_len": "subtasks_solved"}, 60)]
     assert json_line(capsys.readouterr().out) == {
         "protocol": "generic",
         "eval/success_once": 0.5,
