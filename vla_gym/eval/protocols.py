@@ -22,8 +22,8 @@ class Protocol:
     ``policy`` (see :class:`~vla_gym.eval.Policy`) on ``env_id`` and returns an
     :class:`~vla_gym.eval.EvalResult`. ``episodes`` is a budget (CALVIN: chains; Meta-World and
     LIBERO: spread over the suite's tasks, at least one trial each), capped at the protocol's
-    full size, which is also the default. ``fixed_kwargs`` are env kwargs the protocol sets
-    itself and refuses from callers.
+    full size, which is also the default (the generic protocol: 10 episodes). ``fixed_kwargs``
+    are env kwargs the protocol sets itself and refuses from callers.
     """
 
     name: str  # e.g. "calvin/D", "metaworld/MT50", "libero/goal", "generic"
