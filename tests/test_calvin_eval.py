@@ -101,14 +101,14 @@ def test_evaluation_loop_with_expert_and_random_policies():
     pytest.importorskip("pybullet")
     kwargs = {"obs_mode": "flat", "assets": "builtin", "backend": "sync"}
     # Chain 0 starts with rotate_blue_block_right and move_slider_right, both scripted.
-    expert = calvin_eval.evaluate("expert", num_sequences=1, num_envs=1, **kwargs)
-    assert expert.chain_lengths[0] >= 1 and expert.env_steps > 0
-    random = calvin_eval.evaluate("random", num_sequences=2, num_envs=2, **kwargs)
-    assert random.num_sequences == 2 and all(0 <= n <= 5 for n in random.chain_lengths)
-    assert sum(c["total"] for c in random.per_task.values()) == sum(
-        min(n + 1, 5) for n in random.chain_lengths
-    )
-    report = calvin_eval.format_report(random)
-    assert "avg. len" in report and "1/5" in report
+    expert = calvin_eval.evaluate("expert", episodes=1, num_envs=1, **kwargs)
+    assert expert.details["chain_lengths"][0] >= 1 and expert.env_steps > 0
+    random = calvin_eval.evaluate("random", episodes=2, num_envs=2, **kwargs)
+    lengths = random.details["chain_lengths"]
+    assert random.episodes == 2 and all(0 <= n <= 5 for n in lengths)
+    assert random.score == random.metrics["avg_len"] == pytest.approx(np.mean(lengths))
+    counts = random.details["task_counts"]
+    assert sum(c["total"] for c in counts.values()) == sum(min(n + 1, 5) for n in lengths)
+    assert "avg. len" in random.report and "1/5" in random.report
     with pytest.raises(ValueError, match="fixes"):
-        calvin_eval.evaluate("random", num_sequences=1, task="open_drawer", **kwargs)
+        calvin_eval.evaluate("random", episodes=1, task="open_drawer", **kwargs)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_gym.eval.libero import evaluate, format_report, main, zero_policy
+from vla_gym.eval import ZeroPolicy
+from vla_gym.eval.libero import evaluate, main
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
 pytestmark = pytest.mark.skipif(
@@ -26,9 +27,9 @@ def test_every_trial_runs_once_and_is_reported(capsys):
         ]
     )  # fmt: skip
     # 4 trials over 3 envs: two rounds, the second partial
-    assert result.trials == [(2, 0, False), (2, 1, False), (5, 0, False), (5, 1, False)]
-    assert len(result.per_task) == 2 and result.success == 0.0
-    assert result.env_steps == 4 * 4 and result.max_steps == 4
+    assert result.details["trials"] == [(2, 0, False), (2, 1, False), (5, 0, False), (5, 1, False)]
+    assert len(result.per_task) == 2 and result.score == 0.0
+    assert result.env_steps == 4 * 4 and result.details["max_steps"] == 4
     out = capsys.readouterr().out
     assert "LIBERO-goal, policy zero: 4 trials" in out and "suite success: 0.0%" in out
     for language in result.per_task:
@@ -48,18 +49,19 @@ def test_callable_policy_and_success_counted(monkeypatch):
     monkeypatch.setattr(libero_env.LiberoEnv, "_step_sim", succeed_on_task_1)
     calls = []
 
-    def policy(obs, infos):
-        calls.append(obs["state"].shape)
-        return zero_policy((2, 7))(obs, infos)
+    class Policy(ZeroPolicy):
+        def act(self, obs, infos):
+            calls.append(obs["state"].shape)
+            return np.stack([super().act(obs, infos)] * 2)
 
     result = evaluate(
-        "spatial", policy, num_trials=1, tasks=[0, 1], num_envs=2, backend="sync",
-        progress=False, image_size=16, max_steps=3, libero_assets=str(ASSETS),
+        "spatial", lambda envs: Policy(envs.single_action_space), num_trials=1, tasks=[0, 1],
+        num_envs=2, backend="sync", image_size=16, max_steps=3, libero_assets=str(ASSETS),
     )  # fmt: skip
-    assert result.trials == [(0, 0, False), (1, 0, True)]
-    assert list(result.per_task.values()) == [0.0, 1.0] and result.success == 0.5
+    assert result.details["trials"] == [(0, 0, False), (1, 0, True)]
+    assert list(result.per_task.values()) == [0.0, 1.0] and result.score == 0.5
     assert calls[0] == (2, 8)
-    assert "suite success: 50.0%" in format_report(result)
+    assert "suite success: 50.0%" in result.report
     assert np.isfinite(result.seconds)
 
 
@@ -71,6 +73,7 @@ env:
   backend: sync
   max_episode_steps: 3
   kwargs: {image_size: 16}
+  eval_kwargs: {task_ids: [0, 1]}
 algorithm:
   global_batch_size: 6
   micro_batch_size: 6
@@ -83,8 +86,9 @@ runner:
 """
 
 
-def test_trainer_checkpoint_is_a_policy(tmp_path, monkeypatch, capsys):
-    """A checkpoint path evaluates on the observation settings it was trained with (flat)."""
+def test_trainer_checkpoint_runs_the_libero_protocol(tmp_path, monkeypatch, capsys):
+    """`trainers eval --checkpoint` (no --config): the suite's protocol on the observation
+    settings and task subset of the checkpoint's own config."""
     import torch
 
     from trainers.__main__ import main as trainers_main
@@ -99,13 +103,8 @@ def test_trainer_checkpoint_is_a_policy(tmp_path, monkeypatch, capsys):
     finally:
         torch.set_num_threads(threads)
     checkpoint = tmp_path / "tiny_libero" / "checkpoints" / "latest.pt"
-    result = main(
-        [
-            "--suite", "goal", "--tasks", "0,1", "--num-trials", "1", "--num-envs", "2",
-            "--backend", "sync", "--policy", str(checkpoint), "--max-steps", "3",
-            "--image-size", "16", "--libero-assets", str(ASSETS),
-        ]
-    )  # fmt: skip
-    assert result.policy == str(checkpoint)
-    assert result.trials == [(0, 0, False), (1, 0, False)] and result.env_steps == 2 * 3
-    assert f"policy {checkpoint}: 2 trials" in capsys.readouterr().out
+    capsys.readouterr()
+    assert trainers_main(["eval", "--checkpoint", str(checkpoint), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"LIBERO-goal, policy {checkpoint}: 2 trials (1 init states per task), 3-step" in out
+    assert '"protocol": "libero/goal"' in out and '"eval/num_episodes": 2.0' in out

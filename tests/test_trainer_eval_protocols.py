@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import math
 
-import gymnasium as gym
 import pytest
 import torch
 
-import vla_gym  # noqa: F401  (registers the IDs)
+import vla_gym.eval
+from trainers import checkpoint as checkpoints
 from trainers import evaluate
 from trainers.__main__ import main
 from trainers.config import available_configs, load_config
-from trainers.evaluate import Protocol, protocol_table, select_protocol, trials_per_task
 
 
 def json_line(out: str) -> dict:
@@ -23,51 +22,22 @@ def json_line(out: str) -> dict:
     return json.loads(lines[0])
 
 
-# --------------------------------------------------------------------------------- dispatch
-@pytest.mark.parametrize(
-    ("env_id", "expected"),
-    [
-        ("VLA/CALVIN-D-v0", Protocol("calvin", "D")),
-        ("VLA/CALVIN-ABC-v0", Protocol("calvin", "D")),  # the protocol is always scene D
-        ("VLA/MetaWorld-MT50-v0", Protocol("metaworld", "MT50")),
-        ("VLA/MetaWorld-ML45-Test-v0", Protocol("metaworld", "ML45-test")),
-        ("VLA/MetaWorld-ML45-Train-v0", Protocol("metaworld", "ML45-train")),
-        ("VLA/LIBERO-10-v0", Protocol("libero", "10")),
-        ("VLA/LIBERO-Spatial-v0", Protocol("libero", "spatial")),
-        ("VLA/LIBERO-90-v0", Protocol("libero", "90")),
-        ("VLA/MetaWorld-v0", None),  # single task: generic
-        ("VLA/PandaPickCube-v0", None),
-        ("VLA/PandaPickCubeVision-v0", None),
-        ("VLA/Behavior-v0", None),
-    ],
-)
-def test_eval_id_selects_its_protocol(env_id: str, expected: Protocol | None) -> None:
-    assert select_protocol(env_id) == expected
-    assert select_protocol(env_id, "generic") is None  # --protocol generic always wins
-
-
-def test_table_covers_registered_ids_only() -> None:
-    table = protocol_table()
-    assert set(table) <= set(gym.registry)
-    assert {protocol.benchmark for protocol in table.values()} == set(evaluate.RUNNERS)
-
-
 def test_shipped_configs_get_their_benchmark_protocol() -> None:
     for name in available_configs():
         config = load_config(name)
-        protocol = select_protocol(config.env.eval_id or config.env.id)
+        protocol = vla_gym.eval.protocol_for(config.env.eval_id or config.env.id)
         benchmark = next(
-            (b for b in ("calvin", "metaworld", "libero") if b in name.split("_")), None
+            (b for b in ("calvin", "metaworld", "libero") if b in name.split("_")), "generic"
         )
-        assert (protocol and protocol.benchmark) == benchmark, (name, protocol)
+        assert protocol.benchmark == benchmark, (name, protocol)
 
 
-@pytest.mark.parametrize(
-    ("episodes", "num_tasks", "full", "trials"),
-    [(5, 5, 20, 1), (7, 5, 20, 2), (10_000, 5, 20, 20), (1, 50, 10, 1), (500, 50, 10, 10)],
-)
-def test_episode_budget_becomes_trials_per_task(episodes, num_tasks, full, trials) -> None:
-    assert trials_per_task(episodes, num_tasks, full) == trials
+def config_checkpoint(tmp_path, name: str, *overrides: str):
+    """A checkpoint carrying config ``name`` (weights are not needed: the protocol is faked)."""
+    config = load_config(name, list(overrides))
+    path = tmp_path / f"{name}.pt"
+    checkpoints.save_atomic({"policy": {}, "config": config.to_dict()}, path)
+    return config, str(path)
 
 
 # ------------------------------------------------------- the CLI wiring (protocols faked)
@@ -76,19 +46,21 @@ def test_calvin_config_runs_the_chain_protocol(monkeypatch, capsys, tmp_path) ->
 
     calls = []
 
-    def fake_evaluate(policy, **kwargs):
-        calls.append((policy, kwargs))
-        n = kwargs["num_sequences"]
-        lengths = [2] * n
-        avg_len, rates, per_task = calvin.score(lengths, calvin.get_sequences(n))
-        return calvin.CalvinEvalResult(policy.__name__, n, avg_len, rates, per_task, lengths, 1, 1)
+    def fake_evaluate(policy, *, episodes, **kwargs):
+        calls.append((policy, episodes, kwargs))
+        metrics = {"avg_len": 2.0, **{f"chain_success_{i}": float(i <= 2) for i in range(1, 6)}}
+        result = vla_gym.eval.EvalResult(
+            "calvin/D", calvin.ENV_ID, policy.__name__, "avg_len", metrics, {}, episodes, 1, 1.0
+        )
+        result.report = "CALVIN evaluation (scene D) ... avg. len"
+        return result
 
     monkeypatch.setattr(calvin, "evaluate", fake_evaluate)
-    checkpoint = str(tmp_path / "latest.pt")
-    argv = ["eval", "--config", "calvin_d_ppo_flow_cpu", "--checkpoint", checkpoint]
+    _, checkpoint = config_checkpoint(tmp_path, "calvin_d_ppo_flow_cpu")
+    argv = ["eval", "--checkpoint", checkpoint]  # the config comes from the checkpoint
     assert main([*argv, "--episodes", "3"]) == 0
-    policy, kwargs = calls[-1]
-    assert kwargs["num_sequences"] == 3 and policy.__name__ == checkpoint
+    policy, episodes, kwargs = calls[-1]
+    assert episodes == 3 and policy.__name__ == checkpoint
     # the config's observation settings, nothing the protocol fixes (it would refuse them)
     assert kwargs["obs_mode"] == "vla" and kwargs["action_chunk"] == 5
     assert not {"max_steps", "max_episode_steps", "scenes", "task"} & set(kwargs)
@@ -98,29 +70,39 @@ def test_calvin_config_runs_the_chain_protocol(monkeypatch, capsys, tmp_path) ->
     assert metrics["protocol"] == "calvin/D"
     assert metrics["eval/avg_len"] == 2.0 and metrics["eval/num_episodes"] == 3.0
     assert [metrics[f"eval/chain_success_{i}"] for i in range(1, 6)] == [1, 1, 0, 0, 0]
-    # without --episodes: the config's eval_episodes; the full recipe's 1000 = the protocol
+    # without --episodes: the config's eval_episodes; --config replaces the stored config
     assert main(argv) == 0
-    assert calls[-1][1]["num_sequences"] == load_config("calvin_d_ppo_flow_cpu").env.eval_episodes
-    full = ["--config", "calvin_d_ppo_flow", "--checkpoint", checkpoint]
-    assert main(["eval", *full, "cluster.component_placement.rollout=cpu"]) == 0
-    assert calls[-1][1]["num_sequences"] == calvin.NUM_SEQUENCES
+    assert calls[-1][1] == load_config("calvin_d_ppo_flow_cpu").env.eval_episodes
+    full = ["--config", "calvin_d_ppo_flow", "cluster.component_placement.rollout=cpu"]
+    assert main([*argv, *full]) == 0
+    assert calls[-1][1] == load_config("calvin_d_ppo_flow").env.eval_episodes == 1000
 
 
-def test_protocol_generic_forces_the_generic_loop(monkeypatch, capsys, tmp_path) -> None:
+def test_protocol_generic_forces_the_generic_protocol(monkeypatch, capsys, tmp_path) -> None:
+    from vla_gym.eval import calvin, generic
+
     calls = []
 
-    def fake_generic(config, checkpoint_path, episodes, device):
-        calls.append((config.env.eval_id, episodes))
-        return {"eval/success_once": 0.5, "eval/num_episodes": float(episodes)}
+    def fake_generic(policy, env_id, *, episodes, seed, episode_metrics, **kwargs):
+        calls.append((env_id, episodes, seed, episode_metrics, kwargs["max_steps"]))
+        metrics = {"success_once": 0.5, "return": 1.0}
+        return vla_gym.eval.EvalResult(
+            "generic", env_id, "x", "success_once", metrics, {}, episodes, 1, 1.0
+        )
 
-    monkeypatch.setattr(evaluate, "evaluate_generic", fake_generic)
-    monkeypatch.setattr(evaluate, "run_protocol", lambda *a: pytest.fail("protocol ran"))
-    argv = ["eval", "--config", "calvin_d_ppo_flow_cpu", "--checkpoint", str(tmp_path / "x.pt")]
-    assert main([*argv, "--protocol", "generic", "--episodes", "4"]) == 0
-    assert calls == [("VLA/CALVIN-D-v0", 4)]
+    monkeypatch.setattr(generic, "evaluate", fake_generic)
+    monkeypatch.setattr(calvin, "evaluate", lambda *a, **k: pytest.fail("protocol ran"))
+    _, checkpoint = config_checkpoint(tmp_path, "calvin_d_ppo_flow_cpu", "runner.seed=3")
+    argv = ["eval", "--checkpoint", checkpoint, "--protocol", "generic", "--episodes", "4"]
+    assert main(argv) == 0
+    # validation seeds, apart from the training rollouts'; the config's episode metrics and
+    # horizon (60 steps in the CPU recipe)
+    seed = 3 + evaluate.VALIDATION_SEED_OFFSET
+    assert calls == [("VLA/CALVIN-D-v0", 4, seed, {"avg_len": "subtasks_solved"}, 60)]
     assert json_line(capsys.readouterr().out) == {
         "protocol": "generic",
         "eval/success_once": 0.5,
+        "eval/return": 1.0,
         "eval/num_episodes": 4.0,
     }
 
@@ -175,10 +157,10 @@ def ml45_checkpoint(tmp_path_factory):
 def test_metaworld_protocol_end_to_end(ml45_checkpoint, capsys, tmp_path) -> None:
     from vla_gym.envs.metaworld.tasks import make_suite
 
-    config, checkpoint = ml45_checkpoint
+    _, checkpoint = ml45_checkpoint
     capsys.readouterr()
     video = tmp_path / "episode.mp4"
-    argv = ["eval", "--config", str(config), "--checkpoint", str(checkpoint)]
+    argv = ["eval", "--checkpoint", str(checkpoint)]  # the checkpoint's own (smoke) config
     # budget 7 over ML45-test's 5 tasks: two trials each
     assert main([*argv, "--episodes", "7", "--video", str(video), "env.eval_num_envs=2"]) == 0
     out = capsys.readouterr().out
@@ -201,7 +183,7 @@ def test_generic_loop_end_to_end(ml45_checkpoint, capsys) -> None:
     argv = ["eval", "--config", str(config), "--checkpoint", str(checkpoint)]
     assert main([*argv, "--protocol", "generic", "--episodes", "3"]) == 0
     out = capsys.readouterr().out
-    assert "Meta-World" not in out  # no protocol report
+    assert f"VLA/MetaWorld-ML45-Test-v0, policy {checkpoint}: 3 episodes" in out
     metrics = json_line(out)
     assert metrics["protocol"] == "generic" and metrics["eval/num_episodes"] == 3.0
     assert 0 < metrics["eval/episode_len"] <= 5 and math.isfinite(metrics["eval/return"])

@@ -16,9 +16,10 @@ from trainers.config import ConfigError, available_configs
 
 COMMANDS = {
     "train": ("trainers.train", "train a policy with PPO or GRPO"),
-    "eval": ("trainers.evaluate", "evaluate a checkpoint on the config's evaluation env"),
+    "eval": ("trainers.evaluate", "evaluate a checkpoint with its benchmark's protocol"),
     "collect": ("trainers.collect", "collect demonstrations with a scripted expert"),
     "sft": ("trainers.sft", "supervised fine-tuning on demonstrations"),
+    "convert-checkpoint": ("trainers.checkpoint", "rewrite a trusted older checkpoint safely"),
 }
 
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help or the unknown-command error
         return 2
     module = importlib.import_module(commands[argv[0]][0])
+    from trainers.checkpoint import CheckpointError  # torch: only once a command runs
+
     command_parser = argparse.ArgumentParser(prog=f"python -m trainers {argv[0]}")
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except ConfigError as exc:
         command_parser.error(f"config error: {exc}")
+        return 2
+    except CheckpointError as exc:
+        command_parser.error(f"checkpoint error: {exc}")
         return 2
 
 

@@ -11,6 +11,7 @@ Validation errors are :class:`ConfigError` naming the offending key and what is 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -94,7 +95,10 @@ class RunnerConfig:
     max_env_steps: int = 0  # 0: no limit
     log_dir: str = "runs"
     run_name: str = ""  # default: the config name
-    save_interval: int = 10  # iterations between checkpoints (always saved at the end)
+    save_interval: int = 10  # iterations between numbered checkpoints (latest also at the end)
+    # checkpoints/best.pt: the state whose validation evaluation (eval_interval) scored best
+    best_metric: str = "eval/success_once"
+    best_mode: str = "max"  # max | min
     eval_interval: int = 0  # iterations between evaluations (0: off)
     video_interval: int = 0  # iterations between episode videos (0: off)
     video_envs: int = 1
@@ -157,6 +161,15 @@ def load_config(
     """Load a named config (or a YAML path), apply ``key=value`` overrides, validate."""
     raw = _read_with_bases(name_or_path, seen=())
     raw.setdefault("name", Path(name_or_path).stem)
+    return config_from_dict(raw, overrides, smoke=smoke)
+
+
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *, smoke: bool = False
+) -> TrainConfig:
+    """A config from its nested mapping (e.g. ``TrainConfig.to_dict()`` kept in a checkpoint),
+    with ``key=value`` overrides, validated."""
+    raw = copy.deepcopy(raw)
     if smoke:  # before the CLI overrides, so those still win
         for key, value in (raw.get("smoke") or {}).items():
             _set_dotted(raw, key, value, source=f"smoke override {key!r}")
@@ -399,6 +412,8 @@ def validate(config: TrainConfig) -> None:
     for logger in runner.loggers:
         _check(logger in ("tensorboard", "wandb"), f"runner.loggers: unknown logger {logger!r}")
     _check(runner.progress_bar in ("auto", "on", "off"), "runner.progress_bar: auto | on | off")
+    _check(runner.save_interval >= 1, f"runner.save_interval must be >= 1: {runner.save_interval}")
+    _check(runner.best_mode in ("max", "min"), f"runner.best_mode: max | min: {runner.best_mode!r}")
     placement = config.cluster.component_placement
     for component in placement:
         _check(

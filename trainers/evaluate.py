@@ -1,28 +1,20 @@
-"""Evaluation: benchmark protocols, the generic episode loop and annotated episode videos.
+"""Evaluation: a checkpoint through ``vla_gym.eval``'s protocols, the trainer's validation loop
+and annotated episode videos.
 
-``python -m trainers eval --config NAME --checkpoint PATH [dotted.key=value ...]`` runs the
-evaluation protocol of the benchmark behind the config's evaluation env
-(``env.eval_id or env.id``), chosen from :func:`protocol_table`:
-
-* CALVIN IDs: :func:`vla_gym.eval.calvin.evaluate` (chains of five subtasks in scene D, avg_len),
-* Meta-World MT50 / ML45 IDs: :func:`vla_gym.eval.metaworld.evaluate` on that suite,
-* LIBERO suite IDs: :func:`vla_gym.eval.libero.evaluate` on that suite,
-* anything else (PandaPickCube, BEHAVIOR, single-task Meta-World), or ``--protocol generic``:
-  the generic loop, ``N`` deterministic episodes on the evaluation env (``eval/*`` metrics).
+``python -m trainers eval --checkpoint PATH [--config NAME] [dotted.key=value ...]`` rebuilds
+the policy and the env settings from the config stored in the checkpoint (``--config`` replaces
+it) and runs :func:`vla_gym.eval.protocol_for` of the config's evaluation env
+(``env.eval_id or env.id``): CALVIN's chains (avg_len), Meta-World's MT50/ML45 suites, LIBERO's
+suites, or for any other ID (and with ``--protocol generic``) the generic protocol, ``N``
+seeded episodes.
 
 The size of a run is an episode budget, ``--episodes`` or else the config's
-``env.eval_episodes`` (the full recipes set it to their protocol's size, the ``_cpu`` ones to a
-few episodes), capped at the protocol's full size: CALVIN runs that many chains (at most 1000),
-Meta-World and LIBERO run every task of the suite with ``ceil(budget / tasks)`` trials each (at
-most 10 / 20 per task for MT50 / ML45-test, 50 init states for LIBERO). The policy network and
-weights come from the checkpoint; observation/action settings and env kwargs (``env.kwargs``,
-``env.eval_kwargs``) from the config, less what a protocol fixes. The episode horizon is the
-config's ``env.max_episode_steps`` for Meta-World and LIBERO and the protocol's own for CALVIN
-(360 steps per subtask).
-
-The output is the protocol's own report followed by one JSON line of the headline metrics
-(``{"protocol": ..., "eval/...": ...}``); ``--video PATH`` also renders one episode on the
-evaluation env.
+``env.eval_episodes``, which each protocol caps at its full size (CALVIN: chains; Meta-World and
+LIBERO: spread over the suite's tasks). The env gets the config's observation/action settings
+and env kwargs (``env.kwargs``, ``env.eval_kwargs``; horizon ``env.max_episode_steps``) less
+what the protocol sets itself. The output is the protocol's report followed by one JSON line of
+the headline metrics (``{"protocol": ..., "eval/...": ...}``); ``--video PATH`` also renders one
+episode on the evaluation env.
 """
 
 from __future__ import annotations
@@ -31,18 +23,17 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+import vla_gym.eval
 from trainers import checkpoint
-from trainers.config import EnvConfig, TrainConfig, load_config
+from trainers.config import TrainConfig, config_from_dict, load_config
 from trainers.logging import annotate_frame, write_video
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -55,6 +46,10 @@ from trainers.rollout import (
     make_vector_env,
     obs_to_torch,
 )
+
+# Validation episodes (the trainer's periodic evaluation, the generic protocol) use seeds from
+# runner.seed + VALIDATION_SEED_OFFSET on: apart from the training rollouts' seeds.
+VALIDATION_SEED_OFFSET = 10_000_019
 
 
 def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCollector:
@@ -149,219 +144,110 @@ def record_video(
         single.close()
 
 
+class EvalPolicy:
+    """A trainer policy under ``vla_gym.eval``'s policy contract (deterministic actions)."""
+
+    def __init__(self, policy: ActorCriticPolicy, device: torch.device) -> None:
+        self.policy = policy.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def act(self, obs: Any, infos: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        out = self.policy.act(obs_to_torch(obs, self.device), deterministic=True)
+        return out.actions.cpu().numpy()
+
+    def episode_done(self, env_index: int) -> None:
+        pass
+
+
 def load_policy(
-    path: str | Path,
+    state: Mapping[str, Any],
     observation_space: gym.Space,
     action_space: gym.Space,
     device: torch.device,
-    default_settings: dict[str, Any],
+    settings: Mapping[str, Any],
 ) -> ActorCriticPolicy:
-    """A checkpoint's policy for these spaces, built with the settings the run trained with."""
-    state = checkpoint.load(path, device)
-    # The network must match the weights: use the policy settings the run trained with.
-    settings = state.get("config", {}).get("policy", default_settings)
-    policy = make_policy(settings, observation_space, action_space)
+    """A loaded checkpoint's policy for these spaces, built with ``settings`` (policy config)."""
+    policy = make_policy(dict(settings), observation_space, action_space)
     policy.load_state_dict(checkpoint.policy_state(state))
     return policy.to(device)
 
 
-def evaluate_generic(
-    config: TrainConfig, checkpoint_path: str, episodes: int, device: torch.device
-) -> dict[str, float]:
-    """The generic loop: ``episodes`` deterministic episodes on the config's evaluation env."""
-    collector = make_eval_collector(config, device)
-    try:
-        policy = load_policy(
-            checkpoint_path,
-            collector.observation_space,
-            collector.action_space,
-            device,
-            config.policy,
-        )
-        stats = evaluate_policy(collector, policy, episodes, seed=config.runner.seed + 10_000_019)
-    finally:
-        collector.close()
-    return stats.metrics("eval")
+def checkpoint_config(
+    state: Mapping[str, Any], path: str, config: str = "", overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """The run's config: ``config`` (a name or YAML path) if given, else the checkpoint's own."""
+    if config:
+        return load_config(config, list(overrides))
+    raw = checkpoint.run_config(state, path)
+    # the weights come from this checkpoint, not from the run's starting point
+    raw["runner"] = {**raw.get("runner", {}), "init_checkpoint_path": ""}
+    return config_from_dict(raw, list(overrides))
 
 
-# ------------------------------------------------------------------------ benchmark protocols
-@dataclass(frozen=True)
-class Protocol:
-    """One benchmark's evaluation protocol (``vla_gym.eval.<benchmark>``) on one suite."""
-
-    benchmark: str  # a key of RUNNERS
-    suite: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.benchmark}/{self.suite}"
-
-
-def protocol_table() -> dict[str, Protocol]:
-    """Evaluation env ID -> the protocol ``trainers eval`` runs for it (imports no simulator)."""
-    from vla_gym.envs.calvin import IDS as CALVIN_IDS
-    from vla_gym.envs.libero.suites import SUITES as LIBERO_SUITES
-    from vla_gym.eval.metaworld import SUITE_IDS as METAWORLD_SUITE_IDS
-
-    return {
-        # CALVIN's protocol always runs in scene D (ABC->D recipes train elsewhere).
-        **{env_id: Protocol("calvin", "D") for env_id in CALVIN_IDS},
-        **{env_id: Protocol("metaworld", suite) for suite, env_id in METAWORLD_SUITE_IDS.items()},
-        **{suite.env_id: Protocol("libero", name) for name, suite in LIBERO_SUITES.items()},
-    }
-
-
-def select_protocol(env_id: str, requested: str = "auto") -> Protocol | None:
-    """The benchmark protocol for ``env_id``; None means the generic episode loop."""
-    return protocol_table().get(env_id) if requested == "auto" else None
-
-
-def trials_per_task(episodes: int, num_tasks: int, full: int) -> int:
-    """Trials per task for an episode budget: every task at least once, at most ``full``."""
-    return max(1, min(full, math.ceil(episodes / num_tasks)))
-
-
-@dataclass
-class ProtocolJob:
-    """What every protocol runner needs: the config, the checkpoint and the episode budget."""
-
-    config: TrainConfig
-    checkpoint: str
-    episodes: int
-    device: torch.device
-
-    @property
-    def num_envs(self) -> int:
-        return self.config.env.eval_num_envs or self.config.env.num_envs
-
-    @property
-    def seed(self) -> int:
-        return self.config.runner.seed
-
-    def env_kwargs(self, fixed: Iterable[str]) -> dict[str, Any]:
-        """The config's observation/action settings and env kwargs, less what the protocol
-        fixes (the horizon included: each runner sets it)."""
-        kwargs = env_kwargs(self.config.env, evaluation=True)
-        drop = {"max_episode_steps", *fixed}
-        return {key: value for key, value in kwargs.items() if key not in drop}
-
-    def policy_factory(self) -> Callable[[gym.vector.VectorEnv], Any]:
-        """The checkpoint as a batch policy of the protocol's vector env (on the rollout
-        device); the protocols' reports name the policy by the checkpoint path."""
-        from vla_gym.eval.common import CheckpointPolicy
-
-        def make(envs: gym.vector.VectorEnv) -> CheckpointPolicy:
-            return CheckpointPolicy(self.checkpoint, envs, str(self.device))
-
-        make.__name__ = self.checkpoint
-        return make
-
-
-Report = tuple[str, dict[str, float]]  # the protocol's report, the headline metrics
-
-
-def _run_calvin(job: ProtocolJob, suite: str) -> Report:
-    from vla_gym.eval import calvin
-
-    result = calvin.evaluate(
-        job.policy_factory(),
-        num_sequences=min(job.episodes, calvin.NUM_SEQUENCES),
-        num_envs=job.num_envs,
-        backend=job.config.env.backend,
-        seed=job.seed,
-        progress=sys.stderr.isatty(),
-        **job.env_kwargs(calvin._PROTOCOL_KWARGS),
+def evaluate_checkpoint(
+    path: str | Path,
+    config: TrainConfig,
+    *,
+    episodes: int = 0,
+    protocol: str = "auto",
+    device: torch.device | None = None,
+    state: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> vla_gym.eval.EvalResult:
+    """Run the evaluation protocol of ``config``'s evaluation env on a checkpoint (``state``:
+    the checkpoint already loaded)."""
+    env = config.env
+    device = device or torch_device(config.cluster.component_placement.get("rollout", "cpu"))
+    state = state if state is not None else checkpoint.load(path, "cpu")
+    # The network must match the weights: the policy settings the run trained with.
+    settings = state.get("config", {}).get("policy") or config.policy
+    env_id = env.eval_id or env.id
+    chosen = (
+        vla_gym.eval.protocol_for(env_id)
+        if protocol == "auto"
+        else vla_gym.eval.generic_protocol(env_id)
     )
-    metrics = {"eval/avg_len": result.avg_len, "eval/num_episodes": float(result.num_sequences)}
-    for length, rate in enumerate(result.success_rates, start=1):
-        metrics[f"eval/chain_success_{length}"] = rate  # P(at least `length` tasks in a row)
-    return calvin.format_report(result), metrics
 
+    def make(envs: gym.vector.VectorEnv) -> EvalPolicy:
+        single = (envs.single_observation_space, envs.single_action_space)
+        return EvalPolicy(load_policy(state, *single, device, settings), device)
 
-def _run_metaworld(job: ProtocolJob, suite: str) -> Report:
-    from vla_gym.envs.metaworld.tasks import make_suite
-    from vla_gym.eval import metaworld
-
-    spec = make_suite(suite)
-    result = metaworld.evaluate(
-        job.policy_factory(),
-        suite,
-        num_envs=job.num_envs,
-        num_trials=trials_per_task(job.episodes, len(spec.tasks), spec.num_trials),
-        max_episode_steps=job.config.env.max_episode_steps,
-        backend=job.config.env.backend,
-        seed=job.seed,
-        progress=sys.stderr.isatty(),
-        **job.env_kwargs(metaworld._PROTOCOL_KWARGS),
-    )
-    metrics = {
-        "eval/success": result.average,  # "Avg.": the mean of the difficulty buckets' means
-        "eval/task_mean": result.task_mean,
-        **{f"eval/{bucket}": value for bucket, value in result.buckets.items()},
-        "eval/num_episodes": float(result.episodes),
-    }
-    return metaworld.format_report(result), metrics
-
-
-LIBERO_INIT_STATES = 50  # recorded initial states per task (the protocol's trials)
-_LIBERO_FIXED_KWARGS = ("suite", "task_id", "task_ids", "init_state_id", "max_steps")
-
-
-def _run_libero(job: ProtocolJob, suite: str) -> Report:
-    from vla_gym.envs.libero.suites import get_suite
-    from vla_gym.eval import common, libero
-
-    kwargs = {
-        **job.env_kwargs(_LIBERO_FIXED_KWARGS),
-        "max_steps": job.config.env.max_episode_steps,
-    }
-    # vla_gym.eval.libero takes a callable (obs, infos) -> actions, not a checkpoint path: the
-    # policy is built on the spaces of one env, which also gives the number of tasks.
-    probe = make_single_env(get_suite(suite).env_id, **kwargs)
-    try:
-        spaces = SimpleNamespace(
-            single_observation_space=probe.observation_space,
-            single_action_space=probe.action_space,
-        )
-        num_tasks = int(probe.unwrapped.num_tasks)
-    finally:
-        probe.close()
-    policy = common.CheckpointPolicy(job.checkpoint, spaces, str(job.device))
-
-    def act(obs: Any, infos: Any) -> np.ndarray:
-        return policy.act(obs, infos)
-
-    act.__name__ = job.checkpoint
-    num_trials = trials_per_task(job.episodes, num_tasks, LIBERO_INIT_STATES)
-    result = libero.evaluate(
-        suite,
-        act,
-        num_trials=num_trials,
-        num_envs=min(job.num_envs, num_tasks * num_trials),
-        backend=job.config.env.backend,
-        seed=job.seed,
-        progress=sys.stderr.isatty(),
+    make.__name__ = str(path)  # reports name the policy by its checkpoint
+    kwargs = env_kwargs(env, evaluation=True)
+    if "max_episode_steps" in kwargs:  # vla_gym envs take their horizon as max_steps
+        kwargs["max_steps"] = kwargs.pop("max_episode_steps")
+    kwargs = chosen.usable_kwargs(kwargs)
+    devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
+    if devices is not None:
+        kwargs["devices"] = devices
+    seed = config.runner.seed
+    if chosen.benchmark == "generic":  # benchmark protocols fix their own trials
+        seed += VALIDATION_SEED_OFFSET
+        kwargs["episode_metrics"] = env.episode_metrics
+    return chosen.run(
+        make,
+        episodes=episodes or env.eval_episodes,
+        num_envs=env.eval_num_envs or env.num_envs,
+        backend=env.backend,
+        seed=seed,
+        progress=progress,
         **kwargs,
     )
-    metrics = {"eval/success": result.success, "eval/num_episodes": float(len(result.trials))}
-    return libero.format_report(result), metrics
 
 
-RUNNERS: dict[str, Callable[[ProtocolJob, str], Report]] = {
-    "calvin": _run_calvin,
-    "metaworld": _run_metaworld,
-    "libero": _run_libero,
-}
-
-
-def run_protocol(protocol: Protocol, job: ProtocolJob) -> Report:
-    return RUNNERS[protocol.benchmark](job, protocol.suite)
+def headline_metrics(result: vla_gym.eval.EvalResult) -> dict[str, Any]:
+    """The JSON line ``trainers eval`` prints: the protocol and its ``eval/*`` metrics."""
+    metrics = {f"eval/{key}": round(value, 4) for key, value in result.metrics.items()}
+    return {"protocol": result.protocol, **metrics, "eval/num_episodes": float(result.episodes)}
 
 
 # ------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="config name or YAML path")
     parser.add_argument("--checkpoint", required=True, help="trainer checkpoint (.pt)")
+    parser.add_argument(
+        "--config", default="", help="config name or YAML path (default: the checkpoint's own)"
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     parser.add_argument(
         "--episodes",
@@ -375,12 +261,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", "generic"],
         help="auto: the benchmark's protocol for the evaluation env ID when it has one; "
-        "generic: N episodes on the evaluation env",
+        "generic: N seeded episodes on the evaluation env",
     )
     parser.add_argument("--video", default="", help="also write one episode to this mp4")
+    parser.add_argument("--json", default="", help="also write the whole result as JSON here")
 
 
-def _eval_spaces(env: EnvConfig) -> tuple[gym.Space, gym.Space]:
+def _eval_spaces(config: TrainConfig) -> tuple[gym.Space, gym.Space]:
+    env = config.env
     single = make_single_env(env.eval_id or env.id, **env_kwargs(env, evaluation=True))
     try:
         return single.observation_space, single.action_space
@@ -389,19 +277,24 @@ def _eval_spaces(env: EnvConfig) -> tuple[gym.Space, gym.Space]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
+    state = checkpoint.load(args.checkpoint, "cpu")
+    config = checkpoint_config(state, args.checkpoint, args.config, args.overrides)
     device = torch_device(config.cluster.component_placement.get("rollout", "cpu"))
-    episodes = args.episodes or config.env.eval_episodes
-    protocol = select_protocol(config.env.eval_id or config.env.id, args.protocol)
-    if protocol is None:
-        name, metrics = "generic", evaluate_generic(config, args.checkpoint, episodes, device)
-    else:
-        job = ProtocolJob(config, str(args.checkpoint), episodes, device)
-        report, metrics = run_protocol(protocol, job)
-        name = protocol.name
-        print(report)
-    print(json.dumps({"protocol": name, **{key: round(v, 4) for key, v in metrics.items()}}))
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        config,
+        episodes=args.episodes,
+        protocol=args.protocol,
+        device=device,
+        state=state,
+        progress=sys.stderr.isatty(),
+    )
+    print(result.report)
+    print(json.dumps(headline_metrics(result)))
+    if args.json:
+        Path(args.json).write_text(result.to_json())
     if args.video:
-        policy = load_policy(args.checkpoint, *_eval_spaces(config.env), device, config.policy)
+        settings = state.get("config", {}).get("policy") or config.policy
+        policy = load_policy(state, *_eval_spaces(config), device, settings)
         print(f"video: {record_video(config, policy, Path(args.video), device)}")
     return 0

@@ -108,7 +108,14 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         log_interval=max(1, args.sft_steps // 4),
         seed=args.seed,
     )
-    history = train_sft(policy, dataset, sft, probe.action_space, checkpoint_path=sft_path)
+    history = train_sft(
+        policy,
+        dataset,
+        sft,
+        probe.action_space,
+        checkpoint_path=sft_path,
+        run_config=config.to_dict(),
+    )
     probe.close()
     say(f"SFT loss {history[-1]['sft/loss']:.4f}; evaluating on {args.eval_episodes} episodes ...")
     results = {"SFT": evaluate(config, policy, args.eval_episodes)}

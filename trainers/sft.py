@@ -76,11 +76,14 @@ def train_sft(
     checkpoint_path: Path | None = None,
     resume: bool = False,
     log: Callable[[dict[str, float], int], None] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Minimise ``policy.sft_loss`` on ``dataset``; return the logged history.
 
     ``evaluate(policy)`` (deterministic success on held-out seeds) runs every
-    ``eval_interval`` steps and at the end; its metrics join the history.
+    ``eval_interval`` steps and at the end; its metrics join the history. ``run_config``
+    (``TrainConfig.to_dict()``: the policy and env) goes into every checkpoint, so
+    ``python -m trainers eval --checkpoint`` needs no ``--config``.
     """
     check_compatible(dataset, action_space)
     device = torch.device(device)
@@ -112,6 +115,7 @@ def train_sft(
                     "sft_config": asdict(config),
                     "demos": str(dataset.root),
                     "rng": checkpoint.rng_state(),
+                    "config": run_config or {},
                 },
                 checkpoint_path,
             )
@@ -260,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_path=run_dir / "checkpoints" / checkpoint.LATEST,
             resume=args.resume,
             log=log,
+            run_config=config.to_dict(),
         )
     finally:
         collector.close()

@@ -19,7 +19,12 @@ import yaml
 from trainers import checkpoint
 from trainers.algorithms import grpo, ppo
 from trainers.config import TrainConfig, load_config
-from trainers.evaluate import evaluate_policy, make_eval_collector, record_video
+from trainers.evaluate import (
+    VALIDATION_SEED_OFFSET,
+    evaluate_policy,
+    make_eval_collector,
+    record_video,
+)
 from trainers.logging import MetricLogger, ProgressBar, progress_bar_enabled
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -95,6 +100,7 @@ class Trainer:
         self.env_steps = 0
         self.elapsed = 0.0
         self.eval_collector: RolloutCollector | None = None
+        self.best: dict[str, float] = {}  # the best validation score so far (best.pt)
         if config.runner.init_checkpoint_path:
             state = checkpoint.load(config.runner.init_checkpoint_path, self.actor_device)
             self.policy.load_state_dict(checkpoint.policy_state(state))
@@ -133,6 +139,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "rng": checkpoint.rng_state(),
             "generator": self.generator.get_state(),
+            "best": dict(self.best),
             "config": self.config.to_dict(),
         }
 
@@ -144,9 +151,29 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         checkpoint.restore_rng(state["rng"])
         self.generator.set_state(state["generator"])
+        self.best = dict(state.get("best", {}))
 
-    def save(self) -> Path:
-        return checkpoint.save_atomic(self.state_dict(), self.latest_path)
+    def save(self, numbered: bool = False) -> Path:
+        """``latest.pt``; with ``numbered`` also ``iter_NNNNNN.pt`` (the same file)."""
+        if not numbered:
+            return checkpoint.save_atomic(self.state_dict(), self.latest_path)
+        path = self.latest_path.with_name(checkpoint.numbered_name(self.iteration))
+        checkpoint.save_atomic(self.state_dict(), path)
+        return checkpoint.link_atomic(path, self.latest_path)
+
+    def save_if_best(self, metrics: dict[str, float]) -> bool:
+        """Write ``best.pt`` when ``runner.best_metric`` beats every earlier evaluation."""
+        runner = self.config.runner
+        value = metrics.get(runner.best_metric)
+        if value is None or not np.isfinite(value):
+            return False
+        previous = self.best.get("value")
+        sign = 1.0 if runner.best_mode == "max" else -1.0
+        if previous is not None and sign * value <= sign * previous:
+            return False
+        self.best = {"value": float(value), "iteration": self.iteration}
+        checkpoint.save_atomic(self.state_dict(), self.latest_path.with_name(checkpoint.BEST))
+        return True
 
     def _sync_rollout_policy(self) -> None:
         """Weights actor -> rollout copy (after an update)."""
@@ -298,7 +325,7 @@ class Trainer:
             self.eval_collector,
             self.rollout_policy,
             self.config.env.eval_episodes,
-            seed=self.config.runner.seed + 10_000_019,
+            seed=self.config.runner.seed + VALIDATION_SEED_OFFSET,
         )
         self.rollout_policy.train()
         return {**stats.metrics("eval"), "time/eval": time.perf_counter() - start}
@@ -318,7 +345,8 @@ class Trainer:
         try:
             while not self._done():
                 metrics = self.train_iteration()
-                if runner.eval_interval and self.iteration % runner.eval_interval == 0:
+                evaluated = runner.eval_interval and self.iteration % runner.eval_interval == 0
+                if evaluated:
                     metrics.update(self.evaluate())
                 if runner.video_interval and self.iteration % runner.video_interval == 0:
                     start = time.perf_counter()
@@ -330,9 +358,12 @@ class Trainer:
                 # the previous checkpoint, whose purge_step hides them (no gap, no duplicate).
                 self.logger.log(metrics, step=self.env_steps)
                 self.logger.flush()
-                if self.iteration % runner.save_interval == 0 or self._done():
+                if evaluated:
+                    self.save_if_best(metrics)
+                numbered = self.iteration % runner.save_interval == 0
+                if numbered or self._done():
                     start = time.perf_counter()
-                    self.save()
+                    self.save(numbered=numbered)
                     saved = {"time/checkpoint": time.perf_counter() - start}
                     self.logger.log(saved, step=self.env_steps)
                     metrics.update(saved)

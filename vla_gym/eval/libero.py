@@ -8,137 +8,137 @@ episode ends. The report gives per-task success and the suite's mean::
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
     python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
-    python -m vla_gym.eval.libero --suite goal --policy runs/.../checkpoints/latest.pt
+    python -m trainers eval --checkpoint runs/.../checkpoints/latest.pt   # a trained policy
 
-Assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``. The offline test pack in
-``../shared/assets/libero`` has stand-in meshes; do not report its success rates as LIBERO's.
+Assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``. An asset pack with stand-in meshes
+(offline tests) gives no LIBERO success rates to report.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from vla_gym.envs.libero.suites import SUITES, get_suite
-from vla_gym.eval.common import CheckpointPolicy, checkpoint_env_kwargs
+from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
+from vla_gym.eval.policy import (
+    POLICY_HELP,
+    Policy,
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    policy_name,
+    split_infos,
+)
+from vla_gym.eval.result import EvalResult
 
-# (batched obs, infos) -> batched actions
-BatchPolicy = Callable[[Any, Mapping[str, Any]], np.ndarray]
-
-# what the protocol decides itself; a checkpoint's own env settings never override these
-_PROTOCOL_KWARGS = ("suite", "task_id", "task_ids", "init_state_id", "max_steps")
-
-
-@dataclass
-class LiberoEvalResult:
-    suite: str
-    policy: str
-    num_trials: int
-    max_steps: int
-    per_task: dict[str, float]  # task language -> success rate
-    success: float  # mean over trials (equal trials per task: also the mean over tasks)
-    trials: list[tuple[int, int, bool]]  # (task_id, init_state_id, success)
-    seconds: float
-    env_steps: int
-
-
-def zero_policy(action_shape: tuple[int, ...]) -> BatchPolicy:
-    """Holds still with the gripper open (the last action dimension is the gripper)."""
-
-    def act(obs: Any, infos: Mapping[str, Any]) -> np.ndarray:
-        actions = np.zeros(action_shape, np.float32)
-        actions[..., -1] = -1.0
-        return actions
-
-    return act
-
-
-def random_policy(action_space, seed: int) -> BatchPolicy:
-    action_space.seed(seed)
-    return lambda obs, infos: action_space.sample()
-
-
-def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any):
-    import vla_gym
-
-    # A LIBERO env builds its scene at its first reset (seconds to minutes per worker on a busy
-    # CPU), so resets get more time than the vector layer's default.
-    timeout = {"step_timeout": 1800.0} if backend != "sync" else {}
-    return vla_gym.make_vec(env_id, num_envs, backend=backend, **timeout, **env_kwargs)
+NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
+# A LIBERO env builds its scene at its first reset (seconds to minutes per worker on a busy
+# CPU), so worker processes get more time than the vector layer's default.
+RESET_TIMEOUT = 1800.0
+# Env kwargs the protocol sets itself (a caller must not override them).
+# (``task_ids`` is allowed: the same as ``tasks``, a subset of the suite's tasks.)
+FIXED_KWARGS = ("suite", "task_id", "init_state_id")
 
 
 def evaluate(
     suite: str,
-    policy: str | BatchPolicy = "random",
+    policy: PolicySpec = "random",
     *,
-    num_trials: int = 50,
+    episodes: int | None = None,
+    num_trials: int | None = None,
     tasks: list[int] | None = None,
     num_envs: int | None = None,
-    backend: str = "subproc",
+    backend: str = "auto",
     seed: int = 0,
-    progress: bool = True,
+    step_timeout: float | None = None,
+    progress: bool = False,
     **env_kwargs: Any,
-) -> LiberoEvalResult:
+) -> EvalResult:
     """Run ``num_trials`` init states of each task (default all tasks of the suite).
 
-    ``policy`` is ``"random"``, ``"zero"``, a trainer checkpoint path (deterministic actions,
-    on the observation settings it was trained with) or a callable ``(obs, infos) -> actions``
-    acting for the whole vector env. ``env_kwargs`` go to every env (``image_size``,
-    ``libero_assets``, ``max_steps``, ``action_chunk``, ...).
+    ``policy``: a :class:`~vla_gym.eval.Policy`, a factory (vector env -> Policy), ``"random"``
+    or ``"zero"`` (hold still, gripper open). The size: ``num_trials`` init states per task, or
+    an ``episodes`` budget spread over the tasks (at least one each, at most 50), default all
+    50. ``env_kwargs`` go to every env (``image_size``, ``libero_assets``, ``max_steps``,
+    ``action_chunk``, ...). ``num_envs`` defaults to the number of tasks (at most 10).
     """
     spec = get_suite(suite)
-    if num_trials < 1:
+    check_policy_spec(policy)
+    check_protocol_kwargs("LIBERO", env_kwargs, FIXED_KWARGS)
+    if episodes is not None and num_trials is not None:
+        raise ValueError("give episodes= or num_trials=, not both")
+    if num_trials is not None and num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
-    if isinstance(policy, str) and policy not in ("random", "zero"):
-        env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     if tasks is not None:
+        if "task_ids" in env_kwargs:
+            raise ValueError("give tasks= or the env kwarg task_ids=, not both")
         env_kwargs["task_ids"] = list(tasks)
-    num_envs = num_envs or (len(tasks) if tasks is not None else 10)
-    envs = make_vector_env(spec.env_id, num_envs, backend, **env_kwargs)
+    if "task_ids" in env_kwargs:
+        num_tasks = len(env_kwargs["task_ids"])
+    else:
+        num_tasks = _num_tasks(spec.env_id, env_kwargs)
+    if num_trials is None:
+        num_trials = trials_per_task(
+            episodes or num_tasks * NUM_INIT_STATES, num_tasks, NUM_INIT_STATES
+        )
+    total = num_tasks * num_trials
+    num_envs = min(num_envs or min(num_tasks, 10), total)
+    if step_timeout is None and backend != "sync":
+        step_timeout = RESET_TIMEOUT
+    envs = make_vector_env(
+        spec.env_id, num_envs, backend=backend, step_timeout=step_timeout, **env_kwargs
+    )
     try:
         languages = envs.get_attr("task_languages")[0]
         pool = envs.get_attr("task_pool")[0]
         max_steps = envs.get_attr("max_episode_steps")[0]
-        if isinstance(policy, str):
-            name = policy
-            if policy == "random":
-                policy = random_policy(envs.action_space, seed)
-            elif policy == "zero":
-                policy = zero_policy(envs.action_space.shape)
-            else:
-                policy = CheckpointPolicy(policy, envs).act
-        else:
-            name = getattr(policy, "__name__", type(policy).__name__)
+        batch_policy = build_policy(policy, envs, env_id=spec.env_id, seed=seed)
         start = time.perf_counter()
-        trials, env_steps = _run(envs, policy, len(pool) * num_trials, progress)
+        trials, env_steps = _run(envs, batch_policy, len(pool) * num_trials, progress)
     finally:
         envs.close()
     per_task_results: dict[int, list[bool]] = defaultdict(list)
     for task, _, success in trials:
         per_task_results[task].append(success)
-    per_task = {languages[t]: float(np.mean(per_task_results[t])) for t in pool}
-    return LiberoEvalResult(
-        suite=suite,
-        policy=name,
-        num_trials=num_trials,
-        max_steps=int(max_steps),
-        per_task=per_task,
-        success=float(np.mean([s for *_, s in trials])),
-        trials=sorted(trials),
-        seconds=time.perf_counter() - start,
+    result = EvalResult(
+        protocol=f"libero/{suite}",
+        env_id=spec.env_id,
+        policy=policy_name(policy),
+        headline="success",
+        # equal trials per task: the mean over trials is also the mean over tasks
+        metrics={"success": float(np.mean([s for *_, s in trials]))},
+        per_task={languages[t]: float(np.mean(per_task_results[t])) for t in pool},
+        episodes=len(trials),
         env_steps=env_steps,
+        seconds=time.perf_counter() - start,
+        details={
+            "suite": suite,
+            "num_trials": num_trials,
+            "max_steps": int(max_steps),
+            "trials": sorted(trials),  # (task_id, init_state_id, success)
+        },
     )
+    result.report = format_report(result)
+    return result
 
 
-def _run(envs, policy: BatchPolicy, total: int, progress: bool):
+def _num_tasks(env_id: str, env_kwargs: dict[str, Any]) -> int:
+    """The suite's task count, from one env (built without its scene: no reset)."""
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        return len(env.unwrapped.task_pool)
+    finally:
+        env.close()
+
+
+def _run(envs, policy: Policy, total: int, progress: bool):
     """Rounds of ``num_envs`` trials; in each, step until every env's first episode ended."""
     num_envs = envs.num_envs
     trials: list[tuple[int, int, bool]] = []
@@ -148,12 +148,16 @@ def _run(envs, policy: BatchPolicy, total: int, progress: bool):
         obs, infos = envs.reset(seed=first)
         running = active.copy()
         while running.any():
-            obs, _, terminated, truncated, infos = envs.step(policy(obs, infos))
+            obs, _, terminated, truncated, infos = envs.step(
+                policy.act(obs, split_infos(infos, num_envs))
+            )
             env_steps += int(np.asarray(infos["executed_steps"])[running].sum())
-            for i in np.flatnonzero(running & (terminated | truncated)):
-                trial = (int(infos["task_id"][i]), int(infos["init_state_id"][i]))
-                trials.append((*trial, bool(infos["success_once"][i])))
-                running[i] = False
+            for i in np.flatnonzero(terminated | truncated):
+                policy.episode_done(int(i))
+                if running[i]:
+                    trial = (int(infos["task_id"][i]), int(infos["init_state_id"][i]))
+                    trials.append((*trial, bool(infos["success_once"][i])))
+                    running[i] = False
         if progress:
             print(f"\r{len(trials)}/{total} trials", end="", file=sys.stderr)
     if progress:
@@ -161,35 +165,38 @@ def _run(envs, policy: BatchPolicy, total: int, progress: bool):
     return trials, env_steps
 
 
-def format_report(result: LiberoEvalResult) -> str:
+def format_report(result: EvalResult) -> str:
+    details = result.details
     lines = [
-        f"LIBERO-{result.suite}, policy {result.policy}: {len(result.trials)} trials "
-        f"({result.num_trials} init states per task), {result.max_steps}-step limit, "
+        f"LIBERO-{details['suite']}, policy {result.policy}: {result.episodes} trials "
+        f"({details['num_trials']} init states per task), {details['max_steps']}-step limit, "
         f"{result.seconds:.0f} s ({result.env_steps / max(result.seconds, 1e-9):.1f} env steps/s)",
         "",
         f"{'success':>8}  task",
     ]
     lines += [f"{value:>8.2f}  {task}" for task, value in result.per_task.items()]
-    lines += ["", f"suite success: {100 * result.success:.1f}%"]
+    lines += ["", f"suite success: {100 * result.score:.1f}%"]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> LiberoEvalResult:
+def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
-    parser.add_argument(
-        "--policy", default="random", help="random, zero, or a trainer checkpoint path"
-    )
-    parser.add_argument("--num-trials", type=int, default=50, help="init states per task")
+    parser.add_argument("--policy", default="random", help=POLICY_HELP.format("random | zero"))
+    parser.add_argument("--num-trials", type=int, default=NUM_INIT_STATES, help="per task")
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)
-    parser.add_argument("--backend", default="subproc", choices=["sync", "subproc", "ray"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--max-steps", type=int, default=None, help="default: the suite's")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--libero-assets", default=None)
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     env_kwargs: dict[str, Any] = {"image_size": args.image_size}
     if args.max_steps is not None:
         env_kwargs["max_steps"] = args.max_steps
@@ -204,12 +211,13 @@ def main(argv: list[str] | None = None) -> LiberoEvalResult:
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
+        progress=sys.stderr.isatty(),
         **env_kwargs,
     )
-    print(format_report(result))
+    print(result.report)
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(asdict(result), file, indent=2)
+        with open(args.json, "w") as handle:
+            handle.write(result.to_json())
     return result
 
 

@@ -8,115 +8,43 @@ of the bucket means, as in published tables)::
 
     python -m vla_gym.eval.metaworld --policy expert            # scripted metaworld.policies
     python -m vla_gym.eval.metaworld --policy random --suite ML45-test
-    python -m vla_gym.eval.metaworld --policy runs/x/checkpoints/latest.pt   # trainer checkpoint
+    python -m trainers eval --checkpoint runs/x/checkpoints/latest.pt   # a trained policy
 
-``--max-episode-steps`` changes the horizon (default 100, the RL recipes'; RLinf's standalone
-evaluation uses 160, Meta-World's own horizon is 500).
+``--max-episode-steps`` (the env kwarg ``max_steps``) changes the horizon (default: the env's,
+100 as in the RL recipes; RLinf's standalone evaluation uses 160, Meta-World's own is 500).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from vla_gym.envs.metaworld.difficulty import TASK_BUCKET, average_of_buckets, bucket_means
 from vla_gym.envs.metaworld.tasks import make_suite
-from vla_gym.eval.common import CheckpointPolicy, RandomPolicy, checkpoint_env_kwargs, env_info
+from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
+from vla_gym.eval.policy import (
+    POLICY_HELP,
+    Policy,
+    PolicySpec,
+    build_policy,
+    check_policy_spec,
+    env_info,
+    policy_name,
+)
+from vla_gym.eval.result import EvalResult
 
 SUITE_IDS = {
     "MT50": "VLA/MetaWorld-MT50-v0",
     "ML45-test": "VLA/MetaWorld-ML45-Test-v0",
     "ML45-train": "VLA/MetaWorld-ML45-Train-v0",
 }
-# Env kwargs the protocol sets itself (a checkpoint's own settings must not override them).
-_PROTOCOL_KWARGS = ("suite", "task", "num_trials", "task_stride", "max_steps")
-
-
-class BatchPolicy(Protocol):
-    """Acts for all envs of a vector env at once."""
-
-    def act(self, obs: Any, infos: dict[str, Any]) -> np.ndarray: ...
-
-    def episode_done(self, env_index: int) -> None: ...
-
-
-@dataclass
-class EvalResult:
-    suite: str
-    policy: str
-    episodes: int
-    max_episode_steps: int
-    per_task: dict[str, float]
-    buckets: dict[str, float]
-    average: float  # mean of the bucket means ("Avg.")
-    task_mean: float  # plain mean over tasks
-    seconds: float
-    env_steps: int
-    episodes_per_task: dict[str, int] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------ policies
-class ExpertPolicy:
-    """One scripted ``metaworld.policies`` expert per env, fed that env's slice of ``infos``."""
-
-    def __init__(self, num_envs: int, action_chunk: int = 1) -> None:
-        from vla_gym.experts import make_expert
-
-        self.experts = [
-            make_expert("VLA/MetaWorld-v0", action_chunk=action_chunk) for _ in range(num_envs)
-        ]
-
-    def act(self, obs: Any, infos: dict[str, Any]) -> np.ndarray:
-        return np.stack(
-            [expert.act(None, env_info(infos, i)) for i, expert in enumerate(self.experts)]
-        )
-
-    def episode_done(self, env_index: int) -> None:
-        self.experts[env_index].reset()
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
-    """``gym.make`` as a picklable module-level function (the env factory of worker processes)."""
-    return gym.make(env_id, **env_kwargs)
-
-
-def make_vector_env(
-    env_id: str,
-    num_envs: int,
-    backend: str,
-    step_timeout: float | None = None,
-    **env_kwargs: Any,
-):
-    """``vla_gym.make_vec`` with NEXT_STEP autoreset (Gymnasium's sync env if it is missing)."""
-    import vla_gym
-
-    mode = gym.vector.AutoresetMode.NEXT_STEP
-    env_fn = functools.partial(make_env, env_id)
-    if importlib.util.find_spec("vla_gym.vector") is None:
-        return gym.vector.SyncVectorEnv(
-            [functools.partial(env_fn, **env_kwargs)] * num_envs, autoreset_mode=mode
-        )
-    if backend == "auto":
-        has_subproc = importlib.util.find_spec("vla_gym.vector.subproc") is not None
-        backend = "subproc" if has_subproc and num_envs > 1 else "sync"
-    vector_kwargs = {"step_timeout": step_timeout} if step_timeout is not None else {}
-    return vla_gym.make_vec(
-        env_fn, num_envs, backend=backend, autoreset_mode=mode, **vector_kwargs, **env_kwargs
-    )
+# Env kwargs the protocol sets itself (a caller must not override them).
+FIXED_KWARGS = ("suite", "task", "num_trials", "task_stride")
 
 
 def env_quotas(num_tasks: int, num_trials: int, num_envs: int) -> list[int]:
@@ -126,43 +54,49 @@ def env_quotas(num_tasks: int, num_trials: int, num_envs: int) -> list[int]:
 
 # ------------------------------------------------------------------------------ protocol
 def evaluate(
-    policy: str | Callable[[gym.vector.VectorEnv], BatchPolicy] = "expert",
+    policy: PolicySpec = "expert",
     suite: str = "MT50",
     *,
-    num_envs: int = 10,
+    episodes: int | None = None,
     num_trials: int | None = None,
-    max_episode_steps: int = 100,
+    num_envs: int = 10,
     backend: str = "auto",
-    step_timeout: float | None = None,
     seed: int = 0,
+    step_timeout: float | None = None,
     progress: bool = False,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Run every (task, trial) of ``suite`` once and score it (see module doc).
 
-    ``policy`` is ``"expert"``, ``"random"``, a trainer checkpoint path, or a callable taking the
-    vector env and returning a :class:`BatchPolicy`. ``seed`` seeds the policy, not the trials
-    (those are fixed by the suite).
+    ``policy``: a :class:`~vla_gym.eval.Policy`, a factory (vector env -> Policy), ``"expert"``
+    or ``"random"``. The size: ``num_trials`` per task, or an ``episodes`` budget spread over
+    the tasks (at least one trial each, at most the suite's), default the whole suite.
+    ``env_kwargs`` go to every env (``max_steps``: the horizon). ``seed`` seeds the policy, not
+    the trials (those are fixed by the suite).
     """
     if suite not in SUITE_IDS:
         raise ValueError(f"suite must be one of {list(SUITE_IDS)}, got {suite!r}")
+    check_policy_spec(policy)
+    check_protocol_kwargs("Meta-World", env_kwargs, FIXED_KWARGS)
+    if episodes is not None and num_trials is not None:
+        raise ValueError("give episodes= or num_trials=, not both")
+    full = make_suite(suite)
+    if episodes is not None:
+        num_trials = trials_per_task(episodes, len(full.tasks), full.num_trials)
     spec = make_suite(suite, num_trials=num_trials)
     num_envs = max(1, min(int(num_envs), len(spec.tasks)))
-    name = policy if isinstance(policy, str) else getattr(policy, "__name__", "custom")
-    if isinstance(policy, str) and policy not in ("expert", "random"):
-        env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     envs = make_vector_env(
         SUITE_IDS[suite],
         num_envs,
-        backend,
-        step_timeout,
+        backend=backend,
+        step_timeout=step_timeout,
         num_trials=spec.num_trials,
         task_stride=num_envs,
-        max_steps=max_episode_steps,
         **env_kwargs,
     )
     try:
-        batch_policy = _make_batch_policy(policy, envs, num_envs, seed, env_kwargs)
+        max_steps = int(envs.get_attr("max_episode_steps")[0])
+        batch_policy = build_policy(policy, envs, env_id=SUITE_IDS[suite], seed=seed)
         start = time.perf_counter()
         successes, steps = _run(
             envs, batch_policy, env_quotas(len(spec.tasks), spec.num_trials, num_envs), progress
@@ -174,50 +108,52 @@ def evaluate(
     if missing:
         raise RuntimeError(f"evaluation did not cover every trial of: {missing}")
     per_task = {task: float(np.mean(successes[task])) for task in spec.tasks}
-    return EvalResult(
-        suite=suite,
-        policy=str(name),
-        episodes=sum(len(v) for v in successes.values()),
-        max_episode_steps=max_episode_steps,
+    buckets = bucket_means(per_task)
+    metrics = {
+        "success": average_of_buckets(per_task),  # "Avg.": the mean of the bucket means
+        "task_mean": float(np.mean(list(per_task.values()))),
+        **buckets,
+    }
+    result = EvalResult(
+        protocol=f"metaworld/{suite}",
+        env_id=SUITE_IDS[suite],
+        policy=policy_name(policy),
+        headline="success",
+        metrics=metrics,
         per_task=per_task,
-        buckets=bucket_means(per_task),
-        average=average_of_buckets(per_task),
-        task_mean=float(np.mean(list(per_task.values()))),
-        seconds=seconds,
+        episodes=sum(len(v) for v in successes.values()),
         env_steps=steps,
-        episodes_per_task={task: len(successes[task]) for task in spec.tasks},
+        seconds=seconds,
+        details={
+            "suite": suite,
+            "max_steps": max_steps,
+            "buckets": list(buckets),
+            "episodes_per_task": {task: len(successes[task]) for task in spec.tasks},
+        },
     )
+    result.report = format_report(result)
+    return result
 
 
-def _make_batch_policy(policy, envs, num_envs: int, seed: int, env_kwargs) -> BatchPolicy:
-    if callable(policy):
-        return policy(envs)
-    if policy == "expert":
-        return ExpertPolicy(num_envs, action_chunk=int(env_kwargs.get("action_chunk", 1)))
-    if policy == "random":
-        return RandomPolicy(envs.action_space, seed)
-    import torch
-
-    torch.manual_seed(seed)
-    return CheckpointPolicy(policy, envs)
-
-
-def _run(envs, policy: BatchPolicy, quotas: list[int], progress: bool) -> tuple[dict, int]:
+def _run(envs, policy: Policy, quotas: list[int], progress: bool) -> tuple[dict, int]:
     """Step until every env has finished its quota of episodes (NEXT_STEP autoreset)."""
+    num_envs = len(quotas)
     successes: dict[str, list[bool]] = defaultdict(list)
-    done = np.zeros(len(quotas), dtype=int)
-    resetting = np.zeros(len(quotas), dtype=bool)  # NEXT_STEP: this step only resets them
+    done = np.zeros(num_envs, dtype=int)
+    resetting = np.zeros(num_envs, dtype=bool)  # NEXT_STEP: this step only resets them
     obs, infos = envs.reset(seed=0)
+    env_infos = [env_info(infos, i) for i in range(num_envs)]
     steps = 0
     while (done < quotas).any():
         counted = (done < quotas) & ~resetting
-        obs, _, terminated, truncated, infos = envs.step(policy.act(obs, infos))
+        obs, _, terminated, truncated, infos = envs.step(policy.act(obs, env_infos))
+        env_infos = [env_info(infos, i) for i in range(num_envs)]
         steps += int(counted.sum())
         resetting = terminated | truncated
         for i in np.flatnonzero(resetting):
             policy.episode_done(int(i))
             if done[i] < quotas[i]:
-                info = env_info(infos, int(i))
+                info = env_infos[i]
                 successes[str(info["task"])].append(bool(info["success_once"]))
                 done[i] += 1
                 if progress:
@@ -229,30 +165,32 @@ def _run(envs, policy: BatchPolicy, quotas: list[int], progress: bool) -> tuple[
 
 # ------------------------------------------------------------------------------ report
 def format_report(result: EvalResult) -> str:
+    details = result.details
     lines = [
-        f"Meta-World {result.suite}, policy {result.policy}: {result.episodes} episodes, "
-        f"{result.max_episode_steps}-step limit, {result.seconds:.0f} s "
+        f"Meta-World {details['suite']}, policy {result.policy}: {result.episodes} episodes, "
+        f"{details['max_steps']}-step limit, {result.seconds:.0f} s "
         f"({result.env_steps / max(result.seconds, 1e-9):.0f} env steps/s)",
         "",
         f"{'task':<28} {'bucket':<10} {'success':>8}",
     ]
     for task, value in result.per_task.items():
         lines.append(f"{task:<28} {TASK_BUCKET[task]:<10} {value:>8.2f}")
-    lines += ["", "| " + " | ".join([*result.buckets, "Avg."]) + " |"]
-    lines.append("|" + "---|" * (len(result.buckets) + 1))
-    values = [*result.buckets.values(), result.average]
+    buckets = details["buckets"]
+    lines += ["", "| " + " | ".join([*buckets, "Avg."]) + " |"]
+    lines.append("|" + "---|" * (len(buckets) + 1))
+    values = [*(result.metrics[b] for b in buckets), result.score]
     lines.append("| " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
-    lines.append(f"(mean over tasks: {100 * result.task_mean:.1f})")
+    lines.append(f"(mean over tasks: {100 * result.metrics['task_mean']:.1f})")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", default="expert", help="expert | random | checkpoint path")
+    parser.add_argument("--policy", default="expert", help=POLICY_HELP.format("expert | random"))
     parser.add_argument("--suite", default="MT50", choices=list(SUITE_IDS))
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--num-trials", type=int, default=None, help="override trials per task")
-    parser.add_argument("--max-episode-steps", type=int, default=100)
+    parser.add_argument("--max-episode-steps", type=int, default=None, help="default: the env's")
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
@@ -263,9 +201,14 @@ def main(argv: list[str] | None = None) -> EvalResult:
     )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     env_kwargs = {
         key: value
         for key, value in (
+            ("max_steps", args.max_episode_steps),
             ("obs_mode", args.obs_mode),
             ("image_size", args.image_size),
             ("render_quality", args.render_quality),
@@ -277,17 +220,16 @@ def main(argv: list[str] | None = None) -> EvalResult:
         args.suite,
         num_envs=args.num_envs,
         num_trials=args.num_trials,
-        max_episode_steps=args.max_episode_steps,
         backend=args.backend,
         step_timeout=args.step_timeout,
         seed=args.seed,
         progress=sys.stderr.isatty(),
         **env_kwargs,
     )
-    print(format_report(result))
+    print(result.report)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(asdict(result), handle, indent=2)
+            handle.write(result.to_json())
     return result
 
 

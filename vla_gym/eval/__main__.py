@@ -1,0 +1,46 @@
+"""``python -m vla_gym.eval --env-id ID --policy expert|random|zero [--episodes N]``: the
+protocol of ``ID``'s benchmark (or the generic one) with a built-in policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vla_gym.eval.policy import POLICY_HELP, check_policy_spec
+from vla_gym.eval.protocols import protocol_for
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vla_gym.eval", description=__doc__)
+    parser.add_argument("--env-id", required=True, help="e.g. VLA/PandaPickCube-v0")
+    parser.add_argument(
+        "--policy", default="expert", help=POLICY_HELP.format("expert | random | zero")
+    )
+    parser.add_argument("--episodes", type=int, default=None, help="default: the full protocol")
+    parser.add_argument("--num-envs", type=int, default=None)
+    parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
+    protocol = protocol_for(args.env_id)
+    result = protocol.run(
+        args.policy,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        backend=args.backend,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+    )
+    print(result.report)
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(result.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
