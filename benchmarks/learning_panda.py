@@ -41,7 +41,7 @@ ENV_ID = "VLA/PandaPickCube-v0"
 # cube (0.3/step for 100 steps) out-earns one that lifts it and ends the episode (~1 once).
 ENV_KWARGS = {"max_episode_steps": 100, "terminate_on_success": False}
 ALGOS = ("ours_ppo", "sb3_ppo", "sb3_sac")
-LABELS = {"ours_ppo": "our PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
+LABELS = {"ours_ppo": "trainers PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
 
 
 # ----------------------------------------------------------------------- shared evaluation
@@ -292,21 +292,21 @@ def speed_check(
             f"{medians[name]:.1f} | {shown} |"
         )
     lines.append(
-        f"\nour PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x overall, "
+        f"\ntrainers PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x overall, "
         f"{medians['ours_ppo'] / medians['sb3_ppo']:.2f}x median slice"
     )
     from _results import write_result
 
     write_result(
         f"{name}_speed",
-        title=f"PPO training speed on {ENV_ID} (state): ours vs SB3",
+        title=f"PPO training speed on {ENV_ID} (state): trainers vs SB3",
         claim=(
-            "Our PPO (MLP recipe `panda_pick_cube_ppo_mlp_cpu`) trains at "
+            "The trainers PPO (MLP recipe `panda_pick_cube_ppo_mlp_cpu`) trains at "
             f"{rates['ours_ppo'] / rates['sb3_ppo']:.2f}x the env steps per second of SB3 PPO, "
             f"the two measured in alternating slices of {steps_per_round:,} env steps in one "
             "process."
         ),
-        metric="our PPO / SB3 PPO",
+        metric="trainers PPO / SB3 PPO",
         unit="x",
         per_seed={"run": rates["ours_ppo"] / rates["sb3_ppo"]},
         rows=[
@@ -450,7 +450,7 @@ def write_json(out: Path, algos: list[str], seeds: list[int], plot: Path, name: 
     others = "; ".join(f"{LABELS[a]} {means[a]:.1f} %" for a in algos if a != lead)
     write_result(
         name,
-        title=f"MLP baselines on {ENV_ID} (state): our PPO vs SB3",
+        title=f"MLP baselines on {ENV_ID} (state): trainers PPO vs SB3",
         claim=(
             f"After {common:,} env steps, {LABELS[lead]} reaches {means[lead]:.1f} % held-out "
             f"success (mean over {len(seeds)} seeds{'; ' + others if others else ''}), "
