@@ -78,11 +78,13 @@ def git_commit() -> str:
 
 
 def command_line() -> str:
-    """This process's command, as run from the repository root."""
+    """This process's command as run from the repository root, without ``--report-only`` (the
+    command that reproduces a result is the one that trains it)."""
     script = Path(sys.argv[0]).resolve()
     if script.is_relative_to(BENCHMARKS.parent):
         script = script.relative_to(BENCHMARKS.parent)
-    return shlex.join(["python", str(script), *sys.argv[1:]])
+    arguments = [a for a in sys.argv[1:] if a != "--report-only"]
+    return shlex.join(["python", str(script), *arguments])
 
 
 def write_result(

@@ -257,7 +257,7 @@ def run_one(
 
 
 def speed_check(
-    out: Path, rounds: int, steps_per_round: int, normalize_obs: bool, name: str
+    out: Path, rounds: int, steps_per_round: int, normalize_obs: bool, result_name: str
 ) -> str:
     """Env steps/s of our PPO vs SB3 PPO measured interleaved in one process.
 
@@ -298,7 +298,7 @@ def speed_check(
     from _results import write_result
 
     write_result(
-        f"{name}_speed",
+        f"{result_name}_speed",
         title=f"PPO training speed on {ENV_ID} (state): trainers vs SB3",
         claim=(
             "The trainers PPO (MLP recipe `panda_pick_cube_ppo_mlp_cpu`) trains at "
@@ -311,13 +311,13 @@ def speed_check(
         per_seed={"run": rates["ours_ppo"] / rates["sb3_ppo"]},
         rows=[
             {
-                "learner": LABELS[name_],
+                "learner": LABELS[name],
                 "env steps": steps,
                 "wall (s)": wall,
-                "env steps/s": rates[name_],
-                "median slice steps/s": medians[name_],
+                "env steps/s": rates[name],
+                "median slice steps/s": medians[name],
             }
-            for name_, (steps, wall) in totals.items()
+            for name, (steps, wall) in totals.items()
         ],
         env_steps=sum(steps for steps, _ in totals.values()),
         wall_seconds=sum(wall for _, wall in totals.values()),

@@ -36,6 +36,9 @@ EXPECTED: dict[str, str] = {
         "python benchmarks/learning_panda.py --algos ours_ppo,sb3_ppo --seeds 0 1 2 "
         "--budget-steps 196608 --max-minutes 30 --eval-every 32768 --eval-episodes 32"
     ),
+    "learning_panda_speed": (
+        "python benchmarks/learning_panda.py --speed-check 3 --speed-steps 4096"
+    ),
     "learning_flow_panda_vision_ppo": (
         "python benchmarks/learning_flow.py --work runs/learning_flow_vision --seeds 0 1 2 "
         "--demos 30 --expert max_speed=0.025 --sft-steps 1000 --num-envs 32 "

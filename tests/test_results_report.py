@@ -105,3 +105,11 @@ def test_check_fails_on_a_stale_report(tmp_path: Path, monkeypatch, capsys) -> N
     assert render_results.main() == 0
     out.write_text(out.read_text() + "edited by hand\n")
     assert render_results.main() == 1
+
+
+def test_recorded_command_is_the_one_that_trains(monkeypatch) -> None:
+    from _results import command_line
+
+    script = str(BENCHMARKS / "learning_flow.py")
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0", "1", "--report-only", "a=b c"])
+    assert command_line() == "python benchmarks/learning_flow.py --seeds 0 1 'a=b c'"
