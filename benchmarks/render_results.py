@@ -150,7 +150,7 @@ def per_seed_table(result: dict[str, Any]) -> list[str]:
         body.append(["mean ± std", format_value(result["mean"], result["std"], unit)])
         return table(["seed", result["metric"]], body)
     keys = list(first)
-    units = {k: unit if k == result["metric"] else "" for k in keys}  # the unit is the metric's
+    units = {k: unit if k == result["metric"] else column_unit(k) for k in keys}
     body = [[s, *(format_number(v.get(k), units[k]) for k in keys)] for s, v in per_seed.items()]
     mean, std = result["mean"], result["std"] or {}
     summary = [format_value(mean[k], std.get(k), units[k]) if k in mean else "" for k in keys]
@@ -158,9 +158,22 @@ def per_seed_table(result: dict[str, Any]) -> list[str]:
     return table(["seed", *keys], body)
 
 
+def column_unit(name: str) -> str:
+    """A column's unit from its name: "... (%)", ratios "vs ..." and "a / b", else none."""
+    if name.endswith("(%)"):
+        return "%"
+    return "x" if name.startswith("vs ") or " / " in name else ""
+
+
 def rows_table(rows: list[dict[str, Any]]) -> list[str]:
     header = list(dict.fromkeys(k for row in rows for k in row))
-    return table(header, [[format_number(row.get(k)) for k in header] for row in rows])
+    units = {k: column_unit(k) for k in header}
+
+    def cell(value: Any, unit: str) -> str:
+        ratio = unit == "x" and isinstance(value, float) and math.isfinite(value)
+        return format_number(value, unit) + ("x" if ratio else "")
+
+    return table(header, [[cell(row.get(k), units[k]) for k in header] for row in rows])
 
 
 def section(result: dict[str, Any]) -> list[str]:

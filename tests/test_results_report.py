@@ -70,7 +70,11 @@ def test_report_shows_claims_sections_and_missing_benchmarks(tmp_path: Path) -> 
         metric="fast / full",
         unit="x",
         per_seed={"run": 10.72},
-        rows=[{"setting": "fast", "fps": 16.04}, {"setting": "full", "fps": 1.496}],
+        rows=[
+            {"setting": "fast", "fps": 16.04},
+            {"setting": "full", "fps": 1.496},
+            {"size": 128, "fast / full": 10.72},
+        ],
         directory=tmp_path,
     )
     text = render_results.render(tmp_path)
@@ -81,6 +85,7 @@ def test_report_shows_claims_sections_and_missing_benchmarks(tmp_path: Path) -> 
     assert claims.index("Demo learning") < claims.index("Demo speed")  # sorted by name
     assert "| mean ± std | 35.0 ± 5.0 | 73.3 ± 5.8 | +38.3 ± 7.6 points |" in text
     assert "| fast | 16.0 |" in text and "| full | 1.50 |" in text
+    assert "| 128 | 10.72x |" in text  # a ratio column
     assert "Starts from: one SFT checkpoint per seed" in text
     # every expected benchmark without a result is listed with its command
     missing = text.split("## Benchmarks without a current result")[1]
