@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
-EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
 VALIDATION_SEED = 800_000  # checkpoint selection (--validation), apart from the held-out seeds
 DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 
@@ -510,6 +510,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
         sft, rl = state["sft_eval"]["success"], state["rl_eval"]["success"]
         values = {"SFT success (%)": 100 * sft, "RL success (%)": 100 * rl}
         values["gain"] = 100 * (rl - sft)
+        values["RL iterations"] = state["rl_eval"]["iterations"]  # fewer if --rl-minutes ran out
         if "rl_eval_selected" in state:
             values["selected checkpoint success (%)"] = 100 * state["rl_eval_selected"]["success"]
         if state.get("rl_curve"):
