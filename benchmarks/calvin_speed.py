@@ -7,22 +7,27 @@ TinyRenderer vs EGL), physics only, and the scripted experts' success rates.
 Every configuration runs in this process, one after the other, on one core (PyBullet is
 single-threaded), so the ratios are comparable; absolute numbers depend on the machine's load.
 The official assets come from ``--calvin-root`` or ``$VLA_GYM_CALVIN_ROOT`` (default: the
-project's ``../shared/assets/calvin`` when present).
+project's ``../shared/assets/calvin`` when present). The two tables also go to
+``benchmarks/results/calvin_speed.json`` and ``calvin_experts.json`` (``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vla_gym  # noqa: F401
-from vla_gym.experts import make_expert
-from vla_gym.experts.calvin import EXPERT_TASKS
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from _results import write_result  # noqa: E402
+
+import vla_gym  # noqa: E402, F401
+from vla_gym.experts import make_expert  # noqa: E402
+from vla_gym.experts.calvin import EXPERT_TASKS  # noqa: E402
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "calvin"
 
@@ -79,29 +84,71 @@ def main() -> None:
     print(f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print("| assets | renderer | images | steps/s (wall) | steps per CPU-second |")
     print("|---|---|---|---|---|")
+    rows = []
     for name, assets in modes.items():
-        for quality in ("fast", "full"):
-            wall, cpu, renderer = steps_per_second(args.steps, render_quality=quality, **assets)
-            row = f"| {name} | {renderer} | static 200² + gripper 84² | {wall:.1f} | {cpu:.1f} |"
-            print(row, flush=True)
-        wall, cpu, _ = steps_per_second(args.steps, obs_mode="flat", **assets)
-        print(f"| {name} | none | flat state (physics only) | {wall:.1f} | {cpu:.1f} |", flush=True)
+        for quality in ("fast", "full", None):
+            kwargs = {"obs_mode": "flat"} if quality is None else {"render_quality": quality}
+            wall, cpu, renderer = steps_per_second(args.steps, **kwargs, **assets)
+            images = "flat state (physics only)" if quality is None else "static 200² + gripper 84²"
+            print(f"| {name} | {renderer} | {images} | {wall:.1f} | {cpu:.1f} |", flush=True)
+            rows.append(
+                {
+                    "assets": name,
+                    "quality": quality or "none",
+                    "renderer": renderer,
+                    "images": images,
+                    "steps/s (wall)": wall,
+                    "steps per CPU-second": cpu,
+                }
+            )
     print(
         "\nsteps per CPU-second = steps / this process's CPU time (all its threads): the per-core"
         " rate, robust to other jobs on a shared machine. 'egl' = PyBullet's EGL plugin (here on"
         " Mesa llvmpipe, still the CPU); it falls back to 'tiny' when EGL is missing.\n"
     )
 
+    fast = next(r for r in rows if r["assets"] == "builtin" and r["quality"] == "fast")
+    write_result(
+        "calvin_speed",
+        title="CALVIN speed (scene D, both cameras)",
+        claim=(
+            "With the builtin assets and fast rendering, CALVIN steps with both cameras "
+            f"(static 200 px, gripper 84 px) at {fast['steps per CPU-second']:.1f} steps per "
+            f"CPU-second, the per-core rate ({args.steps} random steps per configuration)."
+        ),
+        metric="steps per CPU-second (builtin, fast)",
+        unit="steps/CPU-s",
+        per_seed={"run": fast["steps per CPU-second"]},
+        rows=rows,
+    )
+
+    expert_rows: dict[str, dict] = {}
+    means: dict[str, object] = {"task": "mean over tasks"}
     for name, assets in modes.items():
         rates = expert_table(args.episodes, assets)
+        for task, rate in rates.items():
+            expert_rows.setdefault(task, {"task": task})[f"{name} assets (%)"] = 100 * rate
         print(f"Expert success, {name} assets, {args.episodes} episodes per task (valid starts)")
         print("| task | success |")
         print("|---|---|")
         for task, rate in rates.items():
             print(f"| {task} | {100 * rate:.0f}% |")
-        print(
-            f"| **mean over {len(rates)} tasks** | {100 * np.mean(list(rates.values())):.1f}% |\n"
-        )
+        mean_rate = 100 * float(np.mean(list(rates.values())))
+        print(f"| **mean over {len(rates)} tasks** | {mean_rate:.1f}% |\n")
+        means[f"{name} assets (%)"] = mean_rate
+    write_result(
+        "calvin_experts",
+        title="CALVIN scripted experts (single tasks, scene D)",
+        claim=(
+            f"The scripted experts solve the {len(EXPERT_TASKS)} CALVIN tasks with "
+            f"{means['builtin assets (%)']:.1f} % mean success with the builtin assets "
+            f"({args.episodes} episodes per task from valid start states, seeds 1000+)."
+        ),
+        metric="builtin assets (%)",
+        unit="%",
+        per_seed={"run": means["builtin assets (%)"]},
+        rows=[*expert_rows.values(), means],
+    )
 
 
 if __name__ == "__main__":

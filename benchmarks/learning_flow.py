@@ -14,10 +14,17 @@ It also measures the stochastic-sampling overhead (``act`` with flow_sde / flow_
 deterministic ODE, same batch, interleaved repeats) and, from the trainer's timings, the share of
 rollout wall time spent in policy inference (with ``pipeline_stage_num: 2``).
 
-Every stage checkpoints into ``--work``; re-running the same command resumes (a session that ends
-mid-run loses at most one RL iteration). ``--report-only`` prints the table from disk.
+``--seeds 0 1 2`` runs the whole pipeline once per training seed, each in ``<work>/seed<N>``. The
+seed varies every stage: the demos are collected from env seeds ``N * 10000`` onwards (unless
+``--demos-dir`` gives one dataset to all seeds), SFT initialises and shuffles with it, and RL runs
+with ``runner.seed=N``. Evaluation always uses the same held-out seeds (700000+), so the seeds
+differ only in training. Every stage checkpoints into the seed's folder; re-running the same
+command resumes (a run that ends early loses at most one RL iteration). When every seed has
+finished, the per-seed SFT and RL success, their mean and sample standard deviation are written
+to ``benchmarks/results/<name>.json`` (see ``benchmarks/_results.py``) with a plot of all seeds.
+``--report-only`` prints the tables and writes the result from disk.
 
-    nice -n 10 python benchmarks/learning_flow.py --work runs/learning_flow
+    nice -n 10 python benchmarks/learning_flow.py --work runs/learning_flow --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -36,10 +43,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
-EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
 VALIDATION_SEED = 800_000  # checkpoint selection (--validation), apart from the held-out seeds
+DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -63,6 +72,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
         f"runner.log_dir={work}",
         "runner.progress_bar='off'",
         f"runner.torch_threads={args.torch_threads}",
+        f"runner.seed={args.seed}",
         *args.overrides,
         *extra,
     ]
@@ -101,13 +111,22 @@ def stage_collect(args: argparse.Namespace, work: Path) -> Path:
         args.demos,
         str(out),
         num_envs=num_envs,
-        seed=0,
+        seed=DEMO_SEED_STRIDE * args.seed,
         only_success=True,
         action_noise=args.action_noise,
         env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
+        expert_kwargs=expert_kwargs(args),
         verbose=False,
     )
     return out
+
+
+def expert_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--expert max_speed=0.025`` -> ``{"max_speed": 0.025}`` (values read as YAML)."""
+    import yaml
+
+    pairs = (item.split("=", 1) for item in args.expert)
+    return {key: yaml.safe_load(value) for key, value in pairs}
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
@@ -386,7 +405,16 @@ def main() -> None:
         default=0.1,
         help="DART noise on the expert's executed actions while collecting demos",
     )
-    parser.add_argument("--demos-dir", default="", help="reuse an existing demo dataset")
+    parser.add_argument(
+        "--expert",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scripted-expert option while collecting demos, repeatable (e.g. max_speed=0.025)",
+    )
+    parser.add_argument(
+        "--demos-dir", default="", help="reuse an existing demo dataset (for every seed)"
+    )
     parser.add_argument("--sft-steps", type=int, default=1500)
     parser.add_argument(
         "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
@@ -415,16 +443,36 @@ def main() -> None:
     parser.add_argument("--backend", default="", help="vector env backend (default: the config's)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--overhead-repeats", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="training seeds, each run (and resumed) in <work>/seed<N>",
+    )
+    parser.add_argument(
+        "--name", default="", help="result file stem (default: learning_flow_<config>)"
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. policy.image_grid=4")
     args = parser.parse_args()
-    work = Path(args.work)
+    if not args.report_only:
+        torch.set_num_threads(args.torch_threads)
+    states = {}
+    for seed in args.seeds:
+        print(f"\n=== seed {seed} ===", flush=True)
+        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+    write_json(args, states)
+
+
+def run_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """Demos, SFT, overhead and RL of one training seed (``args.seed``), resuming from disk."""
+    work = Path(args.work) / f"seed{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
     state = load_state(state_path)
     if not args.report_only:
-        torch.set_num_threads(args.torch_threads)
         state["method"] = args.method
         state["algorithm"] = train_config(args, work).algorithm.name
         start = time.perf_counter()
@@ -442,8 +490,104 @@ def main() -> None:
         if "rl_eval" not in state or done < args.rl_iterations:  # a larger budget continues
             state.pop("rl_eval", None)
             stage_rl(args, work, state, sft_path)
-            save_state(state_path, state)
+        # wall time over all launches of this seed (demos, SFT, evaluations and RL)
+        state["wall_seconds"] = state.get("wall_seconds", 0.0) + time.perf_counter() - start
+        save_state(state_path, state)
     report(state, work)
+    return state
+
+
+def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> None:
+    """The result file, once every seed has its SFT and final RL evaluation."""
+    from _results import RESULTS_DIR, write_result
+
+    unfinished = [s for s, state in states.items() if "rl_eval" not in state]
+    if unfinished:
+        print(f"no result file yet: seeds {unfinished} have not finished")
+        return
+    per_seed = {}
+    for seed, state in states.items():
+        sft, rl = state["sft_eval"]["success"], state["rl_eval"]["success"]
+        values = {"SFT success (%)": 100 * sft, "RL success (%)": 100 * rl}
+        values["gain"] = 100 * (rl - sft)
+        values["RL iterations"] = state["rl_eval"]["iterations"]  # fewer if --rl-minutes ran out
+        if "rl_eval_selected" in state:
+            values["selected checkpoint success (%)"] = 100 * state["rl_eval_selected"]["success"]
+        if state.get("rl_curve"):
+            shares = [p["inference_share"] for p in state["rl_curve"]]
+            values["inference share of rollout (%)"] = 100 * float(np.mean(shares))
+        if state.get("overhead"):
+            values["act() flow_sde / ODE"] = state["overhead"]["sde_ratio"]
+        per_seed[seed] = values
+    first = next(iter(states.values()))
+    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    name = args.name or f"learning_flow_{args.config.removeprefix('flow_').removesuffix('_cpu')}"
+    algorithm, method = first.get("algorithm", "ppo").upper(), first.get("method", "flow_sde")
+    sft_mean = np.mean([v["SFT success (%)"] for v in per_seed.values()])
+    rl_mean = np.mean([v["RL success (%)"] for v in per_seed.values()])
+    episodes = first["rl_eval"]["episodes"]
+    demos = first.get("sft_demos", {})
+    if args.demos_dir:
+        source = f"the dataset {args.demos_dir} ({demos.get('episodes', '?')} episodes)"
+    else:
+        source = (
+            f"{args.demos} scripted-expert demos collected from env seeds N * "
+            f"{DEMO_SEED_STRIDE} on (action noise {args.action_noise}"
+            + "".join(f", {item}" for item in args.expert)
+            + ")"
+        )
+    plot = RESULTS_DIR / f"{name}.png"
+    plot_seeds(states, plot)
+    write_result(
+        name,
+        title=f"Flow-matching VLA: SFT then {algorithm} ({method}) on {config.env.id}",
+        claim=(
+            f"{algorithm} with {method} takes held-out success from {sft_mean:.1f} % after SFT "
+            f"to {rl_mean:.1f} % (mean over {len(states)} training seeds, {episodes} held-out "
+            f"episodes each, config `{args.config}`)."
+        ),
+        metric="gain",
+        unit="points",
+        per_seed=per_seed,
+        plot=plot,
+        starts_from=(
+            f"one SFT checkpoint per training seed N: {source}, {args.sft_steps} SFT steps "
+            "with seed N"
+        ),
+        env_steps=int(sum(state["rl_eval"]["env_steps"] for state in states.values())),
+        wall_seconds=sum(state.get("wall_seconds", 0.0) for state in states.values()),
+    )
+
+
+def plot_seeds(states: dict[int, dict[str, Any]], path: Path) -> None:
+    """Held-out (or validation) success vs RL env steps, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    for seed, state in states.items():
+        key = "val_success" if "sft_validation" in state else "eval_success"
+        start = state.get("sft_validation", state["sft_eval"]["success"])
+        curve = [(0, start)] + [(p["env_steps"], p[key]) for p in state["rl_curve"] if key in p]
+        (line,) = axis.plot(*zip(*curve, strict=True), ".-", label=f"seed {seed}")
+        rl = state["rl_eval"]
+        axis.plot(rl["env_steps"], rl["success"], "D", color=line.get_color())
+    validation = any("sft_validation" in state for state in states.values())
+    axis.set(
+        title="success per seed ("
+        + ("validation curve, " if validation else "")
+        + "diamond: final held-out)",
+        xlabel="RL env steps",
+        ylabel="success",
+        ylim=(-0.02, 1.02),
+    )
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@ alike), trains in slices of ``--eval-every`` env steps, and after each slice:
   * evaluates the deterministic policy with one shared evaluator (``--eval-episodes`` episodes
     from fixed seeds, success = ``success_once`` at the episode's end),
   * saves a checkpoint and appends the point to ``<out>/<algo>_seed<k>.jsonl``.
-Re-running the same command resumes every algorithm from its last checkpoint. Wall time counts
-training only (evaluation excluded). At the end it prints a markdown table and writes a PNG plot
-(success vs env steps and vs wall time).
+``--seeds 0 1 2`` runs every algorithm once per seed (``runner.seed`` / SB3's ``seed``: network
+initialisation, env seeds and sampling; the evaluation episodes are the same for all), each with
+its own log and checkpoint folder (``<out>/<algo>_seed<N>.jsonl``, ``<out>/ours_ppo_seed<N>/``,
+``<out>/sb3_<algo>_seed<N>/``). Re-running the same command resumes every run from its last
+checkpoint. Wall time counts training only (evaluation excluded). At the end it prints a markdown
+table, writes a PNG plot (success vs env steps and vs wall time) and, once every run has trained,
+``benchmarks/results/<name>.json`` with each seed's success at the common env-step count and the
+env steps it took to reach 90 % (``benchmarks/_results.py``). ``--speed-check`` writes
+``<name>_speed.json``.
 
-    nice -n 10 python benchmarks/learning_panda.py --budget-steps 300000 --max-minutes 60
-    python benchmarks/learning_panda.py --report-only     # table + plot from what is on disk
+    nice -n 10 python benchmarks/learning_panda.py --seeds 0 1 2 --budget-steps 300000
+    python benchmarks/learning_panda.py --report-only --seeds 0 1 2   # table, plot and result
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 ENV_ID = "VLA/PandaPickCube-v0"
 # The episode runs on after the lift: with termination at success, a policy that hovers by the
 # cube (0.3/step for 100 steps) out-earns one that lifts it and ends the episode (~1 once).
 ENV_KWARGS = {"max_episode_steps": 100, "terminate_on_success": False}
 ALGOS = ("ours_ppo", "sb3_ppo", "sb3_sac")
-LABELS = {"ours_ppo": "our PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
+LABELS = {"ours_ppo": "trainers PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
 
 
 # ----------------------------------------------------------------------- shared evaluation
@@ -249,7 +256,9 @@ def run_one(
         print(f"{algo} seed {seed}: {point}", flush=True)
 
 
-def speed_check(out: Path, rounds: int, steps_per_round: int, normalize_obs: bool) -> str:
+def speed_check(
+    out: Path, rounds: int, steps_per_round: int, normalize_obs: bool, result_name: str
+) -> str:
     """Env steps/s of our PPO vs SB3 PPO measured interleaved in one process.
 
     Both learners train alternately for ``steps_per_round`` env steps, ``rounds`` times, so they
@@ -283,8 +292,35 @@ def speed_check(out: Path, rounds: int, steps_per_round: int, normalize_obs: boo
             f"{medians[name]:.1f} | {shown} |"
         )
     lines.append(
-        f"\nour PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x overall, "
+        f"\ntrainers PPO / SB3 PPO steps/s: {rates['ours_ppo'] / rates['sb3_ppo']:.2f}x overall, "
         f"{medians['ours_ppo'] / medians['sb3_ppo']:.2f}x median slice"
+    )
+    from _results import write_result
+
+    write_result(
+        f"{result_name}_speed",
+        title=f"PPO training speed on {ENV_ID} (state): trainers vs SB3",
+        claim=(
+            "The trainers PPO (MLP recipe `panda_pick_cube_ppo_mlp_cpu`) trains at "
+            f"{rates['ours_ppo'] / rates['sb3_ppo']:.2f}x the env steps per second of SB3 PPO, "
+            f"the two measured in alternating slices of {steps_per_round:,} env steps in one "
+            "process."
+        ),
+        metric="trainers PPO / SB3 PPO",
+        unit="x",
+        per_seed={"run": rates["ours_ppo"] / rates["sb3_ppo"]},
+        rows=[
+            {
+                "learner": LABELS[name],
+                "env steps": steps,
+                "wall (s)": wall,
+                "env steps/s": rates[name],
+                "median slice steps/s": medians[name],
+            }
+            for name, (steps, wall) in totals.items()
+        ],
+        env_steps=sum(steps for steps, _ in totals.values()),
+        wall_seconds=sum(wall for _, wall in totals.values()),
     )
     return "\n".join(lines)
 
@@ -386,16 +422,60 @@ def report(out: Path, seeds: list[int], plot_path: Path) -> str:
     return "\n".join(lines)
 
 
+def write_json(out: Path, algos: list[str], seeds: list[int], plot: Path, name: str) -> None:
+    """The result file, once every (algorithm, seed) run has trained past its first slice."""
+    from _results import write_result
+
+    runs = {algo: {seed: load_points(out, algo, seed) for seed in seeds} for algo in algos}
+    if any(len(points) < 2 for per_seed in runs.values() for points in per_seed.values()):
+        print("no result file yet: some runs have not trained")
+        return
+    # every run is compared at the env steps all of them reached
+    finals = [points[-1] for by_seed in runs.values() for points in by_seed.values()]
+    common = min(final["env_steps"] for final in finals)
+    per_seed = {}
+    for seed in seeds:
+        per_seed[seed] = {}
+        for algo in algos:
+            points = runs[algo][seed]
+            # None (not reached) in any seed keeps this column out of the mean and std
+            reached = next((p["env_steps"] for p in points if p["success"] >= 0.9), None)
+            per_seed[seed][f"{LABELS[algo]} success (%)"] = 100 * success_at(points, common)
+            per_seed[seed][f"{LABELS[algo]} env steps to 90 %"] = reached
+    lead = "ours_ppo" if "ours_ppo" in algos else algos[0]
+    means = {
+        algo: np.mean([v[f"{LABELS[algo]} success (%)"] for v in per_seed.values()])
+        for algo in algos
+    }
+    others = "; ".join(f"{LABELS[a]} {means[a]:.1f} %" for a in algos if a != lead)
+    write_result(
+        name,
+        title=f"MLP baselines on {ENV_ID} (state): trainers PPO vs SB3",
+        claim=(
+            f"After {common:,} env steps, {LABELS[lead]} reaches {means[lead]:.1f} % held-out "
+            f"success (mean over {len(seeds)} seeds{'; ' + others if others else ''}), "
+            "deterministic policy, same evaluation episodes for all."
+        ),
+        metric=f"{LABELS[lead]} success (%)",
+        unit="%",
+        per_seed=per_seed,
+        plot=plot,
+        env_steps=sum(final["env_steps"] for final in finals),
+        wall_seconds=sum(final["wall_s"] for final in finals),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", default=",".join(ALGOS))
-    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    parser.add_argument("--name", default="learning_panda", help="result file stem")
     parser.add_argument("--budget-steps", type=int, default=300_000)
     parser.add_argument("--max-minutes", type=float, default=60.0, help="training wall per run")
     parser.add_argument("--eval-every", type=int, default=20_000)
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "runs" / "learning_panda"))
-    parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "learning_panda.png"))
+    parser.add_argument("--plot", default="", help="default: benchmarks/results/<name>.png")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "--speed-check",
@@ -421,9 +501,12 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
+    plot = Path(args.plot or ROOT / "benchmarks" / "results" / f"{args.name}.png")
     if args.speed_check:
-        print(speed_check(out, args.speed_check, args.speed_steps, args.sb3_normalize_obs))
+        print(
+            speed_check(out, args.speed_check, args.speed_steps, args.sb3_normalize_obs, args.name)
+        )
         return 0
     if args.worker:
         algo, seed = args.worker.split(":")
@@ -458,8 +541,9 @@ def main() -> int:
         codes = [worker.wait() for worker in workers]
         if any(codes):
             print(f"worker exit codes: {codes}", file=sys.stderr)
-    print(report(out, seeds, Path(args.plot)))
-    print(f"plot: {args.plot}")
+    print(report(out, seeds, plot))
+    print(f"plot: {plot}")
+    write_json(out, args.algos.split(","), seeds, plot, args.name)
     return 0
 
 

@@ -15,12 +15,18 @@ of 256 bins decoded in one pass) with the trainer config ``token_panda_vision_pp
 It also times ``act()`` on one batch with parallel (OFT) vs autoregressive decoding of the same
 network size, interleaved in one run.
 
-Every stage checkpoints into ``--work``; re-running the same command resumes where it stopped
-(at most one RL iteration is lost). ``--report-only`` prints the table from disk.
+``--seeds 0 1 2`` runs the whole pipeline once per training seed, each in ``<work>/seed<N>``. The
+seed varies every stage: the demos are collected from env seeds ``N * 10000`` onwards (unless
+``--demos-dir`` gives one dataset to all seeds), SFT initialises and shuffles with it, and RL runs
+with ``runner.seed=N``. Evaluation always uses the same held-out seeds (700000+). Every stage
+checkpoints into the seed's folder; re-running the same command resumes where it stopped (at
+most one RL iteration is lost). When every seed has finished, the per-seed SFT and PPO success,
+their mean and sample standard deviation are written to ``benchmarks/results/<name>.json`` (see
+``benchmarks/_results.py``). ``--report-only`` prints the tables and writes the result from disk.
 
-    nice -n 10 python benchmarks/learning_token.py --work runs/learning_token
+    nice -n 10 python benchmarks/learning_token.py --work runs/learning_token --seeds 0 1 2
     nice -n 10 python benchmarks/learning_token.py --work runs/learning_token_grid4 \
-        --demos-dir runs/learning_token/demos policy.encoder.image_grid=4
+        --demos-dir runs/learning_token/seed0/demos policy.encoder.image_grid=4
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CONFIG = "token_panda_vision_ppo_cpu"
 ENV_ID = "VLA/PandaPickCubeVision-v0"
-EVAL_SEED = 700_000  # held out: demos come from seeds 0.., RL rollouts from the trainer's seeds
+EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
+DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -119,13 +127,22 @@ def stage_demos(args: argparse.Namespace, work: Path) -> Path:
         args.demos,
         str(out),
         num_envs=min(args.demos, 4),
-        seed=0,
+        seed=DEMO_SEED_STRIDE * args.seed,
         only_success=True,
         action_noise=args.action_noise,
         env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
+        expert_kwargs=expert_kwargs(args),
         verbose=False,
     )
     return out
+
+
+def expert_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--expert max_speed=0.025`` -> ``{"max_speed": 0.025}`` (values read as YAML)."""
+    import yaml
+
+    pairs = (item.split("=", 1) for item in args.expert)
+    return {key: yaml.safe_load(value) for key, value in pairs}
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
@@ -290,7 +307,16 @@ def main() -> None:
         default=0.1,
         help="DART noise on the expert's executed actions while collecting demos",
     )
-    parser.add_argument("--demos-dir", default="", help="reuse an existing demo dataset")
+    parser.add_argument(
+        "--expert",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scripted-expert option while collecting demos, repeatable (e.g. max_speed=0.025)",
+    )
+    parser.add_argument(
+        "--demos-dir", default="", help="reuse an existing demo dataset (for every seed)"
+    )
     parser.add_argument("--sft-steps", type=int, default=1500)
     parser.add_argument(
         "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
@@ -302,19 +328,36 @@ def main() -> None:
     parser.add_argument("--backend", default="subproc")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--speed-repeats", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="training seeds, each run (and resumed) in <work>/seed<N>",
+    )
+    parser.add_argument("--name", default="learning_token_panda_vision_ppo", help="result stem")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "overrides", nargs="*", help="dotted config overrides, e.g. policy.encoder.image_grid=4"
     )
     args = parser.parse_args()
-    work = Path(args.work)
+    if not args.report_only:
+        torch.set_num_threads(args.torch_threads)
+    states = {}
+    for seed in args.seeds:
+        print(f"\n=== seed {seed} ===", flush=True)
+        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+    write_json(args, states)
+
+
+def run_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """Demos, SFT, decoding speed and RL of one training seed (``args.seed``), resuming."""
+    work = Path(args.work) / f"seed{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
     state = load_state(state_path)
     if not args.report_only:
-        torch.set_num_threads(args.torch_threads)
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from _machine import describe_machine
 
         state.setdefault("machine", describe_machine())
@@ -332,8 +375,63 @@ def main() -> None:
         print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
         if "rl_eval" not in state and args.rl_iterations > 0:
             stage_rl(args, work, state, sft_path)
-            save_state(state_path, state)
+        # wall time over all launches of this seed (demos, SFT, evaluations and RL)
+        state["wall_seconds"] = state.get("wall_seconds", 0.0) + time.perf_counter() - start
+        save_state(state_path, state)
     report(state)
+    return state
+
+
+def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> None:
+    """The result file, once every seed has its SFT and final PPO evaluation."""
+    from _results import write_result
+
+    unfinished = [s for s, state in states.items() if "rl_eval" not in state]
+    if unfinished:
+        print(f"no result file yet: seeds {unfinished} have not finished")
+        return
+    per_seed = {}
+    for seed, state in states.items():
+        sft, rl = state["sft_eval"]["success"], state["rl_eval"]["success"]
+        per_seed[seed] = {
+            "SFT success (%)": 100 * sft,
+            "PPO success (%)": 100 * rl,
+            "gain": 100 * (rl - sft),
+            "PPO iterations": state["rl_eval"]["iterations"],
+        }
+        if state.get("decoding_speed"):
+            per_seed[seed]["act() autoregressive / parallel"] = state["decoding_speed"]["ratio"]
+    first = next(iter(states.values()))
+    sft_mean = np.mean([v["SFT success (%)"] for v in per_seed.values()])
+    rl_mean = np.mean([v["PPO success (%)"] for v in per_seed.values()])
+    demos = first.get("sft_demos", {})
+    if args.demos_dir:
+        source = f"the dataset {args.demos_dir} ({demos.get('episodes', '?')} episodes)"
+    else:
+        source = (
+            f"{args.demos} scripted-expert demos collected from env seeds N * "
+            f"{DEMO_SEED_STRIDE} on (action noise {args.action_noise}"
+            + "".join(f", {item}" for item in args.expert)
+            + ")"
+        )
+    write_result(
+        args.name,
+        title=f"Action-token VLA: SFT then PPO on {ENV_ID}",
+        claim=(
+            f"PPO with token-level ratios takes held-out success (greedy tokens) from "
+            f"{sft_mean:.1f} % after SFT to {rl_mean:.1f} % (mean over {len(states)} training "
+            f"seeds, {first['rl_eval']['episodes']} held-out episodes each, config `{CONFIG}`)."
+        ),
+        metric="gain",
+        unit="points",
+        per_seed=per_seed,
+        starts_from=(
+            f"one SFT checkpoint per training seed N: {source}, {args.sft_steps} SFT steps "
+            "with seed N"
+        ),
+        env_steps=int(sum(state["rl_eval"]["env_steps"] for state in states.values())),
+        wall_seconds=sum(state.get("wall_seconds", 0.0) for state in states.values()),
+    )
 
 
 if __name__ == "__main__":

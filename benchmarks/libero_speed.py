@@ -8,7 +8,8 @@ Configurations, all on the same task and init state, stepped with the same rando
     observations, the way the reference pipelines (RLinf, LeRobot) run it;
   * ``physics only``: ``obs_mode="flat"`` (no rendering), the ceiling.
 The configurations take turns in short blocks so load changes on a shared machine hit them
-alike; the ratios are the result, absolute numbers depend on the machine::
+alike; the ratios are the result, absolute numbers depend on the machine. The table also goes to
+``benchmarks/results/libero_speed.json`` (``benchmarks/_results.py``)::
 
     python benchmarks/libero_speed.py --libero-assets ../shared/assets/libero
 """
@@ -19,15 +20,19 @@ import argparse
 import contextlib
 import io
 import os
+import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vla_gym  # noqa: F401  (registers the IDs, sets up headless GL)
-from vla_gym.envs.libero.offline import import_libero, resolve_assets
-from vla_gym.envs.libero.suites import get_suite
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from _results import write_result  # noqa: E402
+
+import vla_gym  # noqa: E402, F401  (registers the IDs, sets up headless GL)
+from vla_gym.envs.libero.offline import import_libero, resolve_assets  # noqa: E402
+from vla_gym.envs.libero.suites import get_suite  # noqa: E402
 
 DEFAULT_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
 
@@ -102,6 +107,32 @@ def main(argv: list[str] | None = None) -> None:
         )
     for env, _ in configs.values():
         env.close()
+    ratio = rates["vla_gym fast"] / rates["robosuite cameras"]
+    write_result(
+        "libero_speed",
+        title=f"LIBERO speed (LIBERO-{args.suite}, two {args.size} px cameras)",
+        claim=(
+            f"With fast rendering a LIBERO-{args.suite} step with two {args.size} px cameras "
+            f"runs {ratio:.1f}x as fast as with robosuite's camera observations, the way the "
+            f"reference pipelines run it ({steps['vla_gym fast']} steps per configuration, "
+            f"taking turns in blocks of {args.block_steps})."
+        ),
+        metric="vla_gym fast / robosuite cameras",
+        unit="x",
+        per_seed={"run": ratio},
+        rows=[
+            {
+                "configuration": name,
+                "steps/s": rate,
+                "ms/step": 1000 / rate,
+                "vs vla_gym full": rate / rates["vla_gym full"],
+                "vs robosuite cameras": rate / rates["robosuite cameras"],
+            }
+            for name, rate in rates.items()
+        ],
+        env_steps=sum(steps.values()),
+        wall_seconds=sum(seconds.values()),
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Single env (``VLA/MetaWorld-MT50-v0``, random actions, resets included as they o
 ``obs_mode="flat"`` (no rendering), one ``corner2`` camera at fast quality and at full quality,
 measured in interleaved rounds so that load from other processes hits all alike (median of the
 rounds; read the ratios). Then the same fast-quality env through ``vla_gym.make_vec`` with the
-sync and the subprocess backends (env steps/s = envs x vector steps/s).
+sync and the subprocess backends (env steps/s = envs x vector steps/s). The table also goes to
+``benchmarks/results/metaworld_speed.json`` (``benchmarks/_results.py``).
 
     nice -n 10 .venv/bin/python benchmarks/metaworld_speed.py [--steps 200] [--num-envs 4]
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from _machine import describe_machine  # noqa: E402
+from _results import write_result  # noqa: E402
 
 import vla_gym  # noqa: E402  (registers the IDs, picks a headless GL backend)
 
@@ -95,6 +97,23 @@ def main() -> None:
     print("| setting | env steps/s | vs 1 camera fast |\n|---|---|---|")
     for name, rate in median.items():
         print(f"| {name} | {rate:.1f} | {rate / fast:.2f}x |")
+    ratio = fast / median["1 camera, full"]
+    write_result(
+        "metaworld_speed",
+        title=f"Meta-World speed ({ENV_ID}, one {args.image_size} px camera)",
+        claim=(
+            f"Fast rendering makes a Meta-World step with one {args.image_size} px corner2 camera "
+            f"{ratio:.1f}x as fast as full quality (random actions, resets included, medians of "
+            f"{args.rounds} interleaved rounds)."
+        ),
+        metric="fast / full",
+        unit="x",
+        per_seed={"run": ratio},
+        rows=[
+            {"setting": name, "env steps/s": rate, "vs 1 camera fast": rate / fast}
+            for name, rate in median.items()
+        ],
+    )
 
 
 if __name__ == "__main__":
