@@ -76,8 +76,8 @@ def make_token_policy(config, **policy_overrides):
     import gymnasium as gym
 
     import vla_gym  # noqa: F401  (registers the IDs)
+    from trainers.config import env_kwargs
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs
 
     probe = gym.make(config.env.id, **env_kwargs(config.env))
     try:

@@ -17,7 +17,7 @@ def test_quickstart_runs_sft_then_ppo_and_prints_before_after(tmp_path, capsys):
             "--rl-iterations", "1",
             "--eval-episodes", "2",
             "--num-envs", "2",
-            "env.max_episode_steps=10",
+            "env.max_steps=10",
             "algorithm.global_batch_size=4",
             "algorithm.micro_batch_size=2",
             "algorithm.critic_warmup_iterations=0",

@@ -34,7 +34,7 @@ def test_every_seed_recipe_ships_and_validates():
 
 def test_recipe_defaults_follow_the_seed_table():
     calvin = load_config("calvin_abc_ppo_flow")
-    assert (calvin.env.action_chunk, calvin.env.max_episode_steps) == (5, 480)
+    assert (calvin.env.action_chunk, calvin.env.max_steps) == (5, 480)
     assert (calvin.env.num_envs, calvin.rollout.rollout_epochs) == (64, 8)
     assert (calvin.algorithm.lr, calvin.algorithm.value_lr) == (5e-6, 1e-4)
     assert calvin.env.eval_id == "VLA/CALVIN-D-v0"
@@ -43,7 +43,7 @@ def test_recipe_defaults_follow_the_seed_table():
     assert libero.algorithm.name == "grpo" and libero.algorithm.group_size == 8
     assert libero.algorithm.update_epochs == 2 and libero.env.action_chunk == 10
     panda = load_config("panda_pick_cube_ppo_mlp")
-    assert (panda.env.num_envs, panda.env.max_episode_steps, panda.algorithm.update_epochs) == (
+    assert (panda.env.num_envs, panda.env.max_steps, panda.algorithm.update_epochs) == (
         128,
         200,
         8,

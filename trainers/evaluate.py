@@ -17,7 +17,7 @@ Meta-World and LIBERO run every task of the suite with ``ceil(budget / tasks)`` 
 most 10 / 20 per task for MT50 / ML45-test, 50 init states for LIBERO). The policy network and
 weights come from the checkpoint; observation/action settings and env kwargs (``env.kwargs``,
 ``env.eval_kwargs``) from the config, less what a protocol fixes. The episode horizon is the
-config's ``env.max_episode_steps`` for Meta-World and LIBERO and the protocol's own for CALVIN
+config's ``env.max_steps`` for Meta-World and LIBERO and the protocol's own for CALVIN
 (360 steps per subtask).
 
 The output is the protocol's own report followed by one JSON line of the headline metrics
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from trainers import checkpoint
-from trainers.config import EnvConfig, TrainConfig, load_config
+from trainers.config import EnvConfig, TrainConfig, env_kwargs, load_config
 from trainers.logging import annotate_frame, write_video
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -50,7 +50,6 @@ from trainers.policies.base import ActorCriticPolicy
 from trainers.rollout import (
     EpisodeStats,
     RolloutCollector,
-    env_kwargs,
     make_single_env,
     make_vector_env,
     obs_to_torch,
@@ -72,7 +71,7 @@ def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCol
             envs_per_worker=env.envs_per_worker,
         ),
         env.eval_num_envs or env.num_envs,
-        num_steps=math.ceil(env.max_episode_steps / env.action_chunk),
+        num_steps=math.ceil(env.max_steps / env.action_chunk),
         episodic=True,
         device=device,
         episode_metrics=env.episode_metrics,
@@ -242,7 +241,7 @@ class ProtocolJob:
         """The config's observation/action settings and env kwargs, less what the protocol
         fixes (the horizon included: each runner sets it)."""
         kwargs = env_kwargs(self.config.env, evaluation=True)
-        drop = {"max_episode_steps", *fixed}
+        drop = {"max_steps", *fixed}
         return {key: value for key, value in kwargs.items() if key not in drop}
 
     def policy_factory(self) -> Callable[[gym.vector.VectorEnv], Any]:
@@ -288,7 +287,7 @@ def _run_metaworld(job: ProtocolJob, suite: str) -> Report:
         suite,
         num_envs=job.num_envs,
         num_trials=trials_per_task(job.episodes, len(spec.tasks), spec.num_trials),
-        max_episode_steps=job.config.env.max_episode_steps,
+        max_episode_steps=job.config.env.max_steps,
         backend=job.config.env.backend,
         seed=job.seed,
         progress=sys.stderr.isatty(),
@@ -313,7 +312,7 @@ def _run_libero(job: ProtocolJob, suite: str) -> Report:
 
     kwargs = {
         **job.env_kwargs(_LIBERO_FIXED_KWARGS),
-        "max_steps": job.config.env.max_episode_steps,
+        "max_steps": job.config.env.max_steps,
     }
     # vla_gym.eval.libero takes a callable (obs, infos) -> actions, not a checkpoint path: the
     # policy is built on the spaces of one env, which also gives the number of tasks.

@@ -20,7 +20,7 @@ from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, PolicyOutp
 
 
 @dataclass
-class Config:
+class MLPConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     value_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     activation: str = "tanh"  # tanh | relu
@@ -70,8 +70,8 @@ class RunningNormalizer(nn.Module):
         return ((x - self.mean.to(x.dtype)) / std).clamp(-self.clip, self.clip)
 
 
-class Policy(ActorCriticPolicy):
-    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space):
+class MLPPolicy(ActorCriticPolicy):
+    def __init__(self, config: MLPConfig, observation_space: gym.Space, action_space: gym.Space):
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(
