@@ -15,7 +15,7 @@ import torch
 
 import vla_gym  # noqa: F401  (registers the IDs)
 from trainers.config import available_configs, load_config
-from trainers.policies import policy_module
+from trainers.policies import policy_class
 from trainers.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ PPO_TAGS = {
     "actor/approx_kl",
     "actor/pg_clipfrac",
     "actor/value_clip_ratio",
-    "actor/entropy_loss",
+    "actor/entropy",
     "actor/lr",
     "critic/explained_variance",
     "rollout/returns_mean",
@@ -82,7 +82,7 @@ def skip_unless_runnable(config) -> None:
     if config.env.id not in gym.registry:
         pytest.skip(f"{config.env.id} is not registered (its benchmark adapter is not installed)")
     try:
-        policy_module(config.policy_name)
+        policy_class(config.policy_name)
     except ModuleNotFoundError as exc:
         pytest.skip(str(exc))
     try:
