@@ -276,10 +276,9 @@ def _apply_smoke(raw: dict[str, Any]) -> None:
     # One optimiser step over the whole (tiny) rollout, in two micro-batches when it splits.
     draft = build_config(raw)
     batch = draft.env.num_envs * draft.steps_per_rollout
+    micro = batch // 2 if batch % 2 == 0 else batch
     _set_dotted(raw, "algorithm.global_batch_size", batch, source="smoke")
-    _set_dotted(
-        raw, "algorithm.micro_batch_size", batch // 2 if batch % 2 == 0 else batch, source="smoke"
-    )
+    _set_dotted(raw, "algorithm.micro_batch_size", micro, source="smoke")
 
 
 # ----------------------------------------------------------------------------- validation

@@ -1,5 +1,4 @@
-"""The training loop: collect rollouts, compute advantages (the config's algorithm), update, log,
-save.
+"""The training loop: collect rollouts, compute the algorithm's advantages, update, log, save.
 
 ``python -m trainers train --config NAME [dotted.key=value ...] [--smoke] [--resume [PATH]]``
 """
