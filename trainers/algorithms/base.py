@@ -8,6 +8,7 @@ Each algorithm has a typed config, a subclass of :class:`AlgorithmConfig` holdin
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -101,6 +102,8 @@ class Batch:
 
 @dataclass
 class LossTerms:
+    """One micro-batch's loss (``total``, minimised) and the terms it is logged by."""
+
     total: torch.Tensor
     policy: torch.Tensor
     value: torch.Tensor
@@ -120,7 +123,7 @@ class RolloutSetup:
     covers_episode: bool  # each rollout holds whole episodes
 
 
-class Algorithm:
+class Algorithm(ABC):
     """Base class; subclasses set ``name``, ``config_class`` and ``uses_value``."""
 
     name: ClassVar[str]
@@ -135,23 +138,24 @@ class Algorithm:
             )
         self.config = config
 
-    def check_setup(self, setup: RolloutSetup) -> None:
+    def check_setup(self, setup: RolloutSetup) -> None:  # noqa: B027  (most accept any)
         """Raise ``ConfigError`` when the rollouts do not suit the algorithm."""
 
     def reset_seeds(self, base_seed: int, num_envs: int) -> list[int]:
         """One reset seed per env for the rollout starting at ``base_seed``."""
         return [base_seed + i for i in range(num_envs)]
 
+    @abstractmethod
     def advantages(self, rollout: Rollout) -> Advantages:
-        raise NotImplementedError
+        """Advantages (and value targets) of every step of ``rollout``."""
 
     def trains_actor(self, iteration: int) -> bool:
         """False while only the critic learns (e.g. PPO's critic warm-up)."""
         return True
 
+    @abstractmethod
     def loss(self, evaluated: EvaluateOutput, batch: Batch, *, train_actor: bool) -> LossTerms:
         """The loss of one micro-batch (``batch`` on the actor's device)."""
-        raise NotImplementedError
 
 
 def bootstrap_truncated(rollout: Rollout, gamma: float) -> torch.Tensor:
