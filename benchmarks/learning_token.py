@@ -190,7 +190,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 "return": metrics.get("env/return", float("nan")),
                 "approx_kl": metrics.get("actor/approx_kl", float("nan")),
                 "clipfrac": metrics.get("actor/pg_clipfrac", float("nan")),
-                "entropy": metrics.get("actor/entropy_loss", float("nan")),
+                "entropy": metrics.get("actor/entropy", float("nan")),
             }
             curve.append(point)
             trainer.save()

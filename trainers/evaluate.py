@@ -89,13 +89,7 @@ def evaluate_policy(
     while total.count < episodes:
         seeds = [seed + round_index * collector.num_envs + i for i in range(collector.num_envs)]
         _, stats = collector.collect(policy, seeds, deterministic=True, record=False)
-        total.returns += stats.returns
-        total.lengths += stats.lengths
-        total.success_once += stats.success_once
-        for key, values in stats.extra.items():
-            total.extra[key] += values
-        total.env_steps += stats.env_steps
-        total.reward_sum += stats.reward_sum
+        total.merge(stats)
         round_index += 1
     keep = slice(0, episodes)
     total.returns, total.lengths = total.returns[keep], total.lengths[keep]
