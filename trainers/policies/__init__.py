@@ -1,10 +1,10 @@
 """Trainer policies by name: MLP, flow-matching VLA, action-token VLA.
 
-Each policy has a typed config dataclass (``MLPConfig``, ``FlowConfig``, ``TokenConfig``) and a
-policy class built as ``Policy(config, observation_space, action_space)`` (an
-:class:`ActorCriticPolicy`). A config's ``policy:`` section holds ``name`` plus that config's
-fields; :func:`parse_policy_config` is its one parser. Modules are imported lazily, so a VLA
-policy's network code loads only when a config asks for it.
+Each policy has a typed config dataclass (``MLPConfig``, ``FlowConfig``, ``TokenConfig``) and an
+:class:`ActorCriticPolicy` class (``MLPPolicy``, ``FlowPolicy``, ``TokenPolicy``) built as
+``FlowPolicy(config, observation_space, action_space)``. A config's ``policy:`` section holds
+``name`` plus that config's fields; :func:`parse_policy_config` is its one parser. Modules are
+imported lazily, so a VLA policy's network code loads only when a config asks for it.
 """
 
 from __future__ import annotations
