@@ -185,3 +185,10 @@ def test_smoke_settings_come_from_the_smoke_file_and_the_config_wins():
 def test_only_named_paths_must_exist():
     config = load_config("panda_pick_cube_ppo_mlp_cpu", ["env.kwargs.asset_path=/no/such/dir"])
     assert config.env.kwargs["asset_path"] == "/no/such/dir"  # the env's business, not a check
+
+
+def test_policy_settings_are_checked_by_the_policy_config():
+    with pytest.raises(ConfigError, match="policy.activation must be one of"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.activation=gelu"])
+    with pytest.raises(ConfigError, match="policy.hidden_sizes must be positive integers"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.hidden_sizes=[64,0]"])

@@ -18,6 +18,8 @@ from torch import nn
 
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, PolicyOutput
 
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
 
 @dataclass
 class MLPConfig:
@@ -28,8 +30,15 @@ class MLPConfig:
     normalize_obs: bool = True
     obs_clip: float = 10.0
 
-
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"policy.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        for name in ("hidden_sizes", "value_hidden_sizes"):
+            sizes = getattr(self, name)
+            if not all(isinstance(size, int) and size >= 1 for size in sizes):
+                raise ValueError(f"policy.{name} must be positive integers, got {sizes!r}")
 
 
 def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
@@ -78,8 +87,6 @@ class MLPPolicy(ActorCriticPolicy):
                 f"the mlp policy needs a flat Box observation (obs_mode='flat'), "
                 f"got {observation_space}"
             )
-        if config.activation not in ACTIVATIONS:
-            raise ValueError(f"policy.activation must be one of {list(ACTIVATIONS)}")
         self.config = config
         self.action_shape = tuple(action_space.shape)
         obs_dim, act_dim = observation_space.shape[0], int(np.prod(self.action_shape))
