@@ -318,3 +318,48 @@ def test_critic_warmup_is_the_only_time_ppo_leaves_the_actor_alone():
     assert [ppo_algorithm.trains_actor(i) for i in range(4)] == [False, False, True, True]
     assert GRPO(GRPOConfig()).trains_actor(0)
     assert PPO.uses_value and not GRPO.uses_value
+
+
+def test_a_new_algorithm_is_one_class_and_a_registry_entry(monkeypatch):
+    """A critic-free REINFORCE: its config key loads from YAML/CLI, and its advantages feed the
+    shared batch."""
+    from dataclasses import dataclass
+
+    from trainers import algorithms
+    from trainers.algorithms.base import Advantages, Algorithm, AlgorithmConfig
+    from trainers.algorithms.update import make_batch, surrogate_loss
+    from trainers.config import load_config
+
+    @dataclass
+    class ReinforceConfig(AlgorithmConfig):
+        name: str = "reinforce"
+        baseline: float = 0.0
+
+    class Reinforce(Algorithm):
+        name = "reinforce"
+        config_class = ReinforceConfig
+        uses_value = False
+
+        def advantages(self, rollout):
+            returns = rollout.rewards.flip(0).cumsum(0).flip(0) - self.config.baseline
+            return Advantages(returns * rollout.valid.float(), mask=rollout.valid)
+
+        def loss(self, evaluated, batch, *, train_actor):
+            return surrogate_loss(
+                log_prob=evaluated.log_prob,
+                old_log_prob=batch.log_probs,
+                advantages=batch.advantages,
+                entropy=evaluated.entropy,
+                config=self.config,
+            )
+
+    monkeypatch.setitem(algorithms.ALGORITHMS, "reinforce", Reinforce)
+    config = load_config(
+        "panda_pick_cube_ppo_mlp_cpu", ["algorithm.name=reinforce", "algorithm.baseline=0.5"]
+    )
+    assert type(config.algorithm) is ReinforceConfig and config.algorithm.baseline == 0.5
+    config.algorithm.normalize_advantages = False
+    rollout = make_rollout([[1.0, 0.0], [2.0, 1.0]], [[0.0] * 2] * 2, [0.0] * 2)
+    batch, _ = make_batch([rollout], algorithms.make_algorithm(config.algorithm))
+    assert batch.advantages.tolist() == [2.5, 0.5, 1.5, 0.5]
+    assert batch.returns is None and batch.values is None
