@@ -130,9 +130,10 @@ def expert_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
+    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs, make_single_env
+    from trainers.rollout import make_single_env
     from trainers.sft import SFTConfig, train_sft
 
     config = train_config(args, work)
@@ -266,9 +267,10 @@ def stage_overhead(
 ) -> dict[str, float]:
     """Median wall time of act() per method on the same batch of 8 demo observations."""
     from trainers import checkpoint
+    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs, make_single_env
+    from trainers.rollout import make_single_env
 
     config = train_config(args, work)
     probe = make_single_env(config.env.id, **env_kwargs(config.env))

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 ENV_ID = "VLA/PandaPickCube-v0"
 # The episode runs on after the lift: with termination at success, a policy that hovers by the
 # cube (0.3/step for 100 steps) out-earns one that lifts it and ends the episode (~1 once).
-ENV_KWARGS = {"max_episode_steps": 100, "terminate_on_success": False}
+ENV_KWARGS = {"max_steps": 100, "terminate_on_success": False}
 ALGOS = ("ours_ppo", "sb3_ppo", "sb3_sac")
 LABELS = {"ours_ppo": "trainers PPO (MLP)", "sb3_ppo": "SB3 PPO", "sb3_sac": "SB3 SAC"}
 
@@ -86,7 +86,7 @@ class OursPPO:
                 f"runner.run_name=ours_ppo_seed{seed}",
                 f"runner.seed={seed}",
                 "runner.max_iterations=1000000",
-                f"env.max_episode_steps={ENV_KWARGS['max_episode_steps']}",
+                f"env.max_steps={ENV_KWARGS['max_steps']}",
                 "env.kwargs={terminate_on_success: false}",
             ],
         )

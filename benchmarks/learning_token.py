@@ -84,8 +84,8 @@ def make_token_policy(config, **policy_overrides):
     import gymnasium as gym
 
     import vla_gym  # noqa: F401  (registers the IDs)
+    from trainers.config import env_kwargs
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs
 
     probe = gym.make(config.env.id, **env_kwargs(config.env))
     try:
@@ -207,7 +207,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 "return": metrics.get("env/return", float("nan")),
                 "approx_kl": metrics.get("actor/approx_kl", float("nan")),
                 "clipfrac": metrics.get("actor/pg_clipfrac", float("nan")),
-                "entropy": metrics.get("actor/entropy_loss", float("nan")),
+                "entropy": metrics.get("actor/entropy", float("nan")),
             }
             curve.append(point)
             trainer.save()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from trainers.policies.flow import Config, Policy
+from trainers.policies.flow import FlowConfig, FlowPolicy
 
 CHUNK, ACTION_DIM, STATE_DIM = 3, 4, 5
 
@@ -15,11 +15,11 @@ CHUNK, ACTION_DIM, STATE_DIM = 3, 4, 5
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_policy(chunk: int = CHUNK) -> Policy:
+def make_policy(chunk: int = CHUNK) -> FlowPolicy:
     torch.manual_seed(0)
     shape = (ACTION_DIM,) if chunk == 1 else (chunk, ACTION_DIM)
-    return Policy(
-        Config.preset("nano"),
+    return FlowPolicy(
+        FlowConfig.from_preset("nano"),
         spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
         spaces.Box(-1, 1, shape, np.float32),
     )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from trainers.policies.flow import PRESETS, Config, Policy
+from trainers.policies.flow import PRESETS, FlowConfig, FlowPolicy
 from trainers.policies.flow.sampling import (
     gaussian_entropy,
     gaussian_log_prob,
@@ -47,23 +47,25 @@ def vla_obs(batch: int = BATCH, size: int = 16, seed: int = 0) -> dict:
     }
 
 
-def make_policy(chunk: int = CHUNK, **overrides) -> Policy:
+def make_policy(chunk: int = CHUNK, **overrides) -> FlowPolicy:
     torch.manual_seed(0)
-    config = Config.preset("nano", image_size=16, image_patch=2, language="hash", **overrides)
+    config = FlowConfig.from_preset(
+        "nano", image_size=16, image_patch=2, language="hash", **overrides
+    )
     shape = (ACTION_DIM,) if chunk == 1 else (chunk, ACTION_DIM)
-    policy = Policy(config, vla_space(), spaces.Box(-1, 1, shape, np.float32))
+    policy = FlowPolicy(config, vla_space(), spaces.Box(-1, 1, shape, np.float32))
     # Widen the velocity output so the tests are not dominated by a near-zero initial head.
     with torch.no_grad():
         policy.velocity_out.weight.mul_(5.0)
     return policy.eval()
 
 
-def flat_policy(chunk: int = CHUNK, **overrides) -> Policy:
+def flat_policy(chunk: int = CHUNK, **overrides) -> FlowPolicy:
     """A state-only policy: cheap, for tests that need many forward passes."""
     torch.manual_seed(0)
     shape = (ACTION_DIM,) if chunk == 1 else (chunk, ACTION_DIM)
-    return Policy(
-        Config.preset("nano", **overrides),
+    return FlowPolicy(
+        FlowConfig.from_preset("nano", **overrides),
         spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
         spaces.Box(-1, 1, shape, np.float32),
     )
@@ -316,33 +318,35 @@ def test_sft_then_ode_reproduces_a_constant_action():
 # ----------------------------------------------------------------------- config and inputs
 def test_config_validation_names_the_problem():
     with pytest.raises(ValueError, match="noise_method"):
-        Config(noise_method="ddpm")
+        FlowConfig(noise_method="ddpm")
     with pytest.raises(ValueError, match="value_head"):
-        Config(value_head="critic")
+        FlowConfig(value_head="critic")
     with pytest.raises(ValueError, match="noise_std_min"):
-        Config(noise_std_min=0.2, noise_std_max=0.1)
+        FlowConfig(noise_std_min=0.2, noise_std_max=0.1)
     with pytest.raises(ValueError, match="divisible"):
-        Config(dim=30, heads=4)
+        FlowConfig(dim=30, heads=4)
     with pytest.raises(ValueError, match="unknown flow policy preset"):
-        Config.preset("gigantic")
+        FlowConfig.from_preset("gigantic")
 
 
 def test_presets_scale_from_cpu_to_gpu():
     sizes = {}
     for name in ("nano", "small", "base"):
         torch.manual_seed(0)
-        config = Config.preset(name, language="hash")
-        policy = Policy(config, vla_space(config.image_size), spaces.Box(-1, 1, (5, 4), np.float32))
+        config = FlowConfig.from_preset(name, language="hash")
+        policy = FlowPolicy(
+            config, vla_space(config.image_size), spaces.Box(-1, 1, (5, 4), np.float32)
+        )
         sizes[name] = sum(p.numel() for p in policy.parameters())
     assert sizes["nano"] < sizes["small"] < sizes["base"]
     assert set(PRESETS) >= {"nano", "small", "base", "large"}
-    assert Config.preset("large").amp and Config.preset("large").compile
+    assert FlowConfig.from_preset("large").amp and FlowConfig.from_preset("large").compile
 
 
 def test_flat_observations_are_supported():
     torch.manual_seed(0)
-    policy = Policy(
-        Config.preset("nano"),
+    policy = FlowPolicy(
+        FlowConfig.from_preset("nano"),
         spaces.Box(-np.inf, np.inf, (10,), np.float32),
         spaces.Box(-1, 1, (4,), np.float32),
     )
@@ -356,4 +360,20 @@ def test_flat_observations_are_supported():
 
 def test_rejects_non_box_action_space():
     with pytest.raises(ValueError, match="Box action space"):
-        Policy(Config.preset("nano"), vla_space(), spaces.Discrete(3))
+        FlowPolicy(FlowConfig.from_preset("nano"), vla_space(), spaces.Discrete(3))
+
+
+def test_policy_settings_parse_into_a_flow_config():
+    from trainers.policies import parse_policy_config
+    from trainers.schema import ConfigError
+
+    config = parse_policy_config(
+        {"name": "flow", "preset": "nano", "heads": 2, "image_channels": [8, 16]}
+    )
+    assert isinstance(config, FlowConfig) and config.preset == "nano"
+    assert (config.dim, config.heads, config.image_channels) == (64, 2, (8, 16))
+    assert parse_policy_config({"name": "flow"}) == FlowConfig()  # the "small" preset
+    with pytest.raises(ConfigError, match="unknown key 'policy.dims'"):
+        parse_policy_config({"name": "flow", "dims": 3})
+    with pytest.raises(ConfigError, match="policy: dim=30 is not divisible"):
+        parse_policy_config({"name": "flow", "dim": 30})

@@ -32,7 +32,7 @@ def test_sb3_entry_point_trains_evaluates_and_logs(algo, tmp_path, capsys):
             "--log-dir",
             str(tmp_path),
             "--env-kwargs",
-            '{"max_episode_steps": 16}',
+            '{"max_steps": 16}',
         ]
     )
     assert code == 0
@@ -56,7 +56,7 @@ def test_sb3_rejects_unknown_algorithm():
 def test_normalize_obs_wraps_in_vec_normalize_observations_only():
     from stable_baselines3.common.vec_env import VecNormalize
 
-    kwargs = {"num_envs": 1, "seed": 0, "log_dir": None, "env_kwargs": {"max_episode_steps": 8}}
+    kwargs = {"num_envs": 1, "seed": 0, "log_dir": None, "env_kwargs": {"max_steps": 8}}
     model = sb3.make_model("sac", "VLA/PandaPickCube-v0", **kwargs)  # on by default
     env = model.get_env()
     assert isinstance(env, VecNormalize)
@@ -71,14 +71,14 @@ def test_entry_point_saves_statistics_and_no_normalize_obs_skips_them(tmp_path, 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     common = ["--algo", "ppo", "--steps", "64", "--num-envs", "2", "--eval-freq", "32"]
-    common += ["--eval-episodes", "1", "--env-kwargs", '{"max_episode_steps": 8}']
+    common += ["--eval-episodes", "1", "--env-kwargs", '{"max_steps": 8}']
     common += ["--hyperparameters", '{"n_steps": 32, "batch_size": 32, "n_epochs": 1}']
     assert sb3.main([*common, "--log-dir", str(tmp_path / "on")]) == 0
     assert sb3.main([*common, "--log-dir", str(tmp_path / "off"), "--no-normalize-obs"]) == 0
     capsys.readouterr()
     stats = VecNormalize.load(
         str(tmp_path / "on" / "ppo_vecnormalize.pkl"),
-        DummyVecEnv([sb3.make_env_fn("VLA/PandaPickCube-v0", {"max_episode_steps": 8})]),
+        DummyVecEnv([sb3.make_env_fn("VLA/PandaPickCube-v0", {"max_steps": 8})]),
     )
     assert stats.obs_rms.count > 64  # updated by the training steps
     assert not (tmp_path / "off" / "ppo_vecnormalize.pkl").exists()

@@ -11,7 +11,7 @@ from torch import nn
 from trainers import checkpoint
 from trainers.demos import DemoDataset, DemoWriter, Episode
 from trainers.policies.base import ActorCriticPolicy
-from trainers.policies.flow import Config, Policy
+from trainers.policies.flow import FlowConfig, FlowPolicy
 from trainers.sft import SFTConfig, learning_rate, train_sft
 
 META = {
@@ -55,10 +55,10 @@ def demos(tmp_path):
     return DemoDataset(tmp_path)
 
 
-def flow_policy(chunk: int = 2) -> Policy:
+def flow_policy(chunk: int = 2) -> FlowPolicy:
     torch.manual_seed(0)
-    config = Config.preset("nano", image_size=16, image_patch=2, language="hash")
-    return Policy(config, OBS_SPACE, spaces.Box(-1, 1, (chunk, 2), np.float32))
+    config = FlowConfig.from_preset("nano", image_size=16, image_patch=2, language="hash")
+    return FlowPolicy(config, OBS_SPACE, spaces.Box(-1, 1, (chunk, 2), np.float32))
 
 
 class LinearPolicy(ActorCriticPolicy):

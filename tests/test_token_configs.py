@@ -17,7 +17,7 @@ import torch
 
 from trainers.config import available_configs, load_config
 from trainers.policies import make_policy
-from trainers.policies.token import Policy
+from trainers.policies.token import TokenPolicy
 from vla_gym.core.spaces import chunked_action_space, vla_observation_space
 
 LIBERO_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
@@ -73,14 +73,14 @@ def test_smoke_run(name: str, tmp_path) -> None:
     from trainers.train import Trainer
 
     trainer = Trainer(config)
-    assert isinstance(trainer.policy, Policy)
+    assert isinstance(trainer.policy, TokenPolicy)
     metrics = trainer.train()
     assert trainer.iteration == 2
     assert (trainer.run_dir / "checkpoints").is_dir()
     # Both iterations updated the policy (GRPO recipes whose groups may all be filtered out in
     # two tiny iterations only need finite metrics).
     filtered = config.algorithm.name == "grpo" and config.algorithm.filter_groups
-    for key in () if filtered else ("actor/loss", "actor/approx_kl", "actor/entropy_loss"):
+    for key in () if filtered else ("actor/loss", "actor/approx_kl", "actor/entropy"):
         assert key in metrics, (key, sorted(metrics))
     assert all(math.isfinite(value) for value in metrics.values()), metrics
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainers.policies import make_policy
-from trainers.policies.token import Config, Policy
+from trainers.policies.token import TokenConfig, TokenPolicy
 from trainers.policies.token.sampling import log_prob_levels, process_logits
 from vla_gym.core.spaces import chunked_action_space, vla_observation_space
 
@@ -20,10 +20,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = {"encoder": {"dim": 32, "image_size": 32, "language": "hash"}, "num_heads": 2}
 
 
-def make(chunk: int = 3, action_dim: int = 4, **overrides) -> Policy:
+def make(chunk: int = 3, action_dim: int = 4, **overrides) -> TokenPolicy:
     torch.manual_seed(0)
-    config = Config(**{**TINY, **overrides})
-    return Policy(
+    config = TokenConfig(**{**TINY, **overrides})
+    return TokenPolicy(
         config, vla_observation_space(CAMERAS, 5), chunked_action_space(action_dim, chunk)
     )
 
@@ -146,7 +146,7 @@ def test_soft_target_sft_loss_is_the_cross_entropy_against_the_gaussian_targets(
         atol=1e-6,
     )
     with pytest.raises(ValueError, match="label_sigma must be >= 0"):
-        Config(label_sigma=-1.0)
+        TokenConfig(label_sigma=-1.0)
 
 
 @pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
@@ -181,7 +181,7 @@ def test_sft_fits_demonstrations_and_stats_travel_with_the_state_dict(decoding: 
 def test_registry_builds_the_policy_from_config_settings() -> None:
     settings = {"name": "token", **TINY, "decoding": "autoregressive", "quantiles": [0.05, 0.95]}
     policy = make_policy(settings, vla_observation_space(CAMERAS, 5), chunked_action_space(4, 2))
-    assert isinstance(policy, Policy) and policy.model.autoregressive
+    assert isinstance(policy, TokenPolicy) and policy.model.autoregressive
     assert policy.tokenizer.quantiles == (0.05, 0.95)
     flat = make_policy(
         {"name": "token", **TINY}, gym.spaces.Box(-5, 5, (10,)), chunked_action_space(4, 1)
@@ -190,19 +190,22 @@ def test_registry_builds_the_policy_from_config_settings() -> None:
 
 
 def test_presets_and_config_errors() -> None:
-    assert Config.cpu().encoder_config().dim == 64 and Config.gpu().encoder_config().dim == 512
-    assert Config.gpu(decoder_layers=2).decoder_layers == 2
-    assert Config(size="gpu", encoder={"image_size": 128}).encoder_config().image_size == 128
+    assert (
+        TokenConfig.cpu().encoder_config().dim == 64
+        and TokenConfig.gpu().encoder_config().dim == 512
+    )
+    assert TokenConfig.gpu(decoder_layers=2).decoder_layers == 2
+    assert TokenConfig(size="gpu", encoder={"image_size": 128}).encoder_config().image_size == 128
     with pytest.raises(ValueError, match="policy.size"):
-        Config(size="huge")
+        TokenConfig(size="huge")
     with pytest.raises(ValueError, match="policy.encoder: unknown key 'width'"):
-        Config(encoder={"width": 3})
+        TokenConfig(encoder={"width": 3})
     with pytest.raises(ValueError, match="policy.decoding"):
-        Config(decoding="beam")
+        TokenConfig(decoding="beam")
     with pytest.raises(ValueError, match="policy.temperature"):
-        Config(temperature=0.0)
+        TokenConfig(temperature=0.0)
     with pytest.raises(ValueError, match="Box action space"):
-        Policy(Config(**TINY), vla_observation_space(CAMERAS, 5), gym.spaces.Discrete(3))
+        TokenPolicy(TokenConfig(**TINY), vla_observation_space(CAMERAS, 5), gym.spaces.Discrete(3))
     policy = make()
     with pytest.raises(ValueError, match=r"actions must be shaped \(B, 3, 4\)"):
         policy.sft_loss(observation(2), torch.zeros(2, 4))

@@ -8,9 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.algorithms import grpo, ppo
-from trainers.config import AlgorithmConfig
+from trainers.algorithms import ALGORITHMS, GRPO, PPO, algorithm_class, grpo, ppo, update
+from trainers.algorithms.base import Batch, bootstrap_truncated
+from trainers.algorithms.grpo import GRPOConfig
+from trainers.algorithms.ppo import PPOConfig
+from trainers.policies.base import EvaluateOutput
 from trainers.rollout import Rollout
+from trainers.schema import ConfigError
 
 
 def make_rollout(rewards, values, last_value, terminated=None, truncated=None, valid=None):
@@ -53,10 +57,9 @@ def test_truncation_bootstraps_with_the_value_of_the_final_observation():
         truncated=[[False], [True], [False]],
         valid=[[True], [True], [False]],
     )
-    rewards = ppo.bootstrap_truncated(rollout, gamma=0.9)
+    rewards = bootstrap_truncated(rollout, gamma=0.9)
     assert rewards[:, 0].tolist() == pytest.approx([0.0, 1.0 + 0.9 * 3.0, 0.0])
-    config = AlgorithmConfig(gamma=0.9, gae_lambda=0.8)
-    adv, _ = ppo.ppo_advantages(rollout, config)
+    adv = PPO(PPOConfig(gamma=0.9, gae_lambda=0.8)).advantages(rollout).advantages
     a1 = 3.7 - 2.0  # done: no further bootstrap
     a0 = 0.0 + 0.9 * 2.0 - 1.0 + 0.9 * 0.8 * a1
     assert adv[0, 0].item() == pytest.approx(a0)
@@ -65,13 +68,13 @@ def test_truncation_bootstraps_with_the_value_of_the_final_observation():
 
 def test_truncation_at_the_rollout_end_uses_last_value():
     rollout = make_rollout([[1.0]], [[0.5]], [2.0], truncated=[[True]])
-    assert ppo.bootstrap_truncated(rollout, 0.99)[0, 0].item() == pytest.approx(1.0 + 0.99 * 2.0)
+    assert bootstrap_truncated(rollout, 0.99)[0, 0].item() == pytest.approx(1.0 + 0.99 * 2.0)
 
 
 def test_advantage_normalisation_ignores_masked_entries():
     adv = torch.tensor([1.0, 2.0, 3.0, 100.0])
     valid = torch.tensor([True, True, True, False])
-    out = ppo.normalize(adv, valid)
+    out = update.normalize(adv, valid)
     assert out[:3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)
     assert out[3].item() == 0.0
 
@@ -103,25 +106,29 @@ def test_grpo_scores_count_only_valid_steps_and_broadcast_to_them():
         terminated=[[False, True, False, False], [True, False, False, False]],
         valid=[[True, True, True, True], [True, False, True, True]],
     )
-    config = AlgorithmConfig(name="grpo", group_size=2, group_reward_lower=0.1)
-    adv, mask, metrics = grpo.grpo_advantages(rollout, config)
+    config = GRPOConfig(group_size=2, group_reward_lower=0.1)
+    result = GRPO(config).advantages(rollout)
+    mask, metrics = result.mask, result.metrics
     # scores: env0 1, env1 1 (the masked 5 is ignored) -> degenerate; env2 0, env3 0 -> dropped.
     assert grpo.episode_scores(rollout.rewards, rollout.valid).tolist() == [1.0, 1.0, 0.0, 0.0]
     assert not mask.any()
     assert metrics["rollout/kept_groups_frac"] == 0.0
     config.filter_groups = False
-    adv, mask, _ = grpo.grpo_advantages(rollout, config)
-    assert mask.tolist() == rollout.valid.tolist()
-    assert adv[1, 1].item() == 0.0  # masked step carries no advantage
+    result = GRPO(config).advantages(rollout)
+    assert result.mask.tolist() == rollout.valid.tolist()
+    assert result.returns is None  # no critic
+    assert result.advantages[1, 1].item() == 0.0  # masked step carries no advantage
 
 
 def test_group_seeds_are_shared_within_groups():
     assert grpo.group_seeds(100, 6, 3) == [100, 100, 100, 101, 101, 101]
+    assert GRPO(GRPOConfig(group_size=3)).reset_seeds(100, 6) == [100, 100, 100, 101, 101, 101]
+    assert PPO(PPOConfig()).reset_seeds(100, 3) == [100, 101, 102]
 
 
 def test_ppo_loss_terms_match_a_direct_computation():
     torch.manual_seed(0)
-    config = AlgorithmConfig(
+    config = PPOConfig(
         clip_ratio_low=0.2,
         clip_ratio_high=0.28,
         value_clip=0.5,
@@ -135,15 +142,10 @@ def test_ppo_loss_terms_match_a_direct_computation():
     adv = torch.randn(batch)
     entropy = torch.rand(batch, chunk, dim)
     values, old_values, returns = torch.randn(batch), torch.randn(batch), torch.randn(batch) * 3
-    terms = ppo.ppo_loss(
-        log_prob=new,
-        old_log_prob=old,
-        advantages=adv,
-        entropy=entropy,
-        values=values,
-        old_values=old_values,
-        returns=returns,
-        config=config,
+    terms = PPO(config).loss(
+        EvaluateOutput(log_prob=new, entropy=entropy, value=values),
+        loss_batch(old, adv, old_values, returns),
+        train_actor=True,
     )
     ratio = torch.exp(new.sum((1, 2)) - old.sum((1, 2)))
     expected_pg = []
@@ -169,23 +171,32 @@ def test_ppo_loss_terms_match_a_direct_computation():
 
 
 def test_token_level_keeps_one_ratio_per_element():
-    config = AlgorithmConfig(logprob_level="token", clip_ratio_low=0.2, clip_ratio_high=0.2)
+    config = GRPOConfig(logprob_level="token", clip_ratio_low=0.2, clip_ratio_high=0.2)
     new = torch.log(torch.tensor([[1.5, 1.0]]))  # ratios 1.5 (clipped at 1.2) and 1.0
     old = torch.zeros(1, 2)
-    terms = ppo.ppo_loss(
-        log_prob=new,
-        old_log_prob=old,
-        advantages=torch.tensor([2.0]),
-        entropy=torch.zeros(1, 2),
-        values=None,
-        old_values=None,
-        returns=None,
-        config=config,
+    terms = GRPO(config).loss(
+        EvaluateOutput(log_prob=new, entropy=torch.zeros(1, 2), value=torch.zeros(1)),
+        loss_batch(old, torch.tensor([2.0])),
+        train_actor=True,
     )
     # per element: -min(2*1.5, 2*1.2) = -2.4 and -2.0 -> mean -2.2; half the elements clipped.
     assert terms.policy.item() == pytest.approx(-2.2)
     assert terms.clipfrac.item() == pytest.approx(0.5)
     assert terms.value.item() == 0.0
+
+
+def loss_batch(old_log_prob, advantages, values=None, returns=None) -> Batch:
+    """A micro-batch holding what a loss reads (the stored log-probs, advantages, values)."""
+    num = advantages.shape[0]
+    return Batch(
+        obs=torch.zeros(num, 1),
+        actions=torch.zeros_like(old_log_prob),
+        log_probs=old_log_prob,
+        advantages=advantages,
+        returns=returns,
+        values=values,
+        extras={},
+    )
 
 
 def tiny_mlp_batch(num, *, obs=None, advantages=None, returns=None):
@@ -194,16 +205,16 @@ def tiny_mlp_batch(num, *, obs=None, advantages=None, returns=None):
     import gymnasium as gym
     import numpy as np
 
-    from trainers.policies.mlp import Config, Policy
+    from trainers.policies.mlp import MLPConfig, MLPPolicy
 
     torch.manual_seed(0)
     obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
     act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    policy = Policy(Config(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
+    policy = MLPPolicy(MLPConfig(hidden_sizes=[16], value_hidden_sizes=[16]), obs_space, act_space)
     obs = torch.randn(num, 3) if obs is None else obs
     with torch.no_grad():
         out = policy.act(obs)
-    batch = ppo.Batch(
+    batch = Batch(
         obs=obs,
         actions=out.actions,
         log_probs=out.log_prob,
@@ -217,10 +228,10 @@ def tiny_mlp_batch(num, *, obs=None, advantages=None, returns=None):
 
 def test_update_reduces_the_loss_and_reports_metric_names():
     policy, batch = tiny_mlp_batch(64)
-    config = AlgorithmConfig(update_epochs=3, micro_batch_size=16, global_batch_size=32)
-    optimizer = ppo.make_optimizer(policy, config)
+    config = PPOConfig(update_epochs=3, micro_batch_size=16, global_batch_size=32)
+    optimizer = update.make_optimizer(policy, config)
     assert [g["name"] for g in optimizer.param_groups] == ["actor", "critic"]
-    metrics = ppo.update(policy, optimizer, batch, config, torch.device("cpu"), use_value=True)
+    metrics = update.update(PPO(config), policy, optimizer, batch, torch.device("cpu"))
     for key in (
         "actor/loss",
         "actor/value_loss",
@@ -228,7 +239,7 @@ def test_update_reduces_the_loss_and_reports_metric_names():
         "actor/approx_kl",
         "actor/pg_clipfrac",
         "actor/value_clip_ratio",
-        "actor/entropy_loss",
+        "actor/entropy",
         "actor/lr",
     ):
         assert math.isfinite(metrics[key]), key
@@ -237,18 +248,18 @@ def test_update_reduces_the_loss_and_reports_metric_names():
 
 def test_explained_variance():
     returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert ppo.explained_variance(returns, returns) == pytest.approx(1.0)
-    assert ppo.explained_variance(torch.zeros(4), returns) == pytest.approx(0.0)
+    assert update.explained_variance(returns, returns) == pytest.approx(1.0)
+    assert update.explained_variance(torch.zeros(4), returns) == pytest.approx(0.0)
 
 
 def test_critic_warmup_updates_only_the_value_net():
     # returns far from the value: clipping must not freeze the critic
     policy, batch = tiny_mlp_batch(32, returns=lambda values: values + 5.0)
-    config = AlgorithmConfig(update_epochs=2, micro_batch_size=16, global_batch_size=32)
-    optimizer = ppo.make_optimizer(policy, config)
+    config = PPOConfig(update_epochs=2, micro_batch_size=16, global_batch_size=32)
+    optimizer = update.make_optimizer(policy, config)
     before = {name: p.detach().clone() for name, p in policy.named_parameters()}
-    metrics = ppo.update(
-        policy, optimizer, batch, config, torch.device("cpu"), use_value=True, train_actor=False
+    metrics = update.update(
+        PPO(config), policy, optimizer, batch, torch.device("cpu"), train_actor=False
     )
     changed = {name for name, p in policy.named_parameters() if not torch.equal(p, before[name])}
     assert changed and all(name.startswith("value") for name in changed), changed
@@ -256,8 +267,8 @@ def test_critic_warmup_updates_only_the_value_net():
 
 
 def test_value_loss_scale_does_not_change_the_actor_step():
-    """Regression (issue #8): with one gradient norm clipped over actor + critic, a minibatch
-    with a large value error (the rare high-return episodes) shrank its own policy gradient."""
+    """With one gradient norm clipped over actor + critic, a minibatch with a large value error
+    (the rare high-return episodes) would shrink its own policy gradient."""
     obs = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
     advantages = torch.randn(32, generator=torch.Generator().manual_seed(2))
     actor_after = []
@@ -265,14 +276,90 @@ def test_value_loss_scale_does_not_change_the_actor_step():
         policy, batch = tiny_mlp_batch(
             32, obs=obs, advantages=advantages, returns=lambda values, e=value_error: values + e
         )
-        config = AlgorithmConfig(
+        config = PPOConfig(
             update_epochs=1, micro_batch_size=32, global_batch_size=32, value_clip=1e6
         )
-        optimizer = ppo.make_optimizer(policy, config)
-        metrics = ppo.update(policy, optimizer, batch, config, torch.device("cpu"), use_value=True)
+        optimizer = update.make_optimizer(policy, config)
+        metrics = update.update(PPO(config), policy, optimizer, batch, torch.device("cpu"))
         assert metrics["actor/grad_norm"] > 0
         actor_after.append(
             [p.detach().clone() for n, p in policy.named_parameters() if not n.startswith("value")]
         )
     for same_seed, huge_value_error in zip(*actor_after, strict=True):
         torch.testing.assert_close(same_seed, huge_value_error)
+
+
+def test_registry_names_the_algorithms_and_rejects_unknown_ones():
+    assert algorithm_class("ppo") is PPO and algorithm_class("grpo") is GRPO
+    assert {name: cls.config_class for name, cls in ALGORITHMS.items()} == {
+        "ppo": PPOConfig,
+        "grpo": GRPOConfig,
+    }
+    with pytest.raises(ConfigError, match=r"algorithm.name 'a2c' is unknown \(known: grpo, ppo\)"):
+        algorithm_class("a2c")
+
+
+def test_an_algorithm_refuses_another_algorithms_config():
+    with pytest.raises(TypeError, match="PPO needs a PPOConfig, got GRPOConfig"):
+        PPO(GRPOConfig())
+
+
+def test_algorithm_configs_check_their_own_settings():
+    with pytest.raises(ConfigError, match="algorithm.group_size must be >= 2"):
+        GRPOConfig(group_size=1)
+    with pytest.raises(ConfigError, match="algorithm.critic_warmup_iterations must be >= 0"):
+        PPOConfig(critic_warmup_iterations=-1)
+    with pytest.raises(ConfigError, match="logprob_level must be chunk or token"):
+        GRPOConfig(logprob_level="word")
+
+
+def test_critic_warmup_is_the_only_time_ppo_leaves_the_actor_alone():
+    ppo_algorithm = PPO(PPOConfig(critic_warmup_iterations=2))
+    assert [ppo_algorithm.trains_actor(i) for i in range(4)] == [False, False, True, True]
+    assert GRPO(GRPOConfig()).trains_actor(0)
+    assert PPO.uses_value and not GRPO.uses_value
+
+
+def test_a_new_algorithm_is_one_class_and_a_registry_entry(monkeypatch):
+    """A critic-free REINFORCE: its config key loads from YAML/CLI, and its advantages feed the
+    shared batch."""
+    from dataclasses import dataclass
+
+    from trainers import algorithms
+    from trainers.algorithms.base import Advantages, Algorithm, AlgorithmConfig
+    from trainers.algorithms.update import make_batch, surrogate_loss
+    from trainers.config import load_config
+
+    @dataclass
+    class ReinforceConfig(AlgorithmConfig):
+        name: str = "reinforce"
+        baseline: float = 0.0
+
+    class Reinforce(Algorithm):
+        name = "reinforce"
+        config_class = ReinforceConfig
+        uses_value = False
+
+        def advantages(self, rollout):
+            returns = rollout.rewards.flip(0).cumsum(0).flip(0) - self.config.baseline
+            return Advantages(returns * rollout.valid.float(), mask=rollout.valid)
+
+        def loss(self, evaluated, batch, *, train_actor):
+            return surrogate_loss(
+                log_prob=evaluated.log_prob,
+                old_log_prob=batch.log_probs,
+                advantages=batch.advantages,
+                entropy=evaluated.entropy,
+                config=self.config,
+            )
+
+    monkeypatch.setitem(algorithms.ALGORITHMS, "reinforce", Reinforce)
+    config = load_config(
+        "panda_pick_cube_ppo_mlp_cpu", ["algorithm.name=reinforce", "algorithm.baseline=0.5"]
+    )
+    assert type(config.algorithm) is ReinforceConfig and config.algorithm.baseline == 0.5
+    config.algorithm.normalize_advantages = False
+    rollout = make_rollout([[1.0, 0.0], [2.0, 1.0]], [[0.0] * 2] * 2, [0.0] * 2)
+    batch, _ = make_batch([rollout], algorithms.make_algorithm(config.algorithm))
+    assert batch.advantages.tolist() == [2.5, 0.5, 1.5, 0.5]
+    assert batch.returns is None and batch.values is None

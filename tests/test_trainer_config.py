@@ -34,7 +34,7 @@ def test_every_seed_recipe_ships_and_validates():
 
 def test_recipe_defaults_follow_the_seed_table():
     calvin = load_config("calvin_abc_ppo_flow")
-    assert (calvin.env.action_chunk, calvin.env.max_episode_steps) == (5, 480)
+    assert (calvin.env.action_chunk, calvin.env.max_steps) == (5, 480)
     assert (calvin.env.num_envs, calvin.rollout.rollout_epochs) == (64, 8)
     assert (calvin.algorithm.lr, calvin.algorithm.value_lr) == (5e-6, 1e-4)
     assert calvin.env.eval_id == "VLA/CALVIN-D-v0"
@@ -43,7 +43,7 @@ def test_recipe_defaults_follow_the_seed_table():
     assert libero.algorithm.name == "grpo" and libero.algorithm.group_size == 8
     assert libero.algorithm.update_epochs == 2 and libero.env.action_chunk == 10
     panda = load_config("panda_pick_cube_ppo_mlp")
-    assert (panda.env.num_envs, panda.env.max_episode_steps, panda.algorithm.update_epochs) == (
+    assert (panda.env.num_envs, panda.env.max_steps, panda.algorithm.update_epochs) == (
         128,
         200,
         8,
@@ -137,3 +137,58 @@ def test_placement_parsing():
     assert str(torch_device("cpu")) == "cpu"
     with pytest.raises(ValueError, match="bad device range"):
         parse_devices("3-1")
+
+
+def test_algorithm_settings_are_typed_per_algorithm():
+    from trainers.algorithms import GRPOConfig, PPOConfig
+
+    ppo = load_config("panda_pick_cube_ppo_mlp_cpu")
+    assert type(ppo.algorithm) is PPOConfig and ppo.algorithm.critic_warmup_iterations == 0
+    with pytest.raises(ConfigError, match="unknown key 'algorithm.group_size'"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["algorithm.group_size=4"])
+    # a GRPO variant of a PPO recipe keeps the shared settings and drops the PPO-only ones
+    grpo = load_config(
+        "flow_panda_vision_ppo_cpu",
+        ["algorithm.name=grpo", "rollout.episodic=true", "algorithm.group_size=4"],
+    )
+    assert type(grpo.algorithm) is GRPOConfig
+    assert (grpo.algorithm.lr, grpo.algorithm.logprob_level) == (5e-5, "token")
+    assert not hasattr(grpo.algorithm, "critic_warmup_iterations")
+    with pytest.raises(ConfigError, match=r"algorithm.name 'a2c' is unknown \(known: grpo, ppo\)"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["algorithm.name=a2c"])
+
+
+def test_max_episode_steps_is_read_as_max_steps(tmp_path):
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", ["env.max_episode_steps=30"])
+    assert config.env.max_steps == 30
+    path = tmp_path / "old.yaml"
+    path.write_text("base: panda_pick_cube_ppo_mlp_cpu\nenv: {max_episode_steps: 40}\n")
+    assert load_config(str(path)).env.max_steps == 40
+    path.write_text("env: {max_episode_steps: 40, max_steps: 50}\n")
+    with pytest.raises(ConfigError, match="sets both env.max_episode_steps and env.max_steps"):
+        load_config(str(path))
+
+
+def test_smoke_settings_come_from_the_smoke_file_and_the_config_wins():
+    plain = load_config("flow_panda_vision_grpo_cpu")
+    smoke = load_config("flow_panda_vision_grpo_cpu", smoke=True)
+    assert (smoke.runner.max_iterations, smoke.algorithm.update_epochs) == (2, 1)
+    assert smoke.env.num_envs == 16 and plain.env.num_envs == 32  # its own smoke: entry
+    assert smoke.env.max_steps == 10  # _flow_ppo's smoke: entry wins over the cap of 6
+    steps = smoke.steps_per_rollout
+    assert smoke.algorithm.global_batch_size == 16 * steps
+    assert smoke.algorithm.micro_batch_size == 8 * steps
+    mlp = load_config("panda_pick_cube_ppo_mlp_cpu", smoke=True)
+    assert (mlp.env.num_envs, mlp.env.max_steps, mlp.rollout.num_steps) == (4, 6, 8)
+
+
+def test_only_named_paths_must_exist():
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", ["env.kwargs.asset_path=/no/such/dir"])
+    assert config.env.kwargs["asset_path"] == "/no/such/dir"  # the env's business, not a check
+
+
+def test_policy_settings_are_checked_by_the_policy_config():
+    with pytest.raises(ConfigError, match="policy.activation must be one of"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.activation=gelu"])
+    with pytest.raises(ConfigError, match="policy.hidden_sizes must be positive integers"):
+        load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.hidden_sizes=[64,0]"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trainers.policies.base import ActorCriticPolicy, PolicyOutput
-from trainers.rollout import RolloutCollector
+from trainers.rollout import EpisodeStats, RolloutCollector, StepBuffer, make_single_env
 
 
 class CountdownEnv(gym.Env):
@@ -129,3 +129,40 @@ def test_stage_split_needs_divisible_envs():
         RolloutCollector(
             make_envs_factory([1, 2, 3], True), 3, num_steps=2, episodic=False, pipeline_stage_num=2
         )
+
+
+def test_step_buffer_stacks_steps_into_a_typed_rollout():
+    buffer = StepBuffer()
+    for t in range(3):
+        obs = {"state": torch.full((2, 4), float(t)), "instruction": ["a", "b"]}
+        out = PolicyOutput(
+            actions=torch.full((2, 3), float(t)),
+            log_prob=torch.zeros(2, 3),
+            value=torch.tensor([[t], [-t]], dtype=torch.float64),  # reshaped, cast to float32
+            extras={"noise": torch.ones(2, 5)},
+        )
+        buffer.add_action(obs, out, np.array([True, t < 2]))
+        buffer.add_outcome(np.array([1.0, 2.0]), np.array([False, t == 1]), np.zeros(2, bool))
+    rollout = buffer.to_rollout(torch.tensor([7.0, 8.0], dtype=torch.float64))
+    assert (rollout.num_steps, rollout.num_envs) == (3, 2)
+    assert rollout.obs["state"].shape == (3, 2, 4) and rollout.obs["instruction"][2] == ["a", "b"]
+    assert rollout.actions.shape == (3, 2, 3) and rollout.extras["noise"].shape == (3, 2, 5)
+    assert rollout.values.dtype == torch.float32 and rollout.values[:, 1].tolist() == [0, -1, -2]
+    assert rollout.rewards.dtype == torch.float32 and rollout.last_value.tolist() == [7.0, 8.0]
+    assert rollout.valid[:, 1].tolist() == [True, True, False]
+    assert rollout.dones[:, 1].tolist() == [False, True, False]
+
+
+def test_episode_stats_merge_adds_episodes_and_counts():
+    total, part = EpisodeStats(), EpisodeStats(returns=[1.0], lengths=[3], success_once=[1.0])
+    part.extra["avg_len"].append(2.0)
+    part.env_steps, part.reward_sum = 3, 1.0
+    total.merge(part)
+    total.merge(part)
+    assert (total.count, total.env_steps, total.reward_sum) == (2, 6, 2.0)
+    assert total.metrics("env")["env/avg_len"] == 2.0 and part.count == 1
+
+
+def test_make_single_env_refuses_gyms_chunk_counting_limit():
+    with pytest.raises(ValueError, match="pass the episode limit as max_steps"):
+        make_single_env("VLA/PandaPickCube-v0", max_episode_steps=10)

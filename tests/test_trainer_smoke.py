@@ -15,7 +15,7 @@ import torch
 
 import vla_gym  # noqa: F401  (registers the IDs)
 from trainers.config import available_configs, load_config
-from trainers.policies import policy_module
+from trainers.policies import policy_class
 from trainers.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ PPO_TAGS = {
     "actor/approx_kl",
     "actor/pg_clipfrac",
     "actor/value_clip_ratio",
-    "actor/entropy_loss",
+    "actor/entropy",
     "actor/lr",
     "critic/explained_variance",
     "rollout/returns_mean",
@@ -82,7 +82,7 @@ def skip_unless_runnable(config) -> None:
     if config.env.id not in gym.registry:
         pytest.skip(f"{config.env.id} is not registered (its benchmark adapter is not installed)")
     try:
-        policy_module(config.policy_name)
+        policy_class(config.policy_name)
     except ModuleNotFoundError as exc:
         pytest.skip(str(exc))
     try:
@@ -131,7 +131,7 @@ def test_eval_and_video_of_a_checkpoint(tmp_path):
             "--video",
             str(video),
             "env.eval_num_envs=2",
-            "env.max_episode_steps=10",
+            "env.max_steps=10",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -175,7 +175,7 @@ def test_kill_and_resume_continues_counters_and_metrics(tmp_path):
         "runner.video_interval=0",
         "runner.progress_bar=off",
         "env.num_envs=2",
-        "env.max_episode_steps=5",
+        "env.max_steps=5",
         "rollout.num_steps=4",
         "algorithm.update_epochs=1",
         "algorithm.global_batch_size=8",

@@ -2,9 +2,13 @@
 
 A config file is a nested mapping matching :class:`TrainConfig`. It may name another config in
 ``base:`` to inherit from (CPU-sized variants only list what differs), and may carry a ``smoke:``
-mapping of dotted overrides that ``--smoke`` applies on top (tiny envs, model and batches).
-``policy:`` holds ``name`` plus the fields of that policy's own ``Config`` dataclass, validated
-against it once the policy module can be imported.
+mapping of dotted overrides that ``--smoke`` applies on top of the generic smoke settings in
+``configs/_smoke.yaml`` (tiny envs, model and batches, two iterations).
+
+``algorithm:`` holds ``name`` plus the fields of that algorithm's config (``PPOConfig``,
+``GRPOConfig``); ``policy:`` holds ``name`` plus the fields of that policy's config
+(``MLPConfig``, ``FlowConfig``, ``TokenConfig``). ``env.max_episode_steps`` is read as
+``env.max_steps``, the env's own name for its episode limit.
 
 Validation errors are :class:`ConfigError` naming the offending key and what is wrong.
 """
@@ -16,16 +20,20 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
+from trainers.algorithms import AlgorithmConfig, PPOConfig, RolloutSetup, algorithm_class
+from trainers.placement import parse_devices
+from trainers.policies import parse_policy_config
+from trainers.schema import ConfigError, build, check
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROJECT_ROOT = CONFIG_DIR.parents[1]
-
-
-class ConfigError(ValueError):
-    """A config that cannot be run, with the key and the reason."""
+SMOKE_FILE = CONFIG_DIR / "_smoke.yaml"
+# old key -> its name now (read from YAML files, smoke sections and CLI overrides)
+KEY_ALIASES = {"env.max_episode_steps": "env.max_steps"}
 
 
 @dataclass
@@ -36,7 +44,7 @@ class EnvConfig:
     envs_per_worker: int = 1  # subproc/ray: envs per worker process (e.g. num_envs / cores)
     obs_mode: str = "flat"  # "flat" for MLP policies, "vla" for VLA policies
     action_chunk: int = 1
-    max_episode_steps: int = 100
+    max_steps: int = 100  # control steps per episode (the env's max_steps)
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra env kwargs (train and eval)
     eval_id: str = ""  # evaluation env ID when it differs (e.g. CALVIN always evaluates on D)
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -44,40 +52,6 @@ class EnvConfig:
     eval_episodes: int = 32
     # extra episode metrics: metric name -> info key read at episode end (CALVIN avg_len)
     episode_metrics: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class AlgorithmConfig:
-    name: str = "ppo"  # ppo | grpo
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    normalize_advantages: bool = True
-    clip_ratio_low: float = 0.2
-    clip_ratio_high: float = 0.2
-    value_clip: float = 0.2
-    huber_delta: float = 10.0
-    value_coef: float = 1.0
-    entropy_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    update_epochs: int = 4
-    micro_batch_size: int = 256  # samples per forward/backward pass
-    global_batch_size: int = 256  # samples per optimiser step (gradient accumulation)
-    lr: float = 3e-4
-    value_lr: float = 3e-4
-    weight_decay: float = 0.0
-    logprob_level: str = "chunk"  # chunk: one ratio per policy step; token: one per element
-    # PPO critic warm-up (RLinf): the first N iterations update only the value head, so the
-    # actor's first steps use advantages from a fitted critic rather than an untrained one
-    critic_warmup_iterations: int = 0
-    # both learning rates fall linearly to 0 at runner.max_iterations (CleanRL's anneal_lr): a
-    # run whose policy peaks and then drifts (measured on Meta-World) makes ever smaller steps
-    anneal_lr: bool = False
-    # GRPO
-    group_size: int = 8
-    dr_grpo: bool = False  # Dr. GRPO: advantages not divided by the group std
-    filter_groups: bool = True
-    group_reward_lower: float = 0.1  # drop groups whose mean score is outside [lower, upper]
-    group_reward_upper: float = 0.9
 
 
 @dataclass
@@ -122,7 +96,7 @@ class ClusterConfig:
 class TrainConfig:
     name: str = ""
     env: EnvConfig = field(default_factory=EnvConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    algorithm: AlgorithmConfig = field(default_factory=PPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -138,7 +112,7 @@ class TrainConfig:
         """Policy steps per env per rollout."""
         if self.rollout.num_steps > 0:
             return self.rollout.num_steps
-        return math.ceil(self.env.max_episode_steps / self.env.action_chunk)
+        return math.ceil(self.env.max_steps / self.env.action_chunk)
 
     @property
     def batch_size(self) -> int:
@@ -147,6 +121,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
+    """The keyword arguments of ``gym.make(env.id, ...)`` (evaluation adds ``eval_kwargs``)."""
+    kwargs = {
+        "obs_mode": env.obs_mode,
+        "action_chunk": env.action_chunk,
+        "max_steps": env.max_steps,
+        **env.kwargs,
+    }
+    if evaluation:
+        kwargs.update(env.eval_kwargs)
+    return kwargs
 
 
 # ------------------------------------------------------------------------------- loading
@@ -171,15 +158,24 @@ def config_from_dict(
     with ``key=value`` overrides, validated."""
     raw = copy.deepcopy(raw)
     if smoke:  # before the CLI overrides, so those still win
-        for key, value in (raw.get("smoke") or {}).items():
-            _set_dotted(raw, key, value, source=f"smoke override {key!r}")
-        _apply_smoke_defaults(raw)
+        _apply_smoke(raw)
     for override in overrides:
         key, value = _parse_override(override)
+        if key == "algorithm.name":
+            _drop_other_algorithm_settings(raw, {"algorithm": {"name": value}})
         _set_dotted(raw, key, value, source=f"override {override!r}")
-    config = _build(TrainConfig, raw, prefix="")
+    config = build_config(raw)
     validate(config)
     return config
+
+
+def build_config(raw: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping; ``algorithm.name`` picks the algorithm's config."""
+    algorithm = raw.get("algorithm", {})
+    if isinstance(algorithm, dict):
+        config_class = algorithm_class(algorithm.get("name", "ppo")).config_class
+        raw = {**raw, "algorithm": build(config_class, algorithm, prefix="algorithm.")}
+    return build(TrainConfig, raw)
 
 
 def _resolve_path(name_or_path: str) -> Path:
@@ -196,19 +192,43 @@ def _resolve_path(name_or_path: str) -> Path:
     return candidate
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {str(path)!r} must be a mapping at the top level")
+    for old, new in KEY_ALIASES.items():  # nested spelling of an aliased key
+        section, old_key = old.split(".")
+        node = raw.get(section)
+        if isinstance(node, dict) and old_key in node:
+            new_key = new.split(".")[1]
+            check(new_key not in node, f"{str(path)!r} sets both {old} and {new}")
+            node[new_key] = node.pop(old_key)
+    return raw
+
+
 def _read_with_bases(name_or_path: str, seen: tuple[str, ...]) -> dict[str, Any]:
     path = _resolve_path(name_or_path)
     if str(path) in seen:
         raise ConfigError(f"config {path.stem!r} inherits from itself via 'base'")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {str(path)!r} must be a mapping at the top level")
+    raw = _read_yaml(path)
     base = raw.pop("base", None)
     if base is None:
         return raw
     merged = _read_with_bases(str(base), seen=(*seen, str(path)))
     merged.pop("name", None)
+    _drop_other_algorithm_settings(merged, raw)
     return _deep_merge(merged, raw)
+
+
+def _drop_other_algorithm_settings(base: dict[str, Any], config: dict[str, Any]) -> None:
+    """A config (or an ``algorithm.name`` override) that switches algorithm, e.g. a GRPO variant
+    of a PPO recipe, keeps only the base's algorithm settings the new algorithm has."""
+    name = (config.get("algorithm") or {}).get("name")
+    inherited = base.get("algorithm") or {}
+    if name is None or name == inherited.get("name", "ppo"):
+        return
+    known = {f.name for f in dataclasses.fields(algorithm_class(name).config_class)}
+    base["algorithm"] = {key: value for key, value in inherited.items() if key in known}
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +253,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, *, source: str) -> None:
+    key = KEY_ALIASES.get(key, key)
     parts = key.split(".")
     node = raw
     for part in parts[:-1]:
@@ -243,109 +264,34 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, *, source: str) -> No
     node[parts[-1]] = value
 
 
-def _apply_smoke_defaults(raw: dict[str, Any]) -> None:
-    """Two tiny iterations: few envs and steps, small batches, no eval/video, a checkpoint."""
-    env = raw.setdefault("env", {})
-    algorithm = raw.setdefault("algorithm", {})
-    rollout = raw.setdefault("rollout", {})
-    runner = raw.setdefault("runner", {})
-    group = int(algorithm.get("group_size", 8)) if algorithm.get("name") == "grpo" else 1
-    stages = int(rollout.get("pipeline_stage_num", 1))
-    env["num_envs"] = min(int(env.get("num_envs", 4)), max(4, 2 * group, 2 * stages))
-    env["eval_num_envs"] = min(int(env.get("eval_num_envs", 0) or env["num_envs"]), 2)
-    env["eval_episodes"] = 2
-    if "env.max_episode_steps" not in (raw.get("smoke") or {}):  # let episodes end in 2 iterations
-        chunk = int(env.get("action_chunk", 1))
-        env["max_episode_steps"] = min(int(env.get("max_episode_steps", 100)), 6 * chunk)
-    rollout["rollout_epochs"] = 1
-    if not rollout.get("episodic", False):
-        rollout["num_steps"] = min(int(rollout.get("num_steps") or 8), 8)
-    algorithm["update_epochs"] = 1
-    # at most one warm-up iteration, so the second one still exercises the actor's update
-    warmup = int(algorithm.get("critic_warmup_iterations", 0))
-    algorithm["critic_warmup_iterations"] = min(warmup, 1)
-    algorithm["filter_groups"] = False  # tiny GRPO groups are often degenerate; still update
+def _get_dotted(config: Any, key: str) -> Any:
+    for part in key.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def _apply_smoke(raw: dict[str, Any]) -> None:
+    """``--smoke``: the config's own ``smoke:`` overrides, then ``_smoke.yaml``'s settings (a
+    config's own smoke value wins over them), then batch sizes that fit the tiny rollout."""
+    own = {KEY_ALIASES.get(key, key): value for key, value in (raw.get("smoke") or {}).items()}
+    for key, value in own.items():
+        _set_dotted(raw, key, value, source=f"smoke override {key!r}")
+    settings = yaml.safe_load(SMOKE_FILE.read_text())
+    draft = build_config(raw)  # the values (defaults included) the caps compare against
+    for kind in ("set", "at_most"):
+        for key, value in (settings.get(kind) or {}).items():
+            current = _get_dotted(draft, key)
+            if key in own or current is None:  # a config's own choice, or not its setting
+                continue
+            if kind == "at_most":
+                value = min(current, value)
+            _set_dotted(raw, key, value, source=f"{SMOKE_FILE.name}: {key!r}")
     # One optimiser step over the whole (tiny) rollout, in two micro-batches when it splits.
-    steps = int(rollout.get("num_steps") or 0) or math.ceil(
-        int(env.get("max_episode_steps", 100)) / int(env.get("action_chunk", 1))
-    )
-    batch = env["num_envs"] * steps
-    algorithm["global_batch_size"] = batch
-    algorithm["micro_batch_size"] = batch // 2 if batch % 2 == 0 else batch
-    runner["max_iterations"] = 2
-    runner["max_env_steps"] = 0
-    runner["save_interval"] = 1
-    runner["eval_interval"] = 0
-    runner["video_interval"] = 0
-    runner["progress_bar"] = "off"
-    runner["loggers"] = ["tensorboard"]
-
-
-# ---------------------------------------------------------------------------- typed build
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {prefix + unknown[0]!r} (known under {prefix.rstrip('.') or 'top'}: "
-            f"{', '.join(sorted(known))})"
-        )
-    values = {}
-    for key, value in raw.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, prefix=f"{prefix}{key}.")
-        else:
-            values[key] = coerce(value, hint, f"{prefix}{key}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ checks
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
-
-
-def coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check/convert one value against a simple type hint (bool, int, float, str, list, dict)."""
-    origin = getattr(hint, "__origin__", hint)
-    if origin is bool:
-        if isinstance(value, bool):
-            return value
-    elif origin is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif origin is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif origin is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
-            return "on" if value else "off"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif origin is list:
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        if isinstance(value, str):
-            return [value]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        if value is None:
-            return {}
-    else:
-        return value
-    type_name = getattr(origin, "__name__", str(origin))
-    raise ConfigError(f"{key} must be a {type_name}, got {value!r}")
+    draft = build_config(raw)
+    batch = draft.env.num_envs * draft.steps_per_rollout
+    micro = batch // 2 if batch % 2 == 0 else batch
+    _set_dotted(raw, "algorithm.global_batch_size", batch, source="smoke")
+    _set_dotted(raw, "algorithm.micro_batch_size", micro, source="smoke")
 
 
 # ----------------------------------------------------------------------------- validation
@@ -354,118 +300,55 @@ PLACEMENT_COMPONENTS = ("env", "rollout", "actor")
 
 def validate(config: TrainConfig) -> None:
     env, algo, rollout, runner = config.env, config.algorithm, config.rollout, config.runner
-    _check(env.num_envs >= 1, f"env.num_envs must be >= 1, got {env.num_envs}")
-    _check(env.action_chunk >= 1, f"env.action_chunk must be >= 1, got {env.action_chunk}")
-    _check(env.max_episode_steps >= 1, "env.max_episode_steps must be >= 1")
-    _check(env.obs_mode in ("vla", "flat"), f"env.obs_mode must be vla or flat: {env.obs_mode!r}")
-    _check(algo.name in ("ppo", "grpo"), f"algorithm.name must be ppo or grpo, got {algo.name!r}")
-    _check(
-        algo.logprob_level in ("chunk", "token"),
-        f"algorithm.logprob_level must be chunk or token, got {algo.logprob_level!r}",
-    )
-    _check(0 <= algo.clip_ratio_low < 1, "algorithm.clip_ratio_low must be in [0, 1)")
-    _check(algo.clip_ratio_high >= 0, "algorithm.clip_ratio_high must be >= 0")
-    _check(algo.update_epochs >= 1, "algorithm.update_epochs must be >= 1")
-    _check(algo.critic_warmup_iterations >= 0, "algorithm.critic_warmup_iterations must be >= 0")
-    _check(algo.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
-    _check(
-        algo.global_batch_size % algo.micro_batch_size == 0,
-        f"algorithm.global_batch_size ({algo.global_batch_size}) must be divisible by "
-        f"algorithm.micro_batch_size ({algo.micro_batch_size})",
-    )
-    _check(
+    check(env.num_envs >= 1, f"env.num_envs must be >= 1, got {env.num_envs}")
+    check(env.action_chunk >= 1, f"env.action_chunk must be >= 1, got {env.action_chunk}")
+    check(env.max_steps >= 1, "env.max_steps must be >= 1")
+    check(env.obs_mode in ("vla", "flat"), f"env.obs_mode must be vla or flat: {env.obs_mode!r}")
+    check(
         config.batch_size % algo.global_batch_size == 0,
         f"the rollout batch (num_envs {env.num_envs} x steps {config.steps_per_rollout} x "
         f"rollout_epochs {rollout.rollout_epochs} = {config.batch_size}) must be divisible by "
         f"algorithm.global_batch_size ({algo.global_batch_size})",
     )
-    if algo.name == "grpo":
-        _check(algo.group_size >= 2, f"algorithm.group_size must be >= 2, got {algo.group_size}")
-        _check(
-            env.num_envs % algo.group_size == 0,
-            f"env.num_envs ({env.num_envs}) must be divisible by algorithm.group_size "
-            f"({algo.group_size}) for GRPO",
-        )
-        _check(rollout.episodic, "GRPO needs rollout.episodic: true (whole episodes per group)")
-        _check(
-            rollout.num_steps == 0 or rollout.num_steps * env.action_chunk >= env.max_episode_steps,
-            "GRPO needs rollouts covering a whole episode (rollout.num_steps: 0)",
-        )
-        _check(
-            algo.group_reward_lower <= algo.group_reward_upper,
-            "algorithm.group_reward_lower must be <= algorithm.group_reward_upper",
-        )
     stages = rollout.pipeline_stage_num
-    _check(stages in (1, 2), f"rollout.pipeline_stage_num must be 1 or 2, got {stages}")
-    _check(
+    check(stages in (1, 2), f"rollout.pipeline_stage_num must be 1 or 2, got {stages}")
+    check(
         env.num_envs % stages == 0,
         f"env.num_envs ({env.num_envs}) must be divisible by rollout.pipeline_stage_num ({stages})",
     )
-    if algo.name == "grpo" and stages > 1:
-        _check(
-            (env.num_envs // stages) % algo.group_size == 0,
-            f"each pipeline stage ({env.num_envs // stages} envs) must hold whole GRPO groups "
-            f"of {algo.group_size}",
+    algorithm_class(algo.name)(algo).check_setup(
+        RolloutSetup(
+            num_envs=env.num_envs,
+            envs_per_stage=env.num_envs // stages,
+            episodic=rollout.episodic,
+            covers_episode=rollout.num_steps == 0
+            or rollout.num_steps * env.action_chunk >= env.max_steps,
         )
-    _check(rollout.rollout_epochs >= 1, "rollout.rollout_epochs must be >= 1")
-    _check(runner.max_iterations >= 1, "runner.max_iterations must be >= 1")
+    )
+    check(rollout.rollout_epochs >= 1, "rollout.rollout_epochs must be >= 1")
+    check(runner.max_iterations >= 1, "runner.max_iterations must be >= 1")
     for logger in runner.loggers:
-        _check(logger in ("tensorboard", "wandb"), f"runner.loggers: unknown logger {logger!r}")
-    _check(runner.progress_bar in ("auto", "on", "off"), "runner.progress_bar: auto | on | off")
-    _check(runner.save_interval >= 1, f"runner.save_interval must be >= 1: {runner.save_interval}")
-    _check(runner.best_mode in ("max", "min"), f"runner.best_mode: max | min: {runner.best_mode!r}")
+        check(logger in ("tensorboard", "wandb"), f"runner.loggers: unknown logger {logger!r}")
+    check(runner.progress_bar in ("auto", "on", "off"), "runner.progress_bar: auto | on | off")
+    check(runner.save_interval >= 1, f"runner.save_interval must be >= 1: {runner.save_interval}")
+    check(runner.best_mode in ("max", "min"), f"runner.best_mode: max | min: {runner.best_mode!r}")
+    if runner.init_checkpoint_path:
+        path = Path(runner.init_checkpoint_path).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = PROJECT_ROOT / path
+        check(
+            path.exists(),
+            f"runner.init_checkpoint_path: file {runner.init_checkpoint_path!r} does not exist",
+        )
     placement = config.cluster.component_placement
-    for component in placement:
-        _check(
+    for component, spec in placement.items():
+        check(
             component in PLACEMENT_COMPONENTS,
             f"cluster.component_placement: unknown component {component!r} "
             f"(known: {', '.join(PLACEMENT_COMPONENTS)})",
         )
-    from trainers.placement import parse_devices  # local: placement imports this module
-
-    for component, spec in placement.items():
         try:
             parse_devices(spec)
         except ValueError as exc:
             raise ConfigError(f"cluster.component_placement.{component}: {exc}") from None
-    _check(bool(config.policy_name), "policy.name is required (mlp, flow or token)")
-    from trainers.policies import POLICY_MODULES
-
-    _check(
-        config.policy_name in POLICY_MODULES,
-        f"policy.name {config.policy_name!r} is unknown (known: {', '.join(POLICY_MODULES)})",
-    )
-    _check_policy_settings(config)
-    _check_paths(config.to_dict(), prefix="")
-
-
-def _check_policy_settings(config: TrainConfig) -> None:
-    """Policy fields against the policy's own Config (skipped while its module is absent)."""
-    from trainers.policies import build_policy_config, policy_module
-
-    try:
-        policy_module(config.policy_name)
-    except ModuleNotFoundError:
-        return  # reported when the policy is built; configs stay loadable meanwhile
-    build_policy_config(config.policy)
-
-
-def _check_paths(node: Any, prefix: str) -> None:
-    """Every non-empty ``*_path`` value must name an existing file or folder."""
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        if key == "smoke":
-            continue
-        if isinstance(value, dict):
-            _check_paths(value, f"{prefix}{key}.")
-        elif key.endswith("_path") and isinstance(value, str) and value:
-            path = Path(value).expanduser()
-            if not path.is_absolute() and not path.exists():
-                path = PROJECT_ROOT / path
-            _check(path.exists(), f"{prefix}{key}: file {value!r} does not exist")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+    parse_policy_config(config.policy)

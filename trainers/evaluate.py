@@ -11,7 +11,7 @@ seeded episodes.
 The size of a run is an episode budget, ``--episodes`` or else the config's
 ``env.eval_episodes``, which each protocol caps at its full size (CALVIN: chains; Meta-World and
 LIBERO: spread over the suite's tasks). The env gets the config's observation/action settings
-and env kwargs (``env.kwargs``, ``env.eval_kwargs``; horizon ``env.max_episode_steps``) less
+and env kwargs (``env.kwargs``, ``env.eval_kwargs``; horizon ``env.max_steps``) less
 what the protocol sets itself. The output is the protocol's report followed by one JSON line of
 the headline metrics (``{"protocol": ..., "eval/...": ...}``); ``--video PATH`` also renders one
 episode on the evaluation env.
@@ -33,7 +33,7 @@ import torch
 
 import vla_gym.eval
 from trainers import checkpoint
-from trainers.config import TrainConfig, config_from_dict, load_config
+from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config
 from trainers.logging import annotate_frame, write_video
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -41,7 +41,6 @@ from trainers.policies.base import ActorCriticPolicy
 from trainers.rollout import (
     EpisodeStats,
     RolloutCollector,
-    env_kwargs,
     make_single_env,
     make_vector_env,
     obs_to_torch,
@@ -67,7 +66,7 @@ def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCol
             envs_per_worker=env.envs_per_worker,
         ),
         env.eval_num_envs or env.num_envs,
-        num_steps=math.ceil(env.max_episode_steps / env.action_chunk),
+        num_steps=math.ceil(env.max_steps / env.action_chunk),
         episodic=True,
         device=device,
         episode_metrics=env.episode_metrics,
@@ -85,13 +84,7 @@ def evaluate_policy(
     while total.count < episodes:
         seeds = [seed + round_index * collector.num_envs + i for i in range(collector.num_envs)]
         _, stats = collector.collect(policy, seeds, deterministic=True, record=False)
-        total.returns += stats.returns
-        total.lengths += stats.lengths
-        total.success_once += stats.success_once
-        for key, values in stats.extra.items():
-            total.extra[key] += values
-        total.env_steps += stats.env_steps
-        total.reward_sum += stats.reward_sum
+        total.merge(stats)
         round_index += 1
     keep = slice(0, episodes)
     total.returns, total.lengths = total.returns[keep], total.lengths[keep]
@@ -215,8 +208,6 @@ def evaluate_checkpoint(
 
     make.__name__ = str(path)  # reports name the policy by its checkpoint
     kwargs = env_kwargs(env, evaluation=True)
-    if "max_episode_steps" in kwargs:  # vla_gym envs take their horizon as max_steps
-        kwargs["max_steps"] = kwargs.pop("max_episode_steps")
     kwargs = chosen.usable_kwargs(kwargs)
     devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
     if devices is not None:

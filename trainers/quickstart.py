@@ -77,9 +77,10 @@ def evaluate(config: TrainConfig, policy: torch.nn.Module, episodes: int) -> dic
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from trainers import checkpoint
     from trainers.collect import collect
+    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
     from trainers.policies import make_policy
-    from trainers.rollout import env_kwargs, make_single_env
+    from trainers.rollout import make_single_env
     from trainers.sft import SFTConfig, train_sft
     from trainers.train import Trainer
 

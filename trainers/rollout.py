@@ -28,34 +28,23 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from trainers.config import EnvConfig
-from trainers.policies.base import ActorCriticPolicy, Observation
+from trainers.policies.base import ActorCriticPolicy, Observation, PolicyOutput
 
 
 # ----------------------------------------------------------------------------- env creation
-def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
-    kwargs = {
-        "obs_mode": env.obs_mode,
-        "action_chunk": env.action_chunk,
-        "max_episode_steps": env.max_episode_steps,
-        **env.kwargs,
-    }
-    if evaluation:
-        kwargs.update(env.eval_kwargs)
-    return kwargs
-
-
 def make_single_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` that hands the step limit to the env itself.
+    """``gym.make`` for a vla_gym env: its step limit is its own ``max_steps`` keyword.
 
-    ``gym.make(id, max_episode_steps=n)`` would consume that kwarg and wrap the env in a
-    ``TimeLimit`` counting ``step`` calls (whole chunks); every vla_gym env takes its own limit,
-    counted in control steps, as ``max_steps``.
+    ``gym.make``'s ``max_episode_steps`` would wrap the env in a ``TimeLimit`` counting ``step``
+    calls (whole chunks) instead of control steps, so it is refused.
     """
     import vla_gym  # noqa: F401  (registers the IDs, also inside worker processes)
 
     if "max_episode_steps" in kwargs:
-        kwargs["max_steps"] = kwargs.pop("max_episode_steps")
+        raise ValueError(
+            f"{env_id}: pass the episode limit as max_steps (control steps), not "
+            "max_episode_steps (gym.make's TimeLimit, which counts action chunks)"
+        )
     return gym.make(env_id, **kwargs)
 
 
@@ -208,6 +197,16 @@ class EpisodeStats:
     def count(self) -> int:
         return len(self.returns)
 
+    def merge(self, other: EpisodeStats) -> None:
+        """Add ``other``'s episodes and step counts to these."""
+        self.returns += other.returns
+        self.lengths += other.lengths
+        self.success_once += other.success_once
+        for name, values in other.extra.items():
+            self.extra[name] += values
+        self.env_steps += other.env_steps
+        self.reward_sum += other.reward_sum
+
     def metrics(self, prefix: str = "env") -> dict[str, float]:
         out = {}
         if self.env_steps:
@@ -239,9 +238,56 @@ def _info_array(infos: dict[str, Any], key: str, num_envs: int, default: float) 
     return values
 
 
+# --------------------------------------------------------------------------------- the buffer
+@dataclass
+class StepBuffer:
+    """The steps of one rollout of one stage as they arrive, one ``(N, ...)`` entry per step."""
+
+    obs: list[Observation] = field(default_factory=list)
+    actions: list[torch.Tensor] = field(default_factory=list)
+    log_probs: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    valid: list[torch.Tensor] = field(default_factory=list)
+    extras: dict[str, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
+    rewards: list[torch.Tensor] = field(default_factory=list)
+    terminated: list[torch.Tensor] = field(default_factory=list)
+    truncated: list[torch.Tensor] = field(default_factory=list)
+
+    def add_action(self, obs: Observation, out: PolicyOutput, valid: np.ndarray) -> None:
+        self.obs.append(obs_to_device(obs, torch.device("cpu")))
+        self.actions.append(out.actions.detach().cpu())
+        self.log_probs.append(out.log_prob.detach().cpu())
+        self.values.append(out.value.detach().cpu().reshape(-1))
+        for key, value in out.extras.items():
+            self.extras[key].append(value.detach().cpu())
+        self.valid.append(torch.as_tensor(valid))
+
+    def add_outcome(
+        self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+    ) -> None:
+        self.rewards.append(torch.as_tensor(reward, dtype=torch.float32))
+        self.terminated.append(torch.as_tensor(terminated))
+        self.truncated.append(torch.as_tensor(truncated))
+
+    def to_rollout(self, last_value: torch.Tensor) -> Rollout:
+        return Rollout(
+            obs=stack_obs(self.obs),
+            actions=torch.stack(self.actions),
+            log_probs=torch.stack(self.log_probs),
+            values=torch.stack(self.values).float(),
+            rewards=torch.stack(self.rewards),
+            terminated=torch.stack(self.terminated),
+            truncated=torch.stack(self.truncated),
+            valid=torch.stack(self.valid),
+            last_value=last_value.float(),
+            extras={key: torch.stack(values) for key, values in self.extras.items()},
+        )
+
+
 # ------------------------------------------------------------------------------ the collector
 class _Stage:
-    """One vector env (all envs, or one pipeline half) and its running episode state."""
+    """One vector env (all envs, or one pipeline half), its running episodes and the rollout
+    being collected from it."""
 
     def __init__(self, envs: gym.vector.VectorEnv) -> None:
         self.envs = envs
@@ -250,11 +296,21 @@ class _Stage:
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
         self._pending: tuple | None = None
+        # the current rollout
+        self.buffer: StepBuffer | None = None
+        self.ever_done = np.zeros(self.num_envs, dtype=bool)
+        self.sent_valid = np.ones(self.num_envs, dtype=bool)
+        self.active = True
 
     def reset(self, seeds: list[int] | None) -> None:
         self.obs, _ = self.envs.reset(seed=seeds)
         self.prev_done[:] = False
         self.episode_return[:] = 0.0
+
+    def begin_rollout(self, record: bool) -> None:
+        self.buffer = StepBuffer() if record else None
+        self.ever_done = np.zeros(self.num_envs, dtype=bool)
+        self.active = True
 
     def send(self, actions: np.ndarray) -> None:
         """Start stepping; with worker processes they step while this process continues."""
@@ -338,115 +394,87 @@ class RolloutCollector:
         if self.episodic or not self._started:
             self.reset(seeds)
         stats = EpisodeStats()
-        records = [defaultdict(list) for _ in self.stages]
-        ever_done = [np.zeros(stage.num_envs, dtype=bool) for stage in self.stages]
-        sent_valid: list[Any] = [None] * len(self.stages)
-
-        def act_and_send(index: int) -> None:
-            stage = self.stages[index]
-            start = time.perf_counter()
-            obs = obs_to_torch(stage.obs, self.device)
-            out = policy.act(obs, deterministic=deterministic)
-            actions = out.actions.detach().cpu()
-            self.timings.policy_inference += time.perf_counter() - start
-            valid = ~stage.prev_done
-            if self.episodic:
-                valid &= ~ever_done[index]
-            if record:
-                store = records[index]
-                store["obs"].append(obs_to_device(obs, torch.device("cpu")))
-                store["actions"].append(actions)
-                store["log_probs"].append(out.log_prob.detach().cpu())
-                store["values"].append(out.value.detach().cpu().reshape(-1))
-                for key, value in out.extras.items():
-                    store[f"extra:{key}"].append(value.detach().cpu())
-                store["valid"].append(torch.as_tensor(valid))
-            start = time.perf_counter()
-            stage.send(actions.numpy())
-            self.timings.env_step += time.perf_counter() - start
-            sent_valid[index] = valid
-
-        def receive(index: int) -> None:
-            stage = self.stages[index]
-            start = time.perf_counter()
-            next_obs, reward, terminated, truncated, infos = stage.recv()
-            self.timings.env_step += time.perf_counter() - start
-            valid = sent_valid[index]
-            reward = np.asarray(reward, dtype=np.float64)
-            terminated = np.asarray(terminated, dtype=bool)
-            truncated = np.asarray(truncated, dtype=bool)
-            done = terminated | truncated
-            executed = _info_array(infos, "executed_steps", stage.num_envs, 1.0)
-            executed = np.where(stage.prev_done, 0.0, executed)  # reset steps execute nothing
-            stats.env_steps += int(executed.sum())
-            stats.reward_sum += float(reward[~stage.prev_done].sum())
-            stage.episode_return += np.where(stage.prev_done, 0.0, reward)
-            finished = done & valid
-            if finished.any():
-                success = _info_array(infos, "success_once", stage.num_envs, 0.0)
-                length = _info_array(infos, "elapsed_steps", stage.num_envs, np.nan)
-                extras = {
-                    name: _info_array(infos, key, stage.num_envs, np.nan)
-                    for name, key in self.episode_metrics.items()
-                }
-                for i in np.flatnonzero(finished):
-                    stats.returns.append(float(stage.episode_return[i]))
-                    stats.lengths.append(int(length[i]) if np.isfinite(length[i]) else 0)
-                    stats.success_once.append(float(success[i]))
-                    for name, values in extras.items():
-                        if np.isfinite(values[i]):
-                            stats.extra[name].append(float(values[i]))
-            stage.episode_return[done] = 0.0
-            if record:
-                store = records[index]
-                store["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
-                store["terminated"].append(torch.as_tensor(terminated & valid))
-                store["truncated"].append(torch.as_tensor(truncated & valid))
-            ever_done[index] |= done & valid
-            stage.prev_done = done
-            stage.obs = next_obs
-
+        for stage in self.stages:
+            stage.begin_rollout(record)
         # Pipelined schedule: act(0) send(0) act(1) send(1) | recv(0) act(0) send(0) recv(1) ...
-        # Evaluation stops a stage once all its episodes are over.
-        active = [True] * len(self.stages)
-        for index in range(len(self.stages)):
-            act_and_send(index)
+        for stage in self.stages:
+            self._act_and_send(stage, policy, deterministic)
         for step in range(self.num_steps):
-            for index in range(len(self.stages)):
-                if not active[index]:
+            for stage in self.stages:
+                if not stage.active:
                     continue
-                receive(index)
-                over = not record and self.episodic and bool(ever_done[index].all())
-                active[index] = step + 1 < self.num_steps and not over
-                if active[index]:
-                    act_and_send(index)
-
+                self._receive(stage, stats)
+                # evaluation stops a stage once all its episodes are over
+                over = not record and self.episodic and bool(stage.ever_done.all())
+                stage.active = step + 1 < self.num_steps and not over
+                if stage.active:
+                    self._act_and_send(stage, policy, deterministic)
         if not record:
             return None, stats
-        parts = []
-        for index, stage in enumerate(self.stages):
-            start = time.perf_counter()
-            last_value = policy.value(obs_to_torch(stage.obs, self.device)).detach().cpu()
-            self.timings.policy_inference += time.perf_counter() - start
-            parts.append(self._to_rollout(records[index], last_value.reshape(-1)))
-        return Rollout.concat_envs(parts), stats
+        return Rollout.concat_envs([self._finish(stage, policy) for stage in self.stages]), stats
 
-    @staticmethod
-    def _to_rollout(record: dict[str, list], last_value: torch.Tensor) -> Rollout:
-        stack = lambda key: torch.stack(record[key])  # noqa: E731
-        return Rollout(
-            obs=stack_obs(record["obs"]),
-            actions=stack("actions"),
-            log_probs=stack("log_probs"),
-            values=stack("values").float(),
-            rewards=stack("rewards"),
-            terminated=stack("terminated"),
-            truncated=stack("truncated"),
-            valid=stack("valid"),
-            last_value=last_value.float(),
-            extras={
-                key.split(":", 1)[1]: torch.stack(values)
-                for key, values in record.items()
-                if key.startswith("extra:")
-            },
-        )
+    def _act_and_send(self, stage: _Stage, policy: ActorCriticPolicy, deterministic: bool) -> None:
+        start = time.perf_counter()
+        obs = obs_to_torch(stage.obs, self.device)
+        out = policy.act(obs, deterministic=deterministic)
+        actions = out.actions.detach().cpu()
+        self.timings.policy_inference += time.perf_counter() - start
+        # reset steps, and in episodic rollouts everything after an env's first episode
+        valid = ~stage.prev_done
+        if self.episodic:
+            valid &= ~stage.ever_done
+        if stage.buffer is not None:
+            stage.buffer.add_action(obs, out, valid)
+        start = time.perf_counter()
+        stage.send(actions.numpy())
+        self.timings.env_step += time.perf_counter() - start
+        stage.sent_valid = valid
+
+    def _receive(self, stage: _Stage, stats: EpisodeStats) -> None:
+        start = time.perf_counter()
+        next_obs, reward, terminated, truncated, infos = stage.recv()
+        self.timings.env_step += time.perf_counter() - start
+        valid = stage.sent_valid
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        done = terminated | truncated
+        executed = _info_array(infos, "executed_steps", stage.num_envs, 1.0)
+        executed = np.where(stage.prev_done, 0.0, executed)  # reset steps execute nothing
+        stats.env_steps += int(executed.sum())
+        stats.reward_sum += float(reward[~stage.prev_done].sum())
+        stage.episode_return += np.where(stage.prev_done, 0.0, reward)
+        finished = done & valid
+        if finished.any():
+            self._record_episodes(stage, np.flatnonzero(finished), infos, stats)
+        stage.episode_return[done] = 0.0
+        if stage.buffer is not None:
+            stage.buffer.add_outcome(reward, terminated & valid, truncated & valid)
+        stage.ever_done |= finished
+        stage.prev_done = done
+        stage.obs = next_obs
+
+    def _record_episodes(
+        self, stage: _Stage, envs: np.ndarray, infos: dict[str, Any], stats: EpisodeStats
+    ) -> None:
+        """Statistics of the episodes that ended in ``envs`` at this step."""
+        success = _info_array(infos, "success_once", stage.num_envs, 0.0)
+        length = _info_array(infos, "elapsed_steps", stage.num_envs, np.nan)
+        extras = {
+            name: _info_array(infos, key, stage.num_envs, np.nan)
+            for name, key in self.episode_metrics.items()
+        }
+        for i in envs:
+            stats.returns.append(float(stage.episode_return[i]))
+            stats.lengths.append(int(length[i]) if np.isfinite(length[i]) else 0)
+            stats.success_once.append(float(success[i]))
+            for name, values in extras.items():
+                if np.isfinite(values[i]):
+                    stats.extra[name].append(float(values[i]))
+
+    def _finish(self, stage: _Stage, policy: ActorCriticPolicy) -> Rollout:
+        """The stage's rollout, bootstrapped with the value of its last observation."""
+        start = time.perf_counter()
+        last_value = policy.value(obs_to_torch(stage.obs, self.device)).detach().cpu()
+        self.timings.policy_inference += time.perf_counter() - start
+        return stage.buffer.to_rollout(last_value.reshape(-1))

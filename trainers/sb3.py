@@ -30,7 +30,7 @@ ALGOS = ("ppo", "sac")
 
 def make_env_fn(env_id: str, env_kwargs: dict[str, Any]):
     def make() -> gym.Env:
-        from trainers.rollout import make_single_env  # max_episode_steps goes to the env
+        from trainers.rollout import make_single_env  # max_steps: the env's own limit
 
         return make_single_env(env_id, obs_mode="flat", **env_kwargs)
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-freq", type=int, default=10_000, help="env steps between evals")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument(
-        "--env-kwargs", default="{}", help="JSON env kwargs, e.g. '{\"max_episode_steps\": 100}'"
+        "--env-kwargs", default="{}", help="JSON env kwargs, e.g. '{\"max_steps\": 100}'"
     )
     parser.add_argument(
         "--hyperparameters",

@@ -1,4 +1,4 @@
-"""The training loop: collect rollouts, compute advantages (PPO or GRPO), update, log, save.
+"""The training loop: collect rollouts, compute the algorithm's advantages, update, log, save.
 
 ``python -m trainers train --config NAME [dotted.key=value ...] [--smoke] [--resume [PATH]]``
 """
@@ -17,8 +17,9 @@ import torch
 import yaml
 
 from trainers import checkpoint
-from trainers.algorithms import grpo, ppo
-from trainers.config import TrainConfig, load_config
+from trainers.algorithms import make_algorithm
+from trainers.algorithms.update import make_batch, make_optimizer, update
+from trainers.config import TrainConfig, env_kwargs, load_config
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -28,27 +29,13 @@ from trainers.evaluate import (
 from trainers.logging import MetricLogger, ProgressBar, progress_bar_enabled
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
-from trainers.rollout import (
-    EpisodeStats,
-    Rollout,
-    RolloutCollector,
-    concat_obs,
-    env_kwargs,
-    flatten_obs,
-    index_obs,
-    make_vector_env,
-)
+from trainers.rollout import EpisodeStats, Rollout, RolloutCollector, make_vector_env
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _flat(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``(T, N, ...)`` tensors of several rollouts -> one ``(sum T * N, ...)`` tensor."""
-    return torch.cat([part.reshape(-1, *part.shape[2:]) for part in parts])
 
 
 def run_dir_of(config: TrainConfig) -> Path:
@@ -93,7 +80,8 @@ class Trainer:
             if self.rollout_device == self.actor_device
             else copy.deepcopy(self.policy).to(self.rollout_device)
         )
-        self.optimizer = ppo.make_optimizer(self.policy, config.algorithm)
+        self.algorithm = make_algorithm(config.algorithm)
+        self.optimizer = make_optimizer(self.policy, config.algorithm)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.runner.seed)
         self.iteration = 0
@@ -189,83 +177,19 @@ class Trainer:
                 actor_buffers[name].copy_(buffer)
 
     # ------------------------------------------------------------------------ training
-    def _rollout_seeds(self, rollout_index: int) -> list[int]:
-        config = self.config
-        num_envs = config.env.num_envs
-        base = config.runner.seed * 1_000_003 + rollout_index * num_envs
-        if config.algorithm.name == "grpo":
-            return grpo.group_seeds(base, num_envs, config.algorithm.group_size)
-        return [base + i for i in range(num_envs)]  # continuous rollouts use them once
-
     def _collect(self) -> tuple[list[Rollout], EpisodeStats]:
         rollouts, stats = [], EpisodeStats()
-        epochs = self.config.rollout.rollout_epochs
+        config = self.config
+        epochs = config.rollout.rollout_epochs
         self.rollout_policy.train()
         for epoch in range(epochs):
-            rollout, part = self.collector.collect(
-                self.rollout_policy, self._rollout_seeds(self.iteration * epochs + epoch)
-            )
+            rollout_index = self.iteration * epochs + epoch
+            base_seed = config.runner.seed * 1_000_003 + rollout_index * config.env.num_envs
+            seeds = self.algorithm.reset_seeds(base_seed, config.env.num_envs)
+            rollout, part = self.collector.collect(self.rollout_policy, seeds)
             rollouts.append(rollout)
-            stats.returns += part.returns
-            stats.lengths += part.lengths
-            stats.success_once += part.success_once
-            for key, values in part.extra.items():
-                stats.extra[key] += values
-            stats.env_steps += part.env_steps
-            stats.reward_sum += part.reward_sum
+            stats.merge(part)
         return rollouts, stats
-
-    def _make_batch(self, rollouts: list[Rollout]) -> tuple[ppo.Batch, dict[str, float]]:
-        algo = self.config.algorithm
-        use_value = algo.name == "ppo"
-        advantages, returns, masks, metrics = [], [], [], {}
-        for rollout in rollouts:
-            if use_value:
-                adv, ret = ppo.ppo_advantages(rollout, algo)
-                mask = rollout.valid
-            else:
-                adv, mask, metrics = grpo.grpo_advantages(rollout, algo)
-                ret = adv
-            advantages.append(adv.reshape(-1))
-            returns.append(ret.reshape(-1))
-            masks.append(mask.reshape(-1))
-        advantages_flat, returns_flat = torch.cat(advantages), torch.cat(returns)
-        mask = torch.cat(masks)
-        values = torch.cat([r.values.reshape(-1) for r in rollouts])
-        valid = torch.cat([r.valid.reshape(-1) for r in rollouts])
-        rewards = torch.cat([ppo.bootstrap_truncated(r, algo.gamma).reshape(-1) for r in rollouts])
-        if algo.normalize_advantages:
-            advantages_flat = ppo.normalize(advantages_flat, mask)
-        index = torch.nonzero(mask).squeeze(-1)
-        if index.numel() == 0:
-            index = torch.zeros(0, dtype=torch.long)
-        obs = concat_obs([flatten_obs(r.obs) for r in rollouts], dim=0)
-        extras = {key: _flat([r.extras[key] for r in rollouts]) for key in rollouts[0].extras}
-        batch = ppo.Batch(
-            obs=index_obs(obs, index),
-            actions=_flat([r.actions for r in rollouts])[index],
-            log_probs=_flat([r.log_probs for r in rollouts])[index],
-            advantages=advantages_flat[index],
-            returns=returns_flat[index] if use_value else None,
-            values=values[index] if use_value else None,
-            extras={key: value[index] for key, value in extras.items()},
-        )
-        selected = advantages_flat[mask]
-        metrics.update(
-            {
-                "rollout/rewards": float(rewards[valid].mean()) if valid.any() else float("nan"),
-                "rollout/advantages_mean": float(selected.mean()) if selected.numel() else 0.0,
-                "rollout/advantages_max": float(selected.max()) if selected.numel() else 0.0,
-                "rollout/advantages_min": float(selected.min()) if selected.numel() else 0.0,
-                "rollout/num_samples": float(index.numel()),
-            }
-        )
-        if use_value:
-            metrics["rollout/returns_mean"] = float(returns_flat[valid].mean())
-            metrics["critic/explained_variance"] = ppo.explained_variance(
-                values[valid], returns_flat[valid]
-            )
-        return batch, metrics
 
     def train_iteration(self) -> dict[str, float]:
         start = time.perf_counter()
@@ -274,24 +198,21 @@ class Trainer:
         rollouts, stats = self._collect()
         self._sync_rollout_buffers()
         rollout_time = time.perf_counter() - start
-        batch, metrics = self._make_batch(rollouts)
+        batch, metrics = make_batch(rollouts, self.algorithm)
         del rollouts
-        algo = self.config.algorithm
-        use_value = algo.name == "ppo"
-        train_actor = not use_value or self.iteration >= algo.critic_warmup_iterations
-        if algo.anneal_lr:
+        train_actor = self.algorithm.trains_actor(self.iteration)
+        if self.config.algorithm.anneal_lr:
             remaining = max(0.0, 1.0 - self.iteration / self.config.runner.max_iterations)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * remaining
         if batch.size > 0:
             metrics.update(
-                ppo.update(
+                update(
+                    self.algorithm,
                     self.policy,
                     self.optimizer,
                     batch,
-                    algo,
                     self.actor_device,
-                    use_value=use_value,
                     train_actor=train_actor,
                     generator=self.generator,
                 )

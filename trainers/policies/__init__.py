@@ -1,69 +1,87 @@
-"""Trainer policies: MLP, flow-matching VLA, action-token VLA.
+"""Trainer policies by name: MLP, flow-matching VLA, action-token VLA.
 
-Each policy lives in a module exposing ``Config`` (a dataclass of its settings) and
-``Policy(config, observation_space, action_space)`` (an :class:`ActorCriticPolicy`). Modules are
-imported lazily, so a VLA policy's heavy dependencies load only when a config asks for it.
+Each policy has a typed config dataclass (``MLPConfig``, ``FlowConfig``, ``TokenConfig``) and an
+:class:`ActorCriticPolicy` class (``MLPPolicy``, ``FlowPolicy``, ``TokenPolicy``) built as
+``FlowPolicy(config, observation_space, action_space)``. A config's ``policy:`` section holds
+``name`` plus that config's fields; :func:`parse_policy_config` is its one parser. Modules are
+imported lazily, so a VLA policy's network code loads only when a config asks for it.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, PolicyOutput
+from trainers.schema import ConfigError, build
 
-POLICY_MODULES = {
-    "mlp": "trainers.policies.mlp",
-    "flow": "trainers.policies.flow",
-    "token": "trainers.policies.token",
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """Where a registered policy's config and network classes live (``module:Class``)."""
+
+    config: str
+    policy: str
+
+
+POLICIES: dict[str, PolicyEntry] = {
+    "mlp": PolicyEntry("trainers.policies.mlp:MLPConfig", "trainers.policies.mlp:MLPPolicy"),
+    "flow": PolicyEntry(
+        "trainers.policies.flow.config:FlowConfig", "trainers.policies.flow.modeling:FlowPolicy"
+    ),
+    "token": PolicyEntry(
+        "trainers.policies.token.config:TokenConfig", "trainers.policies.token.policy:TokenPolicy"
+    ),
 }
 
 
-def policy_module(name: str) -> ModuleType:
-    if name not in POLICY_MODULES:
-        raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICY_MODULES)})")
-    module_name = POLICY_MODULES[name]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise ModuleNotFoundError(
-                f"policy {name!r} is not available: module {module_name} is not installed",
-                name=module_name,
-            ) from None
-        raise
+def _entry(name: str) -> PolicyEntry:
+    if name not in POLICIES:
+        raise ConfigError(f"policy.name {name!r} is unknown (known: {', '.join(POLICIES)})")
+    return POLICIES[name]
 
 
-def build_policy_config(settings: dict[str, Any]) -> Any:
-    """The policy's own ``Config`` from ``policy:`` settings (``name`` plus its fields)."""
-    from trainers.config import ConfigError, _build
+def _load(target: str) -> type:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
+
+def policy_config_class(name: str) -> type:
+    return _load(_entry(name).config)
+
+
+def policy_class(name: str) -> type[ActorCriticPolicy]:
+    return _load(_entry(name).policy)
+
+
+def parse_policy_config(settings: dict[str, Any]) -> Any:
+    """The typed config of ``policy:`` settings (``name`` plus that policy's fields)."""
+    if not isinstance(settings, dict):
+        raise ConfigError(f"policy must be a mapping, got {settings!r}")
+    name = settings.get("name")
+    if not name:
+        raise ConfigError(f"policy.name is required ({', '.join(POLICIES)})")
     fields = {key: value for key, value in settings.items() if key != "name"}
-    config_cls = policy_module(settings["name"]).Config
-    if hasattr(config_cls, "from_dict"):  # the policy parses its own settings (e.g. presets)
-        try:
-            return config_cls.from_dict(fields)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"policy ({settings['name']}): {exc}") from None
-    return _build(config_cls, fields, prefix="policy.")
+    return build(policy_config_class(name), fields, prefix="policy.")
 
 
 def make_policy(
     settings: dict[str, Any], observation_space: gym.Space, action_space: gym.Space
 ) -> ActorCriticPolicy:
-    module = policy_module(settings["name"])
-    return module.Policy(build_policy_config(settings), observation_space, action_space)
+    config = parse_policy_config(settings)
+    return policy_class(settings["name"])(config, observation_space, action_space)
 
 
 __all__ = [
-    "POLICY_MODULES",
+    "POLICIES",
     "ActorCriticPolicy",
     "EvaluateOutput",
     "PolicyOutput",
-    "build_policy_config",
     "make_policy",
-    "policy_module",
+    "parse_policy_config",
+    "policy_class",
+    "policy_config_class",
 ]

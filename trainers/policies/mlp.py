@@ -18,9 +18,11 @@ from torch import nn
 
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, PolicyOutput
 
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
 
 @dataclass
-class Config:
+class MLPConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     value_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     activation: str = "tanh"  # tanh | relu
@@ -28,8 +30,15 @@ class Config:
     normalize_obs: bool = True
     obs_clip: float = 10.0
 
-
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"policy.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        for name in ("hidden_sizes", "value_hidden_sizes"):
+            sizes = getattr(self, name)
+            if not all(isinstance(size, int) and size >= 1 for size in sizes):
+                raise ValueError(f"policy.{name} must be positive integers, got {sizes!r}")
 
 
 def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
@@ -70,16 +79,14 @@ class RunningNormalizer(nn.Module):
         return ((x - self.mean.to(x.dtype)) / std).clamp(-self.clip, self.clip)
 
 
-class Policy(ActorCriticPolicy):
-    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space):
+class MLPPolicy(ActorCriticPolicy):
+    def __init__(self, config: MLPConfig, observation_space: gym.Space, action_space: gym.Space):
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(
                 f"the mlp policy needs a flat Box observation (obs_mode='flat'), "
                 f"got {observation_space}"
             )
-        if config.activation not in ACTIVATIONS:
-            raise ValueError(f"policy.activation must be one of {list(ACTIVATIONS)}")
         self.config = config
         self.action_shape = tuple(action_space.shape)
         obs_dim, act_dim = observation_space.shape[0], int(np.prod(self.action_shape))

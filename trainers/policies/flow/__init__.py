@@ -1,6 +1,7 @@
-"""π0-style flow-matching VLA policy: ``Policy(Config.preset("nano"), obs_space, action_space)``."""
+"""π0-style flow-matching VLA policy: ``FlowPolicy(FlowConfig.from_preset("nano"), obs_space,
+action_space)``."""
 
-from trainers.policies.flow.config import PRESETS, Config
-from trainers.policies.flow.modeling import Policy
+from trainers.policies.flow.config import PRESETS, FlowConfig
+from trainers.policies.flow.modeling import FlowPolicy
 
-__all__ = ["PRESETS", "Config", "Policy"]
+__all__ = ["PRESETS", "FlowConfig", "FlowPolicy"]

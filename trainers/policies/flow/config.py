@@ -1,14 +1,15 @@
 """Configuration of the flow-matching VLA policy (π0-style), with size presets.
 
-``Config.preset("nano")`` is sized for a 2-core CPU (tens of thousands of parameters per block,
-64 px images); ``"small"`` for a laptop or a single small GPU; ``"base"`` and ``"large"`` for GPUs
-(``"large"`` turns on bf16 autocast and ``torch.compile``, which only act on CUDA).
+``FlowConfig.from_preset("nano")`` (``policy: {name: flow, preset: nano}``) is sized for a
+2-core CPU (tens of thousands of parameters per block, 64 px images); ``"small"`` for a laptop or
+a single small GPU; ``"base"`` and ``"large"`` for GPUs (``"large"`` turns on bf16 autocast and
+``torch.compile``, which only act on CUDA).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from trainers.policies.encoders import EncoderConfig
 
@@ -16,9 +17,65 @@ NOISE_METHODS = ("flow_sde", "flow_noise")
 VALUE_HEADS = ("expert", "prefix")
 TIME_SAMPLING = ("uniform", "beta")
 
+PRESETS: dict[str, dict[str, Any]] = {
+    # 2-core CPU: a few hundred thousand parameters, 4 image tokens per camera.
+    "nano": dict(
+        dim=64,
+        image_size=64,
+        image_patch=4,
+        image_channels=(16, 32, 64),
+        image_grid=2,
+        state_hidden=64,
+        prefix_layers=1,
+        heads=4,
+        expert_dim=64,
+        expert_layers=2,
+        expert_heads=4,
+        value_hidden=128,
+    ),
+    "small": dict(),
+    # Single GPU.
+    "base": dict(
+        dim=384,
+        image_size=128,
+        image_channels=(32, 64, 128, 256),
+        image_grid=4,
+        state_hidden=256,
+        prefix_layers=6,
+        heads=6,
+        expert_dim=256,
+        expert_layers=6,
+        expert_heads=4,
+        value_hidden=512,
+        amp=True,
+    ),
+    # Multi-GPU scale (π0-like proportions: the action expert is narrower than the prefix).
+    "large": dict(
+        dim=768,
+        image_size=224,
+        image_patch=4,
+        image_channels=(64, 128, 256, 512),
+        image_grid=7,
+        state_hidden=512,
+        prefix_layers=12,
+        heads=12,
+        expert_dim=512,
+        expert_layers=12,
+        expert_heads=8,
+        value_hidden=1024,
+        amp=True,
+        compile=True,
+    ),
+}
+
 
 @dataclass
-class Config:
+class FlowConfig:
+    """Flow policy settings. Built from a mapping (``trainers.schema.build``), ``preset`` picks
+    the starting values from :data:`PRESETS` and the other keys override them."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    preset: str = "small"  # the size preset these values started from
     # Observation encoder (see trainers/policies/encoders.py).
     dim: int = 128  # prefix token width
     image_size: int = 64
@@ -97,74 +154,7 @@ class Config:
         )
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> Config:
+    def from_preset(cls, name: str, **overrides: Any) -> FlowConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown flow policy preset {name!r}; choose from {list(PRESETS)}")
-        return replace(cls(**PRESETS[name]), **overrides)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        """A config from a mapping; ``preset`` picks the base, other keys override it."""
-        values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known - {"preset"}
-        if unknown:
-            raise ValueError(
-                f"unknown flow policy option(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls.preset(values.pop("preset", "small"), **values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # 2-core CPU: a few hundred thousand parameters, 4 image tokens per camera.
-    "nano": dict(
-        dim=64,
-        image_size=64,
-        image_patch=4,
-        image_channels=(16, 32, 64),
-        image_grid=2,
-        state_hidden=64,
-        prefix_layers=1,
-        heads=4,
-        expert_dim=64,
-        expert_layers=2,
-        expert_heads=4,
-        value_hidden=128,
-    ),
-    "small": dict(),
-    # Single GPU.
-    "base": dict(
-        dim=384,
-        image_size=128,
-        image_channels=(32, 64, 128, 256),
-        image_grid=4,
-        state_hidden=256,
-        prefix_layers=6,
-        heads=6,
-        expert_dim=256,
-        expert_layers=6,
-        expert_heads=4,
-        value_hidden=512,
-        amp=True,
-    ),
-    # Multi-GPU scale (π0-like proportions: the action expert is narrower than the prefix).
-    "large": dict(
-        dim=768,
-        image_size=224,
-        image_patch=4,
-        image_channels=(64, 128, 256, 512),
-        image_grid=7,
-        state_hidden=512,
-        prefix_layers=12,
-        heads=12,
-        expert_dim=512,
-        expert_layers=12,
-        expert_heads=8,
-        value_hidden=1024,
-        amp=True,
-        compile=True,
-    ),
-}
+        return cls(**{**PRESETS[name], **overrides, "preset": name})

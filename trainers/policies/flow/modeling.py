@@ -30,7 +30,7 @@ from torch import nn
 
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, Observation, PolicyOutput
 from trainers.policies.encoders import ObservationEncoder, sinusoidal_embedding
-from trainers.policies.flow.config import Config
+from trainers.policies.flow.config import FlowConfig
 from trainers.policies.flow.sampling import (
     gaussian_entropy,
     gaussian_log_prob,
@@ -121,10 +121,12 @@ def _identity_normalisation_if_missing(
     state_dict.setdefault(prefix + "action_scale", torch.ones_like(module.action_scale))
 
 
-class Policy(ActorCriticPolicy):
-    """Flow-matching VLA policy ``Policy(config, observation_space, action_space)``."""
+class FlowPolicy(ActorCriticPolicy):
+    """Flow-matching VLA policy ``FlowPolicy(config, observation_space, action_space)``."""
 
-    def __init__(self, config: Config, observation_space: spaces.Space, action_space: spaces.Box):
+    def __init__(
+        self, config: FlowConfig, observation_space: spaces.Space, action_space: spaces.Box
+    ):
         super().__init__()
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) not in (1, 2):
             raise ValueError(

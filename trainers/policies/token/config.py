@@ -47,7 +47,7 @@ DECODINGS = ("parallel", "autoregressive")
 
 
 @dataclass
-class Config:
+class TokenConfig:
     size: str = "cpu"  # network-size preset: cpu | gpu
     # Action tokens
     num_bins: int = 256  # uniform bins per action dimension
@@ -119,9 +119,9 @@ class Config:
         return EncoderConfig(**settings)
 
     @classmethod
-    def cpu(cls, **overrides: Any) -> Config:
+    def cpu(cls, **overrides: Any) -> TokenConfig:
         return cls(size="cpu", **overrides)
 
     @classmethod
-    def gpu(cls, **overrides: Any) -> Config:
+    def gpu(cls, **overrides: Any) -> TokenConfig:
         return cls(size="gpu", **overrides)

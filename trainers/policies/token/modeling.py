@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainers.policies.encoders import ObservationEncoder
-from trainers.policies.token.config import Config
+from trainers.policies.token.config import TokenConfig
 
 
 class Attention(nn.Module):
@@ -74,7 +74,7 @@ class Block(nn.Module):
 
 class TokenVLA(nn.Module):
     def __init__(
-        self, config: Config, observation_space: gym.Space, chunk: int, action_dim: int
+        self, config: TokenConfig, observation_space: gym.Space, chunk: int, action_dim: int
     ) -> None:
         super().__init__()
         encoder_config = config.encoder_config()

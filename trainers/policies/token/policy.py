@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, Observation, PolicyOutput
-from trainers.policies.token.config import Config
+from trainers.policies.token.config import TokenConfig
 from trainers.policies.token.modeling import TokenVLA
 from trainers.policies.token.sampling import (
     process_logits,
@@ -28,9 +28,9 @@ from trainers.policies.token.sampling import (
 from trainers.policies.token.tokenizer import ActionTokenizer
 
 
-class Policy(ActorCriticPolicy):
+class TokenPolicy(ActorCriticPolicy):
     def __init__(
-        self, config: Config, observation_space: gym.Space, action_space: gym.Space
+        self, config: TokenConfig, observation_space: gym.Space, action_space: gym.Space
     ) -> None:
         super().__init__()
         if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) not in (1, 2):
