@@ -49,16 +49,17 @@ class EpisodeRecorder:
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.images: dict[str, list[np.ndarray]] = {cam: [] for cam in self.cameras}
-        self.instruction = ""
+        self.instructions: list[str] = []  # per step: a CALVIN chain switches at each subtask
 
     def add(self, obs: Any, action: np.ndarray, reward: float) -> None:
         if isinstance(obs, dict):
             self.states.append(np.asarray(obs["state"], dtype=np.float32))
             for cam in self.cameras:
                 self.images[cam].append(np.asarray(obs["images"][cam], dtype=np.uint8))
-            self.instruction = str(obs["instruction"])
+            self.instructions.append(str(obs["instruction"]))
         else:
             self.states.append(np.asarray(obs, dtype=np.float32))
+            self.instructions.append("")
         self.actions.append(np.asarray(action, dtype=np.float32))
         self.rewards.append(float(reward))
 
@@ -68,7 +69,7 @@ class EpisodeRecorder:
             action=np.stack(self.actions),
             reward=np.asarray(self.rewards, dtype=np.float32),
             images={cam: np.stack(frames) for cam, frames in self.images.items()},
-            instruction=self.instruction,
+            instruction=self.instructions,
             success=success,
         )
 
@@ -114,6 +115,7 @@ def collect(
             "env_id": env_id,
             "env_kwargs": env_kwargs,
             "obs_mode": "vla" if vision else "flat",
+            "fps": int(envs.metadata.get("render_fps", 10)),
             "cameras": {cam: list(space["images"][cam].shape[:2]) for cam in cameras},
             "state_dim": int(np.prod(state_space.shape)),
             "action_dim": int(envs.single_action_space.shape[-1]),

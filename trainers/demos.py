@@ -2,17 +2,21 @@
 
 Layout of a dataset directory::
 
-    meta.json             {"format": "vla_gym-demos", "version": 1, "env_id": ...,
-                           "env_kwargs": {...}, "obs_mode": "vla" | "flat",
+    meta.json             {"format": "vla_gym-demos", "version": 2, "env_id": ...,
+                           "env_kwargs": {...}, "obs_mode": "vla" | "flat", "fps": F,
                            "cameras": {name: [H, W]}, "state_dim": D, "action_dim": A}
     episodes.jsonl        one JSON line per complete episode: {"file", "length", "success",
-                           "return", "instruction", "seed"}
+                           "return", "instructions", "instruction_starts", "seed"}
     episode_000000.npz    numpy ``savez_compressed`` (deflate; images are lossless and compress
                            several-fold): ``state`` (T, D) float32, ``action`` (T, A) float32
                            (one env step each, chunk of one), ``reward`` (T,) float32,
                            ``image_<camera>`` (T, H, W, 3) uint8 for each camera
 
-``state`` holds ``obs["state"]`` (``obs_mode="vla"``) or the flat observation. An episode file is
+``state`` holds ``obs["state"]`` (``obs_mode="vla"``) or the flat observation. The instruction is
+stored per step as segments: ``instructions[i]`` holds from step ``instruction_starts[i]`` up to
+the next start (a CALVIN chain has one segment per subtask, so the starts are the subtask
+boundaries). Version 1 directories (one ``"instruction"`` per episode) still load. ``fps`` is
+the env's control rate (``metadata["render_fps"]``). An episode file is
 written to a temporary name and renamed, then its line is appended and flushed to
 ``episodes.jsonl``: the index only ever lists complete files, so an interrupted collection resumes
 from the episodes listed there (a stray file of an unfinished episode is overwritten).
@@ -28,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,22 +41,53 @@ import numpy as np
 import torch
 
 FORMAT = "vla_gym-demos"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 META_FILE = "meta.json"
 INDEX_FILE = "episodes.jsonl"
 
 
 @dataclass
 class Episode:
+    """One demonstration. ``instruction`` is one sentence for every step, or one per step."""
+
     state: np.ndarray  # (T, D) float32
     action: np.ndarray  # (T, A) float32
     reward: np.ndarray  # (T,) float32
     images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8
-    instruction: str
+    instruction: str | Sequence[str]
     success: bool
 
     def __len__(self) -> int:
         return len(self.action)
+
+    @property
+    def instructions(self) -> list[str]:
+        """The instruction of each step (length T)."""
+        if isinstance(self.instruction, str):
+            return [self.instruction] * len(self)
+        if len(self.instruction) != len(self):
+            raise ValueError(
+                f"episode has {len(self)} steps but {len(self.instruction)} per-step instructions"
+            )
+        return [str(text) for text in self.instruction]
+
+    def segments(self) -> tuple[list[str], list[int]]:
+        """Runs of one instruction: (sentences, first step of each), e.g. one per subtask."""
+        texts, starts = [], []
+        for t, text in enumerate(self.instructions):
+            if not texts or text != texts[-1]:
+                texts.append(text)
+                starts.append(t)
+        return texts, starts
+
+
+def expand_segments(texts: Sequence[str], starts: Sequence[int], length: int) -> list[str]:
+    """Per-step instructions from segments (the inverse of :meth:`Episode.segments`)."""
+    if len(texts) != len(starts) or (starts and starts[0] != 0) or list(starts) != sorted(starts):
+        raise ValueError(f"bad instruction segments: starts {list(starts)} for {len(texts)} texts")
+    bounds = [*starts, length]
+    return [texts[i] for i in range(len(texts)) for _ in range(bounds[i + 1] - bounds[i])]
 
 
 class DemoWriter:
@@ -81,6 +116,7 @@ class DemoWriter:
 
     def write(self, episode: Episode, seed: int | None = None) -> dict[str, Any]:
         name = f"episode_{self.num_episodes:06d}.npz"
+        texts, starts = episode.segments()
         arrays = {
             "state": np.asarray(episode.state, dtype=np.float32),
             "action": np.asarray(episode.action, dtype=np.float32),
@@ -103,7 +139,8 @@ class DemoWriter:
             "length": len(episode),
             "success": bool(episode.success),
             "return": float(np.sum(episode.reward)),
-            "instruction": episode.instruction,
+            "instructions": texts,
+            "instruction_starts": starts,
             "seed": seed,
         }
         with open(self.root / INDEX_FILE, "a") as handle:
@@ -112,6 +149,13 @@ class DemoWriter:
             os.fsync(handle.fileno())
         self.records.append(record)
         return record
+
+
+def record_instructions(record: Mapping[str, Any]) -> list[str]:
+    """Per-step instructions of an index line (version 1: one sentence per episode)."""
+    if "instructions" not in record:
+        return [record.get("instruction", "")] * record["length"]
+    return expand_segments(record["instructions"], record["instruction_starts"], record["length"])
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -147,6 +191,11 @@ class DemoDataset:
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
+        if self.meta.get("version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"{meta_path} has version {self.meta.get('version')!r}; this loader reads "
+                f"versions {READABLE_VERSIONS}"
+            )
         self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
         if not self.records:
             raise ValueError(
@@ -169,7 +218,7 @@ class DemoDataset:
                 action=data["action"],
                 reward=data["reward"],
                 images={cam: data[f"image_{cam}"] for cam in self.cameras},
-                instruction=record["instruction"],
+                instruction=record_instructions(record),
                 success=record["success"],
             )
 
@@ -249,6 +298,7 @@ def episode_samples(
     episode: Episode, chunk: int, meta: Mapping[str, Any]
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     length = len(episode)
+    instructions = episode.instructions
     padded = np.concatenate([episode.action, np.repeat(episode.action[-1:], chunk - 1, axis=0)])
     for t in range(length):
         if meta.get("obs_mode") == "flat":
@@ -257,7 +307,7 @@ def episode_samples(
             obs = {
                 "images": {cam: frames[t] for cam, frames in episode.images.items()},
                 "state": episode.state[t],
-                "instruction": episode.instruction,
+                "instruction": instructions[t],
             }
         yield obs, padded[t : t + chunk]
 
