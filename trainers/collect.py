@@ -1,12 +1,13 @@
 """Collect scripted-expert demonstrations through the vector layer.
 
     python -m trainers collect --env VLA/PandaPickCubeVision-v0 --episodes 20 --out demos/panda \
-        --num-envs 4 image_size=64
+        --num-envs 4 env.kwargs.image_size=64 [--format lerobot]
 
 Each vector slot runs its own expert (``vla_gym.experts.make_expert``) on the per-env slice of
 the batched ``info``. Envs run with ``action_chunk=1`` so every env step is recorded; training
 cuts chunks from consecutive steps (``trainers/demos.py``). Re-running with the same ``--out``
-continues an interrupted collection up to ``--episodes``.
+continues an interrupted collection up to ``--episodes``. ``--format lerobot`` writes a
+LeRobotDataset instead (``trainers/lerobot_dataset.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import numpy as np
 import yaml
 
 from trainers.demos import DemoWriter, Episode
+from trainers.tracking import ProgressBar, progress_bar_enabled
+
+FORMATS = ("native", "lerobot")
 
 
 def env_slice(tree: Any, index: int) -> Any:
@@ -87,8 +91,15 @@ def collect(
     expert_kwargs: dict[str, Any] | None = None,
     action_noise: float = 0.0,
     verbose: bool = True,
-) -> DemoWriter:
-    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there).
+    format: str = "native",
+    progress: str = "auto",
+) -> int:
+    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there);
+    return how many episodes ``out`` holds.
+
+    ``format`` is ``"native"`` (``trainers/demos.py``) or ``"lerobot"`` (a LeRobotDataset).
+    ``progress`` (``auto``/``on``/``off``) shows a progress bar over the episodes; ``auto``:
+    only on a terminal outside CI.
 
     ``action_noise`` > 0 perturbs the executed actions (DART): Gaussian noise of that std on
     every action dimension but the last (the gripper), clipped to the action bounds, while the
@@ -98,7 +109,10 @@ def collect(
     """
     import vla_gym
 
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     env_kwargs = {**(env_kwargs or {}), "action_chunk": 1}
+    writer: Any = None
     envs = vla_gym.make_vec(
         env_id,
         num_envs,
@@ -120,9 +134,9 @@ def collect(
             "state_dim": int(np.prod(state_space.shape)),
             "action_dim": int(envs.single_action_space.shape[-1]),
         }
-        writer = DemoWriter(out, meta)
+        writer = open_writer(format, out, meta)
         if writer.num_episodes >= episodes:
-            return writer
+            return writer.num_episodes
         experts = [vla_gym.make_expert(env_id, **(expert_kwargs or {})) for _ in range(num_envs)]
         recorders = [EpisodeRecorder(cameras) for _ in range(num_envs)]
         # A resumed collection starts from fresh seeds so it does not repeat stored episodes.
@@ -133,7 +147,14 @@ def collect(
         for expert in experts:
             expert.reset()
         noise_rng = np.random.default_rng(base_seed)
-        started, failed = time.time(), 0
+        started, failed, successes, written = time.time(), 0, 0, 0
+        bar = ProgressBar(
+            progress_bar_enabled(progress),
+            episodes,
+            writer.num_episodes,
+            unit="episode",
+            keys=("success",),
+        )
         while writer.num_episodes < episodes:
             actions = np.stack(
                 [
@@ -165,7 +186,9 @@ def collect(
                     if success or not only_success:
                         if writer.num_episodes < episodes:
                             record = writer.write(recorders[i].episode(success), episode_seeds[i])
-                            if verbose:
+                            written, successes = written + 1, successes + success
+                            bar.update({"success": successes / written})
+                            if verbose and not bar.enabled:
                                 print(
                                     f"episode {writer.num_episodes}/{episodes}: length "
                                     f"{record['length']}, success {success}",
@@ -174,15 +197,27 @@ def collect(
                     else:
                         failed += 1
             obs = next_obs
+        bar.close()
         if verbose:
-            rate = sum(r["success"] for r in writer.records) / max(writer.num_episodes, 1)
             print(
-                f"{writer.num_episodes} episodes in {out} (success {rate:.0%}, discarded "
-                f"{failed} failures) in {time.time() - started:.0f} s"
+                f"{writer.num_episodes} episodes in {out} ({written} new, success "
+                f"{successes / max(written, 1):.0%}, discarded {failed} failures) in "
+                f"{time.time() - started:.0f} s"
             )
-        return writer
+        return writer.num_episodes
     finally:
+        if writer is not None:
+            writer.close()  # a LeRobotDataset completes its files here (also on Ctrl-C)
         envs.close()
+
+
+def open_writer(format: str, out: str, meta: dict[str, Any]) -> Any:
+    """A ``DemoWriter`` or ``LeRobotWriter`` (same interface) on ``out``."""
+    if format == "lerobot":
+        from trainers.lerobot_dataset import LeRobotWriter
+
+        return LeRobotWriter(out, meta)
+    return DemoWriter(out, meta)
 
 
 def parse_kwargs(items: list[str]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,9 @@ class DemoWriter:
         self.records.append(record)
         return record
 
+    def close(self) -> None:
+        """Nothing is buffered: each episode is on disk when :meth:`write` returns."""
+
 
 def record_instructions(record: Mapping[str, Any]) -> list[str]:
     """Per-step instructions of an index line (version 1: one sentence per episode)."""
@@ -177,62 +181,49 @@ def read_index(root: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-class DemoDataset:
-    """A demonstration directory: metadata, episodes, and streamed training samples."""
+class Demonstrations(ABC):
+    """Episodes on disk and the streamed training samples cut from them.
 
-    def __init__(self, root: str | Path, *, only_success: bool = True) -> None:
-        self.root = Path(root)
-        meta_path = self.root / META_FILE
-        if not meta_path.exists():
-            raise FileNotFoundError(
-                f"{self.root} is not a demonstration dataset (no {META_FILE}); create one with "
-                "`python -m trainers collect --env ID --episodes N --out DIR`"
-            )
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
-        if self.meta.get("version") not in READABLE_VERSIONS:
-            raise ValueError(
-                f"{meta_path} has version {self.meta.get('version')!r}; this loader reads "
-                f"versions {READABLE_VERSIONS}"
-            )
-        self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
-        if not self.records:
-            raise ValueError(
-                f"{self.root} has no {'successful ' if only_success else ''}episodes to train on"
-            )
-        self.cameras = list(self.meta.get("cameras", {}))
+    A subclass (one per on-disk format) sets ``root``, ``meta`` (``obs_mode``, ``cameras``,
+    ``state_dim``, ``action_dim``, ``fps``), ``records`` (one dict per kept episode, with
+    ``length`` and ``success``) and implements :meth:`episode`; the rest is shared, so every
+    format feeds SFT the same batches.
+    """
+
+    root: Path
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
+    def cameras(self) -> list[str]:
+        return list(self.meta.get("cameras", {}))
+
+    @property
     def num_samples(self) -> int:
         return sum(r["length"] for r in self.records)
 
-    def episode(self, index: int) -> Episode:
-        record = self.records[index]
-        with np.load(self.root / record["file"]) as data:
-            return Episode(
-                state=data["state"],
-                action=data["action"],
-                reward=data["reward"],
-                images={cam: data[f"image_{cam}"] for cam in self.cameras},
-                instruction=record_instructions(record),
-                success=record["success"],
-            )
+    @abstractmethod
+    def episode(self, index: int) -> Episode: ...
+
+    def episode_states(self, index: int) -> np.ndarray:
+        """``(T, D)`` states of one episode (a format may read them without the images)."""
+        return self.episode(index).state
+
+    def episode_actions(self, index: int) -> np.ndarray:
+        return self.episode(index).action
 
     def actions(self) -> np.ndarray:
-        """Every step's action ``(steps, A)``, read without loading the images."""
-        return np.concatenate(
-            [np.load(self.root / record["file"])["action"] for record in self.records]
-        )
+        """Every step's action ``(steps, A)``."""
+        return np.concatenate([self.episode_actions(i) for i in range(len(self))])
 
     def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of the state over every step (streamed episode by episode)."""
         count, total, total_sq = 0, 0.0, 0.0
         for i in range(len(self)):
-            state = np.load(self.root / self.records[i]["file"])["state"].astype(np.float64)
+            state = self.episode_states(i).astype(np.float64)
             count += len(state)
             total = total + state.sum(0)
             total_sq = total_sq + (state**2).sum(0)
@@ -292,6 +283,74 @@ class DemoDataset:
                 pending = []
         if pending:
             yield collate(pending, self.meta, squeeze)
+
+
+class DemoDataset(Demonstrations):
+    """A native demonstration directory (``meta.json`` + ``episodes.jsonl`` + ``.npz`` files)."""
+
+    def __init__(self, root: str | Path, *, only_success: bool = True) -> None:
+        self.root = Path(root)
+        meta_path = self.root / META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(
+                f"{self.root} is not a demonstration dataset (no {META_FILE}); create one with "
+                "`python -m trainers collect --env ID --episodes N --out DIR`"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
+        if self.meta.get("version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"{meta_path} has version {self.meta.get('version')!r}; this loader reads "
+                f"versions {READABLE_VERSIONS}"
+            )
+        self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
+        if not self.records:
+            raise ValueError(
+                f"{self.root} has no {'successful ' if only_success else ''}episodes to train on"
+            )
+
+    def episode(self, index: int) -> Episode:
+        record = self.records[index]
+        with np.load(self.root / record["file"]) as data:
+            return Episode(
+                state=data["state"],
+                action=data["action"],
+                reward=data["reward"],
+                images={cam: data[f"image_{cam}"] for cam in self.cameras},
+                instruction=record_instructions(record),
+                success=record["success"],
+            )
+
+    def episode_states(self, index: int) -> np.ndarray:
+        with np.load(self.root / self.records[index]["file"]) as data:
+            return data["state"]
+
+    def episode_actions(self, index: int) -> np.ndarray:
+        with np.load(self.root / self.records[index]["file"]) as data:
+            return data["action"]
+
+
+def load_demos(root: str | Path, *, only_success: bool = True, **lerobot: Any) -> Demonstrations:
+    """The dataset at ``root``: a native directory or a local LeRobotDataset (by its files).
+
+    ``lerobot`` options (camera and state key mapping) go to
+    :class:`trainers.lerobot_dataset.LeRobotDemos`.
+    """
+    root = Path(root)
+    if (root / META_FILE).exists():
+        if lerobot:
+            raise ValueError(f"{root} is a native demo directory: LeRobot options do not apply")
+        return DemoDataset(root, only_success=only_success)
+    from trainers.lerobot_dataset import INFO_FILE, LeRobotDemos
+
+    if (root / INFO_FILE).exists():
+        return LeRobotDemos(root, only_success=only_success, **lerobot)
+    raise FileNotFoundError(
+        f"{root} is neither a demonstration directory ({META_FILE}) nor a LeRobotDataset "
+        f"({INFO_FILE}); create one with `python -m trainers collect --env ID --episodes N "
+        "--out DIR [--format lerobot]`"
+    )
 
 
 def episode_samples(

@@ -43,7 +43,6 @@ import torch
 
 from trainers import checkpoint
 from trainers.config import EnvConfig, TrainConfig, load_config
-from trainers.logging import annotate_frame, write_video
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.policies.base import ActorCriticPolicy
@@ -55,6 +54,7 @@ from trainers.rollout import (
     make_vector_env,
     obs_to_torch,
 )
+from trainers.tracking import annotate_frame, write_video
 
 
 def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCollector:

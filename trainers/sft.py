@@ -216,10 +216,10 @@ def _parse_bool(text: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from trainers.config import load_config
     from trainers.evaluate import evaluate_policy, make_eval_collector
-    from trainers.logging import MetricLogger
     from trainers.placement import torch_device
     from trainers.policies import make_policy
     from trainers.rollout import env_kwargs, make_single_env
+    from trainers.tracking import MetricLogger
 
     config = load_config(args.config, args.overrides)
     sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})

@@ -76,25 +76,39 @@ class MetricLogger:
 
 
 class ProgressBar:
-    """tqdm over iterations when enabled; a no-op otherwise."""
+    """tqdm over ``total`` units when enabled; a no-op otherwise.
 
-    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+    ``update`` shows the last value of each of ``keys`` found in its metrics (short names).
+    """
+
+    def __init__(
+        self,
+        enabled: bool,
+        total: int,
+        initial: int = 0,
+        *,
+        unit: str = "it",
+        keys: tuple[str, ...] = ("env/success_once", "env/return", "actor/approx_kl"),
+    ) -> None:
         self.bar = None
+        self.keys = keys
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
 
-    def update(self, metrics: dict[str, float]) -> None:
+    @property
+    def enabled(self) -> bool:
+        return self.bar is not None
+
+    def update(self, metrics: dict[str, float] | None = None, n: int = 1) -> None:
         if self.bar is None:
             return
-        shown = {
-            key.split("/")[-1]: f"{metrics[key]:.3g}"
-            for key in ("env/success_once", "env/return", "actor/approx_kl")
-            if key in metrics
-        }
-        self.bar.set_postfix(shown)
-        self.bar.update(1)
+        metrics = metrics or {}
+        shown = {key.split("/")[-1]: f"{metrics[key]:.3g}" for key in self.keys if key in metrics}
+        if shown:
+            self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -20,7 +20,6 @@ from trainers import checkpoint
 from trainers.algorithms import grpo, ppo
 from trainers.config import TrainConfig, load_config
 from trainers.evaluate import evaluate_policy, make_eval_collector, record_video
-from trainers.logging import MetricLogger, ProgressBar, progress_bar_enabled
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.rollout import (
@@ -33,6 +32,7 @@ from trainers.rollout import (
     index_obs,
     make_vector_env,
 )
+from trainers.tracking import MetricLogger, ProgressBar, progress_bar_enabled
 
 
 def seed_everything(seed: int) -> None:
