@@ -55,8 +55,10 @@ def _require() -> Any:
             "LeRobot datasets need the lerobot-dataset package: pip install -e '.[lerobot]'"
         ) from None
     _import_torchvision()
+    from datasets.utils.logging import disable_progress_bar
     from ledataset.datasets import lerobot_dataset
 
+    disable_progress_bar()  # one bar per saved episode otherwise; collect shows its own
     return lerobot_dataset
 
 
