@@ -1,6 +1,8 @@
 """Supervised fine-tuning (SFT) on demonstrations, with periodic success evaluation.
 
     python -m trainers sft --config flow_panda_vision_ppo --demos demos/panda --steps 2000
+    python -m trainers sft --config flow_panda_vision_ppo --demos my_lerobot_dataset \
+        --lerobot-camera front=observation.images.top
     python -m trainers train --config flow_panda_vision_ppo \
         runner.init_checkpoint_path=runs/flow_panda_vision_ppo_sft/checkpoints/latest.pt
 
@@ -10,6 +12,9 @@ own ``sft_loss(obs, actions)`` (flow matching for the flow VLA, cross-entropy ov
 for the token VLA). Evaluation runs the deterministic policy on held-out seeds of the config's
 evaluation env. Checkpoints (trainer format: ``{"policy": state_dict, ...}``) are written
 atomically every ``--save-interval`` steps; ``--resume`` continues from the latest one.
+``--demos`` is a native demo directory or a local LeRobotDataset (``trainers/lerobot_dataset.py``
+documents the key mapping). Metrics go where the config's ``runner.loggers`` say (TensorBoard in
+``<run dir>/tensorboard`` by default, W&B under the run name), with a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from trainers import checkpoint
-from trainers.demos import DemoDataset
+from trainers.demos import Demonstrations
 from trainers.policies.base import ActorCriticPolicy
+from trainers.tracking import ProgressBar
 
 
 @dataclass
@@ -57,7 +63,7 @@ def learning_rate(config: SFTConfig, step: int) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def check_compatible(dataset: DemoDataset, action_space: gym.spaces.Box) -> None:
+def check_compatible(dataset: Demonstrations, action_space: gym.spaces.Box) -> None:
     if dataset.meta["action_dim"] != action_space.shape[-1]:
         raise ValueError(
             f"demonstrations in {dataset.root} have {dataset.meta['action_dim']}-D actions, the "
@@ -67,7 +73,7 @@ def check_compatible(dataset: DemoDataset, action_space: gym.spaces.Box) -> None
 
 def train_sft(
     policy: ActorCriticPolicy,
-    dataset: DemoDataset,
+    dataset: Demonstrations,
     config: SFTConfig,
     action_space: gym.spaces.Box,
     *,
@@ -76,11 +82,13 @@ def train_sft(
     checkpoint_path: Path | None = None,
     resume: bool = False,
     log: Callable[[dict[str, float], int], None] | None = None,
+    progress: bool = False,
 ) -> list[dict[str, float]]:
     """Minimise ``policy.sft_loss`` on ``dataset``; return the logged history.
 
     ``evaluate(policy)`` (deterministic success on held-out seeds) runs every
-    ``eval_interval`` steps and at the end; its metrics join the history.
+    ``eval_interval`` steps and at the end; its metrics join the history. ``progress`` shows a
+    progress bar over the optimiser steps.
     """
     check_compatible(dataset, action_space)
     device = torch.device(device)
@@ -116,8 +124,13 @@ def train_sft(
                 checkpoint_path,
             )
 
+    bar = ProgressBar(
+        progress, config.steps, step, unit="step", keys=("sft/loss", "eval/success_once")
+    )
+
     def record(metrics: dict[str, float]) -> None:
         history.append({"step": step, **metrics})
+        bar.update(metrics, n=0)
         if log is not None:
             log(metrics, step)
 
@@ -150,6 +163,7 @@ def train_sft(
         optimizer.step()
         losses.append(loss.item())
         step += 1
+        bar.update()
         if step % config.log_interval == 0 or step == config.steps:
             record(
                 {
@@ -165,6 +179,7 @@ def train_sft(
             record(evaluate(policy))
         if step % config.save_interval == 0 or step == config.steps:
             save()
+    bar.close()
     return history
 
 
@@ -192,7 +207,22 @@ def _to(obs: Any, device: torch.device) -> Any:
 # ---------------------------------------------------------------------------------- the CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="trainer config: policy and env")
-    parser.add_argument("--demos", required=True, help="dataset from `python -m trainers collect`")
+    parser.add_argument(
+        "--demos",
+        required=True,
+        help="native demo directory or local LeRobotDataset (e.g. from `trainers collect`)",
+    )
+    parser.add_argument(
+        "--lerobot-camera",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="LeRobotDataset: the policy's camera NAME reads feature KEY, repeatable (default: "
+        "every observation.images.<name> as <name>)",
+    )
+    parser.add_argument(
+        "--lerobot-state", default="", metavar="KEY", help="LeRobotDataset: the state feature"
+    )
     parser.add_argument("--out", default="", help="run dir (default: <log_dir>/<name>_sft)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     for field in fields(SFTConfig):
@@ -205,6 +235,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
 
 
+def lerobot_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_demos`` options from ``--lerobot-camera NAME=KEY`` and ``--lerobot-state KEY``."""
+    options: dict[str, Any] = {}
+    if args.lerobot_camera:
+        pairs = [item.split("=", 1) for item in args.lerobot_camera]
+        bad = [
+            item for item, pair in zip(args.lerobot_camera, pairs, strict=True) if len(pair) != 2
+        ]
+        if bad:
+            raise SystemExit(f"--lerobot-camera {bad[0]!r} must look like NAME=KEY")
+        options["cameras"] = dict(pairs)
+    if args.lerobot_state:
+        options["state_key"] = args.lerobot_state
+    return options
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -215,11 +261,12 @@ def _parse_bool(text: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from trainers.config import load_config
+    from trainers.demos import load_demos
     from trainers.evaluate import evaluate_policy, make_eval_collector
     from trainers.placement import torch_device
     from trainers.policies import make_policy
     from trainers.rollout import env_kwargs, make_single_env
-    from trainers.tracking import MetricLogger
+    from trainers.tracking import MetricLogger, progress_bar_enabled
 
     config = load_config(args.config, args.overrides)
     sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})
@@ -231,10 +278,18 @@ def run(args: argparse.Namespace) -> int:
     observation_space, action_space = probe.observation_space, probe.action_space
     probe.close()
     policy = make_policy(config.policy, observation_space, action_space).to(device)
-    dataset = DemoDataset(args.demos, only_success=sft.only_success)
-    run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / f"{config.name}_sft"
+    dataset = load_demos(args.demos, only_success=sft.only_success, **lerobot_options(args))
+    run_name = f"{config.runner.run_name or config.name}_sft"
+    run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / run_name
     collector = make_eval_collector(config, device)
-    logger = MetricLogger(run_dir, loggers=config.runner.loggers, config=config.to_dict())
+    logger = MetricLogger(
+        run_dir,
+        loggers=config.runner.loggers,
+        config={**config.to_dict(), "sft": asdict(sft), "demos": str(args.demos)},
+        run_name=run_name,
+        wandb_project=config.runner.wandb_project,
+    )
+    progress = progress_bar_enabled(config.runner.progress_bar)
 
     def evaluate(policy: ActorCriticPolicy) -> dict[str, float]:
         stats = evaluate_policy(collector, policy, sft.eval_episodes, seed=sft.eval_seed)
@@ -242,8 +297,9 @@ def run(args: argparse.Namespace) -> int:
 
     def log(metrics: dict[str, float], step: int) -> None:
         logger.log(metrics, step)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        print(f"step {step}: {shown}", flush=True)
+        if not progress:  # the bar shows them otherwise
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            print(f"step {step}: {shown}", flush=True)
 
     print(
         f"SFT of {config.policy_name} on {len(dataset)} episodes ({dataset.num_samples} steps) "
@@ -260,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_path=run_dir / "checkpoints" / checkpoint.LATEST,
             resume=args.resume,
             log=log,
+            progress=progress,
         )
     finally:
         collector.close()

@@ -1,14 +1,18 @@
-"""Metric logging (TensorBoard by default, W&B when asked), the progress bar, episode videos.
+"""Metric logging (TensorBoard by default, W&B when asked), progress bars, episode videos.
 
 Metric names follow ``algorithms.md`` (``env/success_once``, ``actor/approx_kl``, ``time/*``...).
 The x-axis is the number of native env steps, so curves of resumed runs line up: on resume the
-TensorBoard writer purges events written after the checkpoint by the killed run.
+TensorBoard writer purges events written after the checkpoint by the killed run. A W&B run's id
+is stored in the run directory (``wandb_id``) on its first start and reused by every later
+start, so a resumed run continues the same W&B run.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,12 @@ def progress_bar_enabled(setting: str) -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+WANDB_ID_FILE = "wandb_id"
+
+
 class MetricLogger:
+    """Scalars and videos to TensorBoard (``<log_dir>/tensorboard``) and/or W&B."""
+
     def __init__(
         self,
         log_dir: Path,
@@ -31,7 +40,6 @@ class MetricLogger:
         config: dict[str, Any] | None = None,
         run_name: str = "",
         wandb_project: str = "vla_gym",
-        resume: bool = False,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.writer = None
@@ -49,12 +57,22 @@ class MetricLogger:
                 ) from None
             self.wandb = wandb.init(
                 project=wandb_project,
-                name=run_name,
+                name=run_name or None,
                 config=config,
                 dir=str(self.log_dir),
-                resume="allow" if resume else None,
-                id=run_name if resume else None,
+                id=self._wandb_id(),
+                resume="allow",
             )
+
+    def _wandb_id(self) -> str:
+        """The run directory's W&B id, created (and stored) on the first start."""
+        path = self.log_dir / WANDB_ID_FILE
+        if path.exists():
+            return path.read_text().strip()
+        run_id = uuid.uuid4().hex[:8]  # W&B's own id format: 8 lowercase letters/digits
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+        return run_id
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
@@ -63,6 +81,31 @@ class MetricLogger:
                 self.writer.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log(finite, step=step)
+
+    def log_video(self, tag: str, path: Path, step: int) -> None:
+        """An mp4 (e.g. from :func:`write_video`) as a TensorBoard video and a W&B video."""
+        if self.writer is not None:
+            import imageio.v2 as imageio
+            from tensorboard.compat.proto.summary_pb2 import Summary
+
+            with imageio.get_reader(path) as reader:
+                fps = float(reader.get_meta_data().get("fps", 10))
+                frames = [frame[..., :3] for frame in reader]
+            # What SummaryWriter.add_video writes (an animated GIF image summary), encoded with
+            # PIL: add_video needs moviepy.editor, which moviepy 2 removed, and then silently
+            # writes nothing.
+            image = Summary.Image(
+                height=frames[0].shape[0],
+                width=frames[0].shape[1],
+                colorspace=3,
+                encoded_image_string=_gif(frames, fps),
+            )
+            summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+            self.writer.file_writer.add_summary(summary, step)
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({tag: wandb.Video(str(path), format="mp4")}, step=step)
 
     def flush(self) -> None:
         if self.writer is not None:
@@ -73,6 +116,18 @@ class MetricLogger:
             self.writer.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _gif(frames: list[np.ndarray], fps: float) -> bytes:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    duration = round(1000 / max(fps, 1e-3))  # milliseconds per frame
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+    )
+    return buffer.getvalue()
 
 
 class ProgressBar:

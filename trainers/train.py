@@ -116,7 +116,6 @@ class Trainer:
             config=config.to_dict(),
             run_name=config.runner.run_name or config.name,
             wandb_project=config.runner.wandb_project,
-            resume=resumed,
         )
 
     # ---------------------------------------------------------------------------- state
@@ -324,6 +323,7 @@ class Trainer:
                     start = time.perf_counter()
                     path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
                     record_video(self.config, self.rollout_policy, path, self.rollout_device)
+                    self.logger.log_video("eval/video", path, step=self.env_steps)
                     self.rollout_policy.train()
                     metrics["time/video"] = time.perf_counter() - start
                 # Metrics reach the disk before the checkpoint: a kill in between resumes from
