@@ -305,11 +305,12 @@ def test_collect_cli_passes_expert_kwargs(tmp_path):
     from trainers.collect import main
 
     common = ["--env", "VLA/PandaPickCube-v0", "--episodes", "1", "--num-envs", "1"]
-    main([*common, "--out", str(tmp_path / "default"), "obs_mode=flat"])
-    main([*common, "--out", str(tmp_path / "slow"), "--expert", "max_speed=0.02", "obs_mode=flat"])
+    main([*common, "--out", str(tmp_path / "default"), "--env-kwargs", "{obs_mode: flat}"])
+    slow = ["expert.kwargs.max_speed=0.02", "env.kwargs.obs_mode=flat"]
+    main([*common, "--out", str(tmp_path / "slow"), *slow])
     default = DemoDataset(tmp_path / "default", only_success=False).episode(0)
     slow = DemoDataset(tmp_path / "slow", only_success=False).episode(0)
     assert np.linalg.norm(default.action[:, :3], axis=1).max() > 0.5
     assert np.linalg.norm(slow.action[:, :3], axis=1).max() <= 0.2 + 1e-5  # 0.02 m per step
-    with pytest.raises(SystemExit, match="key=value"):
-        main([*common, "--out", str(tmp_path / "bad"), "--expert", "max_speed"])
+    with pytest.raises(SystemExit, match="env.kwargs.KEY=VALUE or expert.kwargs.KEY=VALUE"):
+        main([*common, "--out", str(tmp_path / "bad"), "max_speed=0.02"])

@@ -1,7 +1,7 @@
 """Collect scripted-expert demonstrations through the vector layer.
 
     python -m trainers collect --env VLA/PandaPickCubeVision-v0 --episodes 20 --out demos/panda \
-        --num-envs 4 env.kwargs.image_size=64 [--format lerobot]
+        --num-envs 4 env.kwargs.image_size=64 expert.kwargs.max_speed=0.025 [--format lerobot]
 
 Each vector slot runs its own expert (``vla_gym.experts.make_expert``) on the per-env slice of
 the batched ``info``. Envs run with ``action_chunk=1`` so every env step is recorded; training
@@ -18,12 +18,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 
+from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
 from trainers.demos import DemoWriter, Episode
 from trainers.tracking import ProgressBar, progress_bar_enabled
 
 FORMATS = ("native", "lerobot")
+EXPERT_KWARGS = "expert.kwargs"
 
 
 def env_slice(tree: Any, index: int) -> Any:
@@ -220,16 +221,6 @@ def open_writer(format: str, out: str, meta: dict[str, Any]) -> Any:
     return DemoWriter(out, meta)
 
 
-def parse_kwargs(items: list[str]) -> dict[str, Any]:
-    kwargs = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"kwarg {item!r} must look like key=value (e.g. image_size=64)")
-        key, value = item.split("=", 1)
-        kwargs[key] = yaml.safe_load(value)
-    return kwargs
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="env ID, e.g. VLA/PandaPickCubeVision-v0")
     parser.add_argument("--episodes", type=int, required=True, help="episodes to store in total")
@@ -247,18 +238,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="std of Gaussian noise on the executed (not the stored) actions (DART)",
     )
     parser.add_argument(
-        "--expert",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="scripted-expert kwarg, repeatable, e.g. --expert max_speed=0.025 (PandaPickCube)",
+        "--format",
+        choices=FORMATS,
+        default="native",
+        help="native demo directory or LeRobotDataset",
     )
-    parser.add_argument("env_kwargs", nargs="*", help="env kwargs key=value, e.g. image_size=64")
+    parser.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: TTY)"
+    )
+    add_env_kwargs_flag(parser)
+    parser.add_argument(
+        "kwargs",
+        nargs="*",
+        metavar="env.kwargs.KEY=VALUE",
+        help="env kwargs, e.g. env.kwargs.image_size=64, and scripted-expert kwargs, e.g. "
+        "expert.kwargs.max_speed=0.025 (PandaPickCube)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    kwargs = parse_kwargs(args.kwargs, prefixes=(ENV_KWARGS, EXPERT_KWARGS))
     collect(
         args.env,
         args.episodes,
@@ -267,9 +268,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         backend=args.backend,
         only_success=args.only_success,
-        env_kwargs=parse_kwargs(args.env_kwargs),
-        expert_kwargs=parse_kwargs(args.expert),
+        env_kwargs={**parse_mapping(args.env_kwargs), **kwargs[ENV_KWARGS]},
+        expert_kwargs=kwargs[EXPERT_KWARGS],
         action_noise=args.action_noise,
+        format=args.format,
+        progress=args.progress,
     )
     return 0
 
