@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers import checkpoint
+from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
 from trainers.demos import Demonstrations
 from trainers.policies.base import ActorCriticPolicy
 from trainers.tracking import ProgressBar
@@ -232,7 +233,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
             parser.add_argument(flag, type=kind, default=field.default)
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted.key=value overrides, e.g. env.kwargs.image_size=64",
+    )
+    add_env_kwargs_flag(parser)
 
 
 def lerobot_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
     from trainers.rollout import env_kwargs, make_single_env
     from trainers.tracking import MetricLogger, progress_bar_enabled
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
+    config = load_config(args.config, overrides)
     sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})
     device = torch_device(config.cluster.component_placement.get("actor", "cpu"))
     if config.runner.torch_threads:

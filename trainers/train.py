@@ -18,6 +18,7 @@ import yaml
 
 from trainers import checkpoint
 from trainers.algorithms import grpo, ppo
+from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
 from trainers.config import TrainConfig, load_config
 from trainers.evaluate import evaluate_policy, make_eval_collector, record_video
 from trainers.placement import env_devices, torch_device
@@ -349,7 +350,10 @@ class Trainer:
 # ---------------------------------------------------------------------------------- the CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="config name or YAML path")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted.key=value overrides, e.g. env.kwargs.image_size=64"
+    )
+    add_env_kwargs_flag(parser)
     parser.add_argument("--smoke", action="store_true", help="two tiny iterations")
     parser.add_argument(
         "--resume",
@@ -361,7 +365,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides, smoke=args.smoke)
+    overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
+    config = load_config(args.config, overrides, smoke=args.smoke)
     trainer = Trainer(config, resume=args.resume)
     print(f"training {config.name}: run dir {trainer.run_dir}, from iteration {trainer.iteration}")
     metrics = trainer.train()
