@@ -21,9 +21,12 @@ written to a temporary name and renamed, then its line is appended and flushed t
 ``episodes.jsonl``: the index only ever lists complete files, so an interrupted collection resumes
 from the episodes listed there (a stray file of an unfinished episode is overwritten).
 
-:class:`DemoDataset` reads the index and streams (observation, action-chunk) samples episode by
-episode through a bounded shuffle buffer, so datasets larger than memory train without loading
-them whole. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
+Writing: :class:`DemoWriter` ``(root, meta).write(Episode(...), seed)``; an :class:`Episode`
+takes one instruction or one per step. Reading: :class:`DemoDataset` (this format) and
+:class:`trainers.lerobot_dataset.LeRobotDemos` share :class:`Demonstrations`, which streams
+(observation, action-chunk) samples episode by episode through a bounded shuffle buffer, so
+datasets larger than memory train without loading them whole; :func:`load_demos` opens either
+by its files. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
 episode's end the last action is repeated.
 """
 
