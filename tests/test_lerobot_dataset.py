@@ -181,3 +181,31 @@ def test_load_demos_names_both_formats(tmp_path):
                                      "state_dim": 1, "action_dim": 1})  # fmt: skip
     with pytest.raises(ValueError, match="LeRobot options do not apply"):
         load_demos(tmp_path / "native", cameras={"front": "observation.images.top"})
+
+
+def test_video_datasets_are_decoded_per_episode(lerobot, tmp_path):
+    """Public LeRobotDatasets store cameras as videos, several episodes per file."""
+    features = {
+        "observation.images.top": {
+            "dtype": "video", "shape": (16, 16, 3), "names": ["height", "width", "channels"]
+        },
+        "observation.state": {"dtype": "float32", "shape": (3,), "names": None},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
+    }  # fmt: skip
+    dataset = lerobot.LeRobotDataset.create(
+        "someone/videos", fps=10, features=features, root=tmp_path / "v", vcodec="h264"
+    )
+    frames = []
+    for episode in range(3):
+        for t in range(5 + episode):
+            frames.append(np.full((16, 16, 3), 20 * t + 60 * episode, np.uint8))
+            dataset.add_frame(
+                {"observation.images.top": frames[-1], "observation.state": np.zeros(3, np.float32),
+                 "action": np.zeros(2, np.float32), "task": "look"}
+            )  # fmt: skip
+        dataset.save_episode()
+    dataset.finalize()
+    demos = LeRobotDemos(tmp_path / "v")
+    decoded = np.concatenate([demos.episode(i).images["top"] for i in range(3)])
+    assert decoded.shape == (18, 16, 16, 3) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - np.stack(frames)).max() <= 3  # lossy codec

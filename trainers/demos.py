@@ -99,6 +99,8 @@ class DemoWriter:
 
     def __init__(self, root: str | Path, meta: Mapping[str, Any]) -> None:
         self.root = Path(root)
+        if (self.root / "meta" / "info.json").exists():
+            raise ValueError(f"{self.root} holds a LeRobotDataset: add to it with --format lerobot")
         self.root.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, **meta}
         meta_path = self.root / META_FILE

@@ -218,9 +218,10 @@ class LeRobotDemos(Demonstrations):
         episodes = self.dataset.meta.episodes
         success = "next.success" in self.dataset.features
         records = []
+        flags = self.table.select_columns(["next.success"]) if success else None
         for row in episodes:
             start, end = int(row["dataset_from_index"]), int(row["dataset_to_index"])
-            ok = not success or bool(np.any(self.table[start:end]["next.success"]))
+            ok = flags is None or bool(np.any(flags[start:end]["next.success"]))
             records.append(
                 {"episode_index": int(row["episode_index"]), "start": start, "end": end,
                  "length": end - start, "success": ok}
@@ -229,7 +230,8 @@ class LeRobotDemos(Demonstrations):
 
     def _column(self, index: int, key: str) -> np.ndarray:
         record = self.records[index]
-        values = self.table[record["start"] : record["end"]][key]
+        # One column only: slicing whole rows would decode every image of the episode.
+        values = self.table.select_columns([key])[record["start"] : record["end"]][key]
         return np.asarray(values, dtype=np.float32).reshape(record["length"], -1)
 
     def episode_states(self, index: int) -> np.ndarray:
@@ -244,9 +246,8 @@ class LeRobotDemos(Demonstrations):
         tasks = self.dataset.meta.tasks.index  # task_index -> sentence
         images = {}
         for cam, key in self.camera_keys.items():
-            if key in self.video_keys:  # decoded frame by frame by LeRobot, float CHW in [0, 1]
-                frames = [self.dataset[i][key] for i in range(record["start"], record["end"])]
-                images[cam] = np.stack([_to_uint8_hwc(f.numpy()) for f in frames])
+            if key in self.video_keys:
+                images[cam] = self._video_frames(record, key)
             else:
                 images[cam] = np.stack([np.asarray(im.convert("RGB")) for im in rows[key]])
         reward = rows.get("next.reward")
@@ -261,6 +262,35 @@ class LeRobotDemos(Demonstrations):
             success=record["success"],
         )
 
+    def _video_frames(self, record: Mapping[str, Any], key: str) -> np.ndarray:
+        """An episode's ``(T, H, W, 3)`` frames of a video feature, decoded with PyAV.
+
+        LeRobot's own decoders need torchcodec or ``torchvision.io.VideoReader`` (gone from
+        torchvision 0.28), neither of which loads beside a CPU-only torch.
+        """
+        import av
+
+        meta = self.dataset.meta
+        index = record["episode_index"]
+        start = float(meta.episodes[index][f"videos/{key}/from_timestamp"])
+        half_frame = 0.5 / self.dataset.fps
+        frames: list[np.ndarray] = []
+        with av.open(str(self.root / meta.get_video_file_path(index, key))) as container:
+            stream = container.streams.video[0]
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if float(frame.pts * stream.time_base) < start - half_frame:
+                    continue  # before the episode: decoded from the preceding keyframe
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == record["length"]:
+                    break
+        if len(frames) != record["length"]:
+            raise ValueError(
+                f"{self.root}: video {key} holds {len(frames)} frames of episode {index}, "
+                f"expected {record['length']}"
+            )
+        return np.stack(frames)
+
 
 def _image_size(feature: Mapping[str, Any]) -> list[int]:
     """(H, W) of an image/video feature, whatever its axis order ((H, W, C) or (C, H, W))."""
@@ -269,8 +299,3 @@ def _image_size(feature: Mapping[str, Any]) -> list[int]:
     if len(names) == 3 and names[0] in ("channel", "channels"):
         return shape[1:]
     return shape[:2] if shape[-1] in (1, 3, 4) else shape[1:]
-
-
-def _to_uint8_hwc(frame: np.ndarray) -> np.ndarray:
-    frame = frame.transpose(1, 2, 0) if frame.shape[0] in (1, 3) else frame
-    return np.clip(np.round(frame * 255.0), 0, 255).astype(np.uint8)
