@@ -48,3 +48,21 @@ def test_console_scripts_point_at_the_command_line_entry_points():
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_sft_maps_lerobot_cameras_and_state_from_flags():
+    import argparse
+
+    from trainers import sft
+
+    parser = argparse.ArgumentParser()
+    sft.add_arguments(parser)
+    flags = ["--config", "x", "--demos", "d", "--lerobot-camera", "front=observation.images.top"]
+    args = parser.parse_args([*flags, "--lerobot-state", "observation.joints"])
+    assert sft.lerobot_options(args) == {
+        "cameras": {"front": "observation.images.top"},
+        "state_key": "observation.joints",
+    }
+    assert sft.lerobot_options(parser.parse_args(flags[:4])) == {}
+    with pytest.raises(SystemExit, match="NAME=KEY"):
+        sft.lerobot_options(parser.parse_args([*flags[:4], "--lerobot-camera", "front"]))

@@ -134,7 +134,6 @@ class LeRobotWriter:
                 use_videos=False,
             )
         self.cameras = list(meta.get("cameras", {}))
-        self.records: list[dict[str, Any]] = []  # the episodes written by this writer
 
     @property
     def num_episodes(self) -> int:
@@ -156,15 +155,13 @@ class LeRobotWriter:
             }
             self.dataset.add_frame(frame)
         self.dataset.save_episode()
-        record = {
+        return {
             "episode_index": self.num_episodes - 1,
             "length": length,
             "success": bool(episode.success),
             "return": float(np.sum(episode.reward)),
-            "seed": seed,
+            "seed": seed,  # not stored: LeRobot's episode metadata has no place for it
         }
-        self.records.append(record)
-        return record
 
     def close(self) -> None:
         self.dataset.finalize()

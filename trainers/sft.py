@@ -244,14 +244,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def lerobot_options(args: argparse.Namespace) -> dict[str, Any]:
     """``load_demos`` options from ``--lerobot-camera NAME=KEY`` and ``--lerobot-state KEY``."""
     options: dict[str, Any] = {}
-    if args.lerobot_camera:
-        pairs = [item.split("=", 1) for item in args.lerobot_camera]
-        bad = [
-            item for item, pair in zip(args.lerobot_camera, pairs, strict=True) if len(pair) != 2
-        ]
-        if bad:
-            raise SystemExit(f"--lerobot-camera {bad[0]!r} must look like NAME=KEY")
-        options["cameras"] = dict(pairs)
+    for item in args.lerobot_camera:
+        name, sep, key = item.partition("=")
+        if not (sep and name and key):
+            raise SystemExit(f"--lerobot-camera {item!r} must look like NAME=KEY")
+        options.setdefault("cameras", {})[name] = key
     if args.lerobot_state:
         options["state_key"] = args.lerobot_state
     return options
