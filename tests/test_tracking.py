@@ -21,11 +21,15 @@ def test_a_resumed_run_logs_to_the_same_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     ids = []
-    for step in (10, 20):  # a first start, then a resume in the same run directory
+    # A first start logs up to step 20; the resume restarts from a checkpoint at step 10.
+    for value, step in ((1.0, 20), (2.0, 10)):
         logger = MetricLogger(tmp_path, loggers=["wandb"], run_name="demo_run")
         ids.append(logger.wandb.id)
         assert logger.wandb.name == "demo_run"
-        logger.log({"env/return": 1.0}, step)
+        logger.log({"env/return": value}, step)
+        # Logged against our step, so the resumed run's earlier step is kept, not dropped.
+        assert logger.wandb.summary["env/return"] == value
+        assert logger.wandb.summary["global_step"] == step
         logger.close()
     assert ids[0] == ids[1] == (tmp_path / WANDB_ID_FILE).read_text().strip()
     other = MetricLogger(tmp_path / "other", loggers=["wandb"], run_name="demo_run")

@@ -26,6 +26,7 @@ def progress_bar_enabled(setting: str) -> bool:
 
 
 WANDB_ID_FILE = "wandb_id"
+WANDB_STEP = "global_step"  # the x-axis of every W&B chart: env steps (SFT: optimiser steps)
 
 
 class MetricLogger:
@@ -63,6 +64,10 @@ class MetricLogger:
                 id=self._wandb_id(),
                 resume="allow",
             )
+            # Plots use our step as x-axis: W&B drops a log whose own step is not above the
+            # last one, which is every step a resumed run logs again after its checkpoint.
+            self.wandb.define_metric(WANDB_STEP)
+            self.wandb.define_metric("*", step_metric=WANDB_STEP)
 
     def _wandb_id(self) -> str:
         """The run directory's W&B id, created (and stored) on the first start."""
@@ -80,7 +85,7 @@ class MetricLogger:
             for key, value in finite.items():
                 self.writer.add_scalar(key, value, step)
         if self.wandb is not None:
-            self.wandb.log(finite, step=step)
+            self.wandb.log({**finite, WANDB_STEP: step})
 
     def log_video(self, tag: str, path: Path, step: int) -> None:
         """An mp4 (e.g. from :func:`write_video`) as a TensorBoard video and a W&B video."""
@@ -105,7 +110,7 @@ class MetricLogger:
         if self.wandb is not None:
             import wandb
 
-            self.wandb.log({tag: wandb.Video(str(path), format="mp4")}, step=step)
+            self.wandb.log({tag: wandb.Video(str(path), format="mp4"), WANDB_STEP: step})
 
     def flush(self) -> None:
         if self.writer is not None:
