@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
-from trainers.demos import DemoWriter, Episode
+from trainers.demos import DemoWriter, Episode, EpisodeWriter
 from trainers.tracking import ProgressBar, progress_bar_enabled
 
 FORMATS = ("native", "lerobot")
@@ -113,7 +113,8 @@ def collect(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     env_kwargs = {**(env_kwargs or {}), "action_chunk": 1}
-    writer: Any = None
+    writer: EpisodeWriter | None = None
+    bar: ProgressBar | None = None
     envs = vla_gym.make_vec(
         env_id,
         num_envs,
@@ -198,7 +199,7 @@ def collect(
                     else:
                         failed += 1
             obs = next_obs
-        bar.close()
+        bar.close()  # before the summary line (closing again in `finally` is harmless)
         if verbose:
             print(
                 f"{writer.num_episodes} episodes in {out} ({written} new, success "
@@ -209,10 +210,12 @@ def collect(
     finally:
         if writer is not None:
             writer.close()  # a LeRobotDataset completes its files here (also on Ctrl-C)
+        if bar is not None:
+            bar.close()
         envs.close()
 
 
-def open_writer(format: str, out: str, meta: dict[str, Any]) -> Any:
+def open_writer(format: str, out: str, meta: dict[str, Any]) -> EpisodeWriter:
     """A ``DemoWriter`` or ``LeRobotWriter`` (same interface) on ``out``."""
     if format == "lerobot":
         from trainers.lerobot_dataset import LeRobotWriter

@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -92,6 +92,17 @@ def expand_segments(texts: Sequence[str], starts: Sequence[int], length: int) ->
         raise ValueError(f"bad instruction segments: starts {list(starts)} for {len(texts)} texts")
     bounds = [*starts, length]
     return [texts[i] for i in range(len(texts)) for _ in range(bounds[i + 1] - bounds[i])]
+
+
+class EpisodeWriter(Protocol):
+    """What ``trainers collect`` writes through: :class:`DemoWriter` or ``LeRobotWriter``."""
+
+    @property
+    def num_episodes(self) -> int: ...
+
+    def write(self, episode: Episode, seed: int | None = None) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class DemoWriter:
