@@ -286,9 +286,13 @@ def run(args: argparse.Namespace) -> int:
     run_name = f"{config.runner.run_name or config.name}_sft"
     run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / run_name
     collector = make_eval_collector(config, device)
+    latest = run_dir / "checkpoints" / checkpoint.LATEST
+    resumed_step = checkpoint.load(latest)["step"] if args.resume and latest.is_file() else None
     logger = MetricLogger(
         run_dir,
         loggers=config.runner.loggers,
+        # As in training: a resumed run hides the events logged after its checkpoint.
+        purge_step=None if resumed_step is None else resumed_step + 1,
         config={**config.to_dict(), "sft": asdict(sft), "demos": str(args.demos)},
         run_name=run_name,
         wandb_project=config.runner.wandb_project,
@@ -317,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
             action_space,
             device=device,
             evaluate=evaluate,
-            checkpoint_path=run_dir / "checkpoints" / checkpoint.LATEST,
+            checkpoint_path=latest,
             resume=args.resume,
             log=log,
             progress=progress,
@@ -325,5 +329,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         collector.close()
         logger.close()
-    print(f"checkpoint: {run_dir / 'checkpoints' / checkpoint.LATEST}")
+    print(f"checkpoint: {latest}")
     return 0
