@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 from gymnasium.utils.env_checker import check_env
 
 import vla_gym  # noqa: F401  (registers the IDs)
@@ -17,7 +17,7 @@ from vla_gym.envs.calvin.layout import EVAL_ROBOT_OBS, LAYOUTS, NEUTRAL_TCP_EULE
 
 pytest.importorskip("pybullet")
 
-CALVIN_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "calvin"
+CALVIN_ROOT = SHARED_DIR / "assets" / "calvin"
 SMALL = {"static_size": 48, "gripper_size": 32}
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 
 from vla_gym.envs.calvin import symbolic
 from vla_gym.eval import calvin as calvin_eval
 
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+SPEC = SHARED_DIR / "spec"
 FIRST10 = SPEC / "calvin_eval_sequences_first10.json"
 
 

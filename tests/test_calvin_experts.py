@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 
 import vla_gym  # noqa: F401
 from vla_gym.experts import make_expert
@@ -14,7 +13,7 @@ from vla_gym.experts.calvin import EXPERT_TASKS
 
 pytest.importorskip("pybullet")
 
-CALVIN_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "calvin"
+CALVIN_ROOT = SHARED_DIR / "assets" / "calvin"
 EPISODES = 5
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -43,7 +45,7 @@ def test_round_trip_is_lossless_and_documented(tmp_path):
     for i, episode in enumerate(episodes):
         writer.write(episode, seed=i)
     meta = json.loads((tmp_path / META_FILE).read_text())
-    assert meta["format"] == "vla_gym-demos" and meta["version"] == 1
+    assert meta["format"] == "vla_gym-demos" and meta["version"] == 2
     lines = [json.loads(line) for line in (tmp_path / INDEX_FILE).read_text().splitlines()]
     assert [r["length"] for r in lines] == [5, 7]
     assert [r["success"] for r in lines] == [True, False]
@@ -55,9 +57,43 @@ def test_round_trip_is_lossless_and_documented(tmp_path):
         np.testing.assert_array_equal(loaded.action, episode.action)
         for cam in ("front", "wrist"):
             np.testing.assert_array_equal(loaded.images[cam], episode.images[cam])
-        assert loaded.instruction == episode.instruction
+        assert loaded.instructions == episode.instructions
     # only_success (the default) drops the failed episode
     assert len(DemoDataset(tmp_path)) == 1
+
+
+def test_per_step_instructions_are_stored_as_segments(tmp_path):
+    episode = make_episode(6)
+    episode.instruction = ["open"] * 2 + ["close"] * 3 + ["open"]
+    record = DemoWriter(tmp_path, META).write(episode)
+    assert record["instructions"] == ["open", "close", "open"]
+    assert record["instruction_starts"] == [0, 2, 5]
+    loaded = DemoDataset(tmp_path).episode(0)
+    assert loaded.instructions == episode.instruction
+    batch, _ = next(DemoDataset(tmp_path).batches(6, chunk=1, shuffle_buffer=1, repeat=False))
+    by_step = {
+        int(-s[1]): text for s, text in zip(batch["state"], batch["instruction"], strict=True)
+    }
+    assert [by_step[t] for t in range(6)] == episode.instruction
+    with pytest.raises(ValueError, match="6 steps but 2 per-step instructions"):
+        DemoWriter(tmp_path, META).write(replace(make_episode(6), instruction=["a", "b"]))
+
+
+def test_version_1_directories_still_load(tmp_path):
+    """A directory written before per-step instructions: one sentence per episode."""
+    DemoWriter(tmp_path, META).write(make_episode(4, 0.0))
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "version": 1}))
+    record = json.loads((tmp_path / INDEX_FILE).read_text())
+    del record["instructions"], record["instruction_starts"]
+    (tmp_path / INDEX_FILE).write_text(json.dumps({**record, "instruction": "old task"}) + "\n")
+    dataset = DemoDataset(tmp_path)
+    assert dataset.episode(0).instructions == ["old task"] * 4
+    obs, _ = next(dataset.batches(4, chunk=1, repeat=False))
+    assert obs["instruction"] == ["old task"] * 4
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "version": 9}))
+    with pytest.raises(ValueError, match="version 9"):
+        DemoDataset(tmp_path)
 
 
 def test_images_are_compressed(tmp_path):
@@ -190,7 +226,8 @@ def test_collect_writes_successful_expert_demos_and_resumes(tmp_path):
     assert episode.images["front"].shape[1:] == (32, 32, 3)
     assert episode.state.shape[1] == 7 and episode.action.shape[1] == 4
     assert np.abs(episode.action).max() <= 1.0
-    assert episode.instruction == "pick up the cube"
+    assert episode.instructions == ["pick up the cube"] * len(episode)
+    assert dataset.meta["fps"] == 50
     assert dataset.meta["cameras"] == {"front": [32, 32], "wrist": [32, 32]}
     # Asking for more continues the same directory.
     collect(
@@ -236,6 +273,30 @@ def test_collect_with_action_noise_stores_the_clean_expert_labels(tmp_path):
     assert set(np.unique(noisy.action[:, -1])) <= {-1.0, 1.0}
 
 
+def test_collected_calvin_chain_labels_each_subtask_with_its_instruction(tmp_path):
+    """The chain's instruction switches at each solved subtask; so do the stored labels."""
+    pytest.importorskip("pybullet")
+    import gymnasium as gym
+
+    from trainers.collect import collect
+    from vla_gym.envs.calvin.language import BUILTIN_SENTENCES
+
+    kwargs = {"assets": "builtin", "num_subtasks": 3, "static_size": 32, "gripper_size": 32}
+    collect("VLA/CALVIN-D-v0", 1, str(tmp_path), num_envs=1, env_kwargs=kwargs, verbose=False)
+    dataset = DemoDataset(tmp_path)  # successful: the expert solved all three subtasks
+    record, episode = dataset.records[0], dataset.episode(0)
+    env = gym.make("VLA/CALVIN-D-v0", **kwargs)
+    _, info = env.reset(seed=record["seed"])
+    env.close()
+    assert record["instructions"] == [BUILTIN_SENTENCES[task] for task in info["tasks"]]
+    # Each subtask's +1 reward lands on its last step; the next instruction starts right after.
+    solved_at = np.flatnonzero(episode.reward)
+    assert len(solved_at) == 3 and solved_at[-1] == len(episode) - 1
+    assert record["instruction_starts"] == [0, *(solved_at[:-1] + 1).tolist()]
+    for (start, end), task in zip(pairwise([0, *(solved_at + 1)]), info["tasks"], strict=True):
+        assert set(episode.instructions[start:end]) == {BUILTIN_SENTENCES[task]}
+
+
 def test_collect_cli_passes_expert_kwargs(tmp_path):
     import vla_gym  # noqa: F401  (before mujoco: it selects the headless EGL backend)
 
@@ -244,11 +305,12 @@ def test_collect_cli_passes_expert_kwargs(tmp_path):
     from trainers.collect import main
 
     common = ["--env", "VLA/PandaPickCube-v0", "--episodes", "1", "--num-envs", "1"]
-    main([*common, "--out", str(tmp_path / "default"), "obs_mode=flat"])
-    main([*common, "--out", str(tmp_path / "slow"), "--expert", "max_speed=0.02", "obs_mode=flat"])
+    main([*common, "--out", str(tmp_path / "default"), "--env-kwargs", "{obs_mode: flat}"])
+    slow = ["expert.kwargs.max_speed=0.02", "env.kwargs.obs_mode=flat"]
+    main([*common, "--out", str(tmp_path / "slow"), *slow])
     default = DemoDataset(tmp_path / "default", only_success=False).episode(0)
     slow = DemoDataset(tmp_path / "slow", only_success=False).episode(0)
     assert np.linalg.norm(default.action[:, :3], axis=1).max() > 0.5
     assert np.linalg.norm(slow.action[:, :3], axis=1).max() <= 0.2 + 1e-5  # 0.02 m per step
-    with pytest.raises(SystemExit, match="key=value"):
-        main([*common, "--out", str(tmp_path / "bad"), "--expert", "max_speed"])
+    with pytest.raises(SystemExit, match="env.kwargs.KEY=VALUE or expert.kwargs.KEY=VALUE"):
+        main([*common, "--out", str(tmp_path / "bad"), "max_speed=0.02"])

@@ -16,6 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 from gymnasium.utils.env_checker import check_env
 
 import vla_gym
@@ -24,7 +25,7 @@ from vla_gym.envs.libero.offline import ASSETS_ENV_VAR, LiberoAssetsError, resol
 from vla_gym.envs.libero.suites import SUITES
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+ASSETS = SHARED_DIR / "assets" / "libero"
 IDS = {name: suite.env_id for name, suite in SUITES.items()}
 
 needs_libero = pytest.mark.skipif(
@@ -262,6 +263,8 @@ def test_success_is_the_bddl_goal_and_terminates(spatial_env):
     assert success_seen and info["success"] and info["success_once"] and reward == 1.0
 
 
+@needs_libero
+@needs_assets
 def test_chunked_actions_and_step_limit(request):
     env = make("goal", task_id=3, action_chunk=4, max_steps=6, cameras=("wrist",))
     request.addfinalizer(env.close)

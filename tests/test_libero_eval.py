@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 
 from vla_gym.eval import ZeroPolicy
 from vla_gym.eval.libero import evaluate, main
 
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
+ASSETS = SHARED_DIR / "assets" / "libero"
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("libero") is None or not ASSETS.is_dir(),
     reason="hf-libero or the offline LIBERO asset pack (../shared/assets/libero) is missing",

@@ -124,3 +124,15 @@ def test_learning_panda_predict_normalises_and_statistics_survive_resume(tmp_pat
     np.testing.assert_allclose(resumed.predict(obs), expected, atol=1e-6)
     with pytest.raises(ValueError, match="normalize_obs"):
         bench.SB3Learner("sac", tmp_path, 0, normalize_obs=False, num_envs=2)
+
+
+def test_progress_bar_verbose_and_env_kwargs_in_the_common_syntax(tmp_path, capsys):
+    args = ["--algo", "ppo", "--steps", "64", "--num-envs", "2", "--eval-freq", "32"]
+    args += ["--eval-episodes", "1", "--log-dir", str(tmp_path), "env.kwargs.max_steps=8"]
+    args += ["--hyperparameters", '{"n_steps": 32, "batch_size": 32, "n_epochs": 1}']
+    assert sb3.main([*args, "--progress", "on", "--verbose", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "64/64" in err and "success_rate=" in err  # the bar reached the total
+    assert "total_timesteps" in out  # SB3's own metric table (verbose 1)
+    with pytest.raises(SystemExit, match="env.kwargs.KEY=VALUE"):
+        sb3.main([*args[:-2], "max_steps=8"])

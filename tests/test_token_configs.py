@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import torch
+from conftest import SHARED_DIR
 
 from trainers.config import available_configs, load_config
 from trainers.policies import make_policy
 from trainers.policies.token import TokenPolicy
 from vla_gym.core.spaces import chunked_action_space, vla_observation_space
 
-LIBERO_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
+LIBERO_ASSETS = SHARED_DIR / "assets" / "libero"
 TOKEN_CONFIGS = [name for name in available_configs() if name.startswith("token_")]
 # Simulator package each env ID needs, beyond what the core install brings.
 SIMULATORS = {"VLA/Behavior": "omnigibson", "VLA/LIBERO": "libero"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
+from conftest import SHARED_DIR
 
 import vla_gym  # noqa: F401  (registers the IDs)
 from trainers.config import available_configs, load_config
@@ -68,7 +69,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-LIBERO_ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+LIBERO_ASSETS = SHARED_DIR / "assets" / "libero"
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,13 @@
 """Collect scripted-expert demonstrations through the vector layer.
 
     python -m trainers collect --env VLA/PandaPickCubeVision-v0 --episodes 20 --out demos/panda \
-        --num-envs 4 image_size=64
+        --num-envs 4 env.kwargs.image_size=64 expert.kwargs.max_speed=0.025 [--format lerobot]
 
 Each vector slot runs its own expert (``vla_gym.experts.make_expert``) on the per-env slice of
 the batched ``info``. Envs run with ``action_chunk=1`` so every env step is recorded; training
 cuts chunks from consecutive steps (``trainers/demos.py``). Re-running with the same ``--out``
-continues an interrupted collection up to ``--episodes``.
+continues an interrupted collection up to ``--episodes``. ``--format lerobot`` writes a
+LeRobotDataset instead (``trainers/lerobot_dataset.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 
-from trainers.demos import DemoWriter, Episode
+from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
+from trainers.demos import DemoWriter, Episode, EpisodeWriter
+from trainers.tracking import ProgressBar, progress_bar_enabled
+
+FORMATS = ("native", "lerobot")
+EXPERT_KWARGS = "expert.kwargs"
 
 
 def env_slice(tree: Any, index: int) -> Any:
@@ -49,16 +54,17 @@ class EpisodeRecorder:
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.images: dict[str, list[np.ndarray]] = {cam: [] for cam in self.cameras}
-        self.instruction = ""
+        self.instructions: list[str] = []  # per step: a CALVIN chain switches at each subtask
 
     def add(self, obs: Any, action: np.ndarray, reward: float) -> None:
         if isinstance(obs, dict):
             self.states.append(np.asarray(obs["state"], dtype=np.float32))
             for cam in self.cameras:
                 self.images[cam].append(np.asarray(obs["images"][cam], dtype=np.uint8))
-            self.instruction = str(obs["instruction"])
+            self.instructions.append(str(obs["instruction"]))
         else:
             self.states.append(np.asarray(obs, dtype=np.float32))
+            self.instructions.append("")
         self.actions.append(np.asarray(action, dtype=np.float32))
         self.rewards.append(float(reward))
 
@@ -68,7 +74,7 @@ class EpisodeRecorder:
             action=np.stack(self.actions),
             reward=np.asarray(self.rewards, dtype=np.float32),
             images={cam: np.stack(frames) for cam, frames in self.images.items()},
-            instruction=self.instruction,
+            instruction=self.instructions,
             success=success,
         )
 
@@ -86,8 +92,15 @@ def collect(
     expert_kwargs: dict[str, Any] | None = None,
     action_noise: float = 0.0,
     verbose: bool = True,
-) -> DemoWriter:
-    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there).
+    format: str = "native",
+    progress: str = "auto",
+) -> int:
+    """Write ``episodes`` expert episodes of ``env_id`` to ``out`` (continuing what is there);
+    return how many episodes ``out`` holds.
+
+    ``format`` is ``"native"`` (``trainers/demos.py``) or ``"lerobot"`` (a LeRobotDataset).
+    ``progress`` (``auto``/``on``/``off``) shows a progress bar over the episodes; ``auto``:
+    only on a terminal outside CI.
 
     ``action_noise`` > 0 perturbs the executed actions (DART): Gaussian noise of that std on
     every action dimension but the last (the gripper), clipped to the action bounds, while the
@@ -97,7 +110,11 @@ def collect(
     """
     import vla_gym
 
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     env_kwargs = {**(env_kwargs or {}), "action_chunk": 1}
+    writer: EpisodeWriter | None = None
+    bar: ProgressBar | None = None
     envs = vla_gym.make_vec(
         env_id,
         num_envs,
@@ -114,13 +131,14 @@ def collect(
             "env_id": env_id,
             "env_kwargs": env_kwargs,
             "obs_mode": "vla" if vision else "flat",
+            "fps": int(envs.metadata.get("render_fps", 10)),
             "cameras": {cam: list(space["images"][cam].shape[:2]) for cam in cameras},
             "state_dim": int(np.prod(state_space.shape)),
             "action_dim": int(envs.single_action_space.shape[-1]),
         }
-        writer = DemoWriter(out, meta)
+        writer = open_writer(format, out, meta)
         if writer.num_episodes >= episodes:
-            return writer
+            return writer.num_episodes
         experts = [vla_gym.make_expert(env_id, **(expert_kwargs or {})) for _ in range(num_envs)]
         recorders = [EpisodeRecorder(cameras) for _ in range(num_envs)]
         # A resumed collection starts from fresh seeds so it does not repeat stored episodes.
@@ -131,7 +149,14 @@ def collect(
         for expert in experts:
             expert.reset()
         noise_rng = np.random.default_rng(base_seed)
-        started, failed = time.time(), 0
+        started, failed, successes, written = time.time(), 0, 0, 0
+        bar = ProgressBar(
+            progress_bar_enabled(progress),
+            episodes,
+            writer.num_episodes,
+            unit="episode",
+            keys=("success",),
+        )
         while writer.num_episodes < episodes:
             actions = np.stack(
                 [
@@ -163,7 +188,9 @@ def collect(
                     if success or not only_success:
                         if writer.num_episodes < episodes:
                             record = writer.write(recorders[i].episode(success), episode_seeds[i])
-                            if verbose:
+                            written, successes = written + 1, successes + success
+                            bar.update({"success": successes / written})
+                            if verbose and not bar.enabled:
                                 print(
                                     f"episode {writer.num_episodes}/{episodes}: length "
                                     f"{record['length']}, success {success}",
@@ -172,25 +199,29 @@ def collect(
                     else:
                         failed += 1
             obs = next_obs
+        bar.close()  # before the summary line (closing again in `finally` is harmless)
         if verbose:
-            rate = sum(r["success"] for r in writer.records) / max(writer.num_episodes, 1)
             print(
-                f"{writer.num_episodes} episodes in {out} (success {rate:.0%}, discarded "
-                f"{failed} failures) in {time.time() - started:.0f} s"
+                f"{writer.num_episodes} episodes in {out} ({written} new, success "
+                f"{successes / max(written, 1):.0%}, discarded {failed} failures) in "
+                f"{time.time() - started:.0f} s"
             )
-        return writer
+        return writer.num_episodes
     finally:
+        if writer is not None:
+            writer.close()  # a LeRobotDataset completes its files here (also on Ctrl-C)
+        if bar is not None:
+            bar.close()
         envs.close()
 
 
-def parse_kwargs(items: list[str]) -> dict[str, Any]:
-    kwargs = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"kwarg {item!r} must look like key=value (e.g. image_size=64)")
-        key, value = item.split("=", 1)
-        kwargs[key] = yaml.safe_load(value)
-    return kwargs
+def open_writer(format: str, out: str, meta: dict[str, Any]) -> EpisodeWriter:
+    """A ``DemoWriter`` or ``LeRobotWriter`` (same interface) on ``out``."""
+    if format == "lerobot":
+        from trainers.lerobot_dataset import LeRobotWriter
+
+        return LeRobotWriter(out, meta)
+    return DemoWriter(out, meta)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -210,18 +241,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="std of Gaussian noise on the executed (not the stored) actions (DART)",
     )
     parser.add_argument(
-        "--expert",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="scripted-expert kwarg, repeatable, e.g. --expert max_speed=0.025 (PandaPickCube)",
+        "--format",
+        choices=FORMATS,
+        default="native",
+        help="native demo directory or LeRobotDataset",
     )
-    parser.add_argument("env_kwargs", nargs="*", help="env kwargs key=value, e.g. image_size=64")
+    parser.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: TTY)"
+    )
+    add_env_kwargs_flag(parser)
+    parser.add_argument(
+        "kwargs",
+        nargs="*",
+        metavar="env.kwargs.KEY=VALUE",
+        help="env kwargs, e.g. env.kwargs.image_size=64, and scripted-expert kwargs, e.g. "
+        "expert.kwargs.max_speed=0.025 (PandaPickCube)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    kwargs = parse_kwargs(args.kwargs, prefixes=(ENV_KWARGS, EXPERT_KWARGS))
     collect(
         args.env,
         args.episodes,
@@ -230,9 +271,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         backend=args.backend,
         only_success=args.only_success,
-        env_kwargs=parse_kwargs(args.env_kwargs),
-        expert_kwargs=parse_kwargs(args.expert),
+        env_kwargs={**parse_mapping(args.env_kwargs), **kwargs[ENV_KWARGS]},
+        expert_kwargs=kwargs[EXPERT_KWARGS],
         action_noise=args.action_noise,
+        format=args.format,
+        progress=args.progress,
     )
     return 0
 

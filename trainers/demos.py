@@ -2,24 +2,31 @@
 
 Layout of a dataset directory::
 
-    meta.json             {"format": "vla_gym-demos", "version": 1, "env_id": ...,
-                           "env_kwargs": {...}, "obs_mode": "vla" | "flat",
+    meta.json             {"format": "vla_gym-demos", "version": 2, "env_id": ...,
+                           "env_kwargs": {...}, "obs_mode": "vla" | "flat", "fps": F,
                            "cameras": {name: [H, W]}, "state_dim": D, "action_dim": A}
     episodes.jsonl        one JSON line per complete episode: {"file", "length", "success",
-                           "return", "instruction", "seed"}
+                           "return", "instructions", "instruction_starts", "seed"}
     episode_000000.npz    numpy ``savez_compressed`` (deflate; images are lossless and compress
                            several-fold): ``state`` (T, D) float32, ``action`` (T, A) float32
                            (one env step each, chunk of one), ``reward`` (T,) float32,
                            ``image_<camera>`` (T, H, W, 3) uint8 for each camera
 
-``state`` holds ``obs["state"]`` (``obs_mode="vla"``) or the flat observation. An episode file is
+``state`` holds ``obs["state"]`` (``obs_mode="vla"``) or the flat observation. The instruction is
+stored per step as segments: ``instructions[i]`` holds from step ``instruction_starts[i]`` up to
+the next start (a CALVIN chain has one segment per subtask, so the starts are the subtask
+boundaries). Version 1 directories (one ``"instruction"`` per episode) still load. ``fps`` is
+the env's control rate (``metadata["render_fps"]``). An episode file is
 written to a temporary name and renamed, then its line is appended and flushed to
 ``episodes.jsonl``: the index only ever lists complete files, so an interrupted collection resumes
 from the episodes listed there (a stray file of an unfinished episode is overwritten).
 
-:class:`DemoDataset` reads the index and streams (observation, action-chunk) samples episode by
-episode through a bounded shuffle buffer, so datasets larger than memory train without loading
-them whole. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
+Writing: :class:`DemoWriter` ``(root, meta).write(Episode(...), seed)``; an :class:`Episode`
+takes one instruction or one per step. Reading: :class:`DemoDataset` (this format) and
+:class:`trainers.lerobot_dataset.LeRobotDemos` share :class:`Demonstrations`, which streams
+(observation, action-chunk) samples episode by episode through a bounded shuffle buffer, so
+datasets larger than memory train without loading them whole;
+:func:`trainers.datasets.load_demos` opens either by its files. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
 episode's end the last action is repeated.
 """
 
@@ -28,31 +35,74 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 FORMAT = "vla_gym-demos"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 META_FILE = "meta.json"
 INDEX_FILE = "episodes.jsonl"
 
 
 @dataclass
 class Episode:
+    """One demonstration. ``instruction`` is one sentence for every step, or one per step."""
+
     state: np.ndarray  # (T, D) float32
     action: np.ndarray  # (T, A) float32
     reward: np.ndarray  # (T,) float32
     images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8
-    instruction: str
+    instruction: str | Sequence[str]
     success: bool
 
     def __len__(self) -> int:
         return len(self.action)
+
+    @property
+    def instructions(self) -> list[str]:
+        """The instruction of each step (length T)."""
+        if isinstance(self.instruction, str):
+            return [self.instruction] * len(self)
+        if len(self.instruction) != len(self):
+            raise ValueError(
+                f"episode has {len(self)} steps but {len(self.instruction)} per-step instructions"
+            )
+        return [str(text) for text in self.instruction]
+
+    def segments(self) -> tuple[list[str], list[int]]:
+        """Runs of one instruction: (sentences, first step of each), e.g. one per subtask."""
+        texts, starts = [], []
+        for t, text in enumerate(self.instructions):
+            if not texts or text != texts[-1]:
+                texts.append(text)
+                starts.append(t)
+        return texts, starts
+
+
+def expand_segments(texts: Sequence[str], starts: Sequence[int], length: int) -> list[str]:
+    """Per-step instructions from segments (the inverse of :meth:`Episode.segments`)."""
+    if len(texts) != len(starts) or (starts and starts[0] != 0) or list(starts) != sorted(starts):
+        raise ValueError(f"bad instruction segments: starts {list(starts)} for {len(texts)} texts")
+    bounds = [*starts, length]
+    return [texts[i] for i in range(len(texts)) for _ in range(bounds[i + 1] - bounds[i])]
+
+
+class EpisodeWriter(Protocol):
+    """What ``trainers collect`` writes through: :class:`DemoWriter` or ``LeRobotWriter``."""
+
+    @property
+    def num_episodes(self) -> int: ...
+
+    def write(self, episode: Episode, seed: int | None = None) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class DemoWriter:
@@ -60,6 +110,8 @@ class DemoWriter:
 
     def __init__(self, root: str | Path, meta: Mapping[str, Any]) -> None:
         self.root = Path(root)
+        if (self.root / "meta" / "info.json").exists():
+            raise ValueError(f"{self.root} holds a LeRobotDataset: add to it with --format lerobot")
         self.root.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, **meta}
         meta_path = self.root / META_FILE
@@ -81,6 +133,7 @@ class DemoWriter:
 
     def write(self, episode: Episode, seed: int | None = None) -> dict[str, Any]:
         name = f"episode_{self.num_episodes:06d}.npz"
+        texts, starts = episode.segments()
         arrays = {
             "state": np.asarray(episode.state, dtype=np.float32),
             "action": np.asarray(episode.action, dtype=np.float32),
@@ -103,7 +156,8 @@ class DemoWriter:
             "length": len(episode),
             "success": bool(episode.success),
             "return": float(np.sum(episode.reward)),
-            "instruction": episode.instruction,
+            "instructions": texts,
+            "instruction_starts": starts,
             "seed": seed,
         }
         with open(self.root / INDEX_FILE, "a") as handle:
@@ -112,6 +166,16 @@ class DemoWriter:
             os.fsync(handle.fileno())
         self.records.append(record)
         return record
+
+    def close(self) -> None:
+        """Nothing is buffered: each episode is on disk when :meth:`write` returns."""
+
+
+def record_instructions(record: Mapping[str, Any]) -> list[str]:
+    """Per-step instructions of an index line (version 1: one sentence per episode)."""
+    if "instructions" not in record:
+        return [record.get("instruction", "")] * record["length"]
+    return expand_segments(record["instructions"], record["instruction_starts"], record["length"])
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -133,57 +197,49 @@ def read_index(root: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-class DemoDataset:
-    """A demonstration directory: metadata, episodes, and streamed training samples."""
+class Demonstrations(ABC):
+    """Episodes on disk and the streamed training samples cut from them.
 
-    def __init__(self, root: str | Path, *, only_success: bool = True) -> None:
-        self.root = Path(root)
-        meta_path = self.root / META_FILE
-        if not meta_path.exists():
-            raise FileNotFoundError(
-                f"{self.root} is not a demonstration dataset (no {META_FILE}); create one with "
-                "`python -m trainers collect --env ID --episodes N --out DIR`"
-            )
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
-        self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
-        if not self.records:
-            raise ValueError(
-                f"{self.root} has no {'successful ' if only_success else ''}episodes to train on"
-            )
-        self.cameras = list(self.meta.get("cameras", {}))
+    A subclass (one per on-disk format) sets ``root``, ``meta`` (``obs_mode``, ``cameras``,
+    ``state_dim``, ``action_dim``, ``fps``), ``records`` (one dict per kept episode, with
+    ``length`` and ``success``) and implements :meth:`episode`; the rest is shared, so every
+    format feeds SFT the same batches.
+    """
+
+    root: Path
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
+    def cameras(self) -> list[str]:
+        return list(self.meta.get("cameras", {}))
+
+    @property
     def num_samples(self) -> int:
         return sum(r["length"] for r in self.records)
 
-    def episode(self, index: int) -> Episode:
-        record = self.records[index]
-        with np.load(self.root / record["file"]) as data:
-            return Episode(
-                state=data["state"],
-                action=data["action"],
-                reward=data["reward"],
-                images={cam: data[f"image_{cam}"] for cam in self.cameras},
-                instruction=record["instruction"],
-                success=record["success"],
-            )
+    @abstractmethod
+    def episode(self, index: int) -> Episode: ...
+
+    def episode_states(self, index: int) -> np.ndarray:
+        """``(T, D)`` states of one episode (a format may read them without the images)."""
+        return self.episode(index).state
+
+    def episode_actions(self, index: int) -> np.ndarray:
+        return self.episode(index).action
 
     def actions(self) -> np.ndarray:
-        """Every step's action ``(steps, A)``, read without loading the images."""
-        return np.concatenate(
-            [np.load(self.root / record["file"])["action"] for record in self.records]
-        )
+        """Every step's action ``(steps, A)``."""
+        return np.concatenate([self.episode_actions(i) for i in range(len(self))])
 
     def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of the state over every step (streamed episode by episode)."""
         count, total, total_sq = 0, 0.0, 0.0
         for i in range(len(self)):
-            state = np.load(self.root / self.records[i]["file"])["state"].astype(np.float64)
+            state = self.episode_states(i).astype(np.float64)
             count += len(state)
             total = total + state.sum(0)
             total_sq = total_sq + (state**2).sum(0)
@@ -245,10 +301,57 @@ class DemoDataset:
             yield collate(pending, self.meta, squeeze)
 
 
+class DemoDataset(Demonstrations):
+    """A native demonstration directory (``meta.json`` + ``episodes.jsonl`` + ``.npz`` files)."""
+
+    def __init__(self, root: str | Path, *, only_success: bool = True) -> None:
+        self.root = Path(root)
+        meta_path = self.root / META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(
+                f"{self.root} is not a demonstration dataset (no {META_FILE}); create one with "
+                "`python -m trainers collect --env ID --episodes N --out DIR`"
+            )
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} is not a {FORMAT} dataset")
+        if self.meta.get("version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"{meta_path} has version {self.meta.get('version')!r}; this loader reads "
+                f"versions {READABLE_VERSIONS}"
+            )
+        self.records = [r for r in read_index(self.root) if r["success"] or not only_success]
+        if not self.records:
+            raise ValueError(
+                f"{self.root} has no {'successful ' if only_success else ''}episodes to train on"
+            )
+
+    def episode(self, index: int) -> Episode:
+        record = self.records[index]
+        with np.load(self.root / record["file"]) as data:
+            return Episode(
+                state=data["state"],
+                action=data["action"],
+                reward=data["reward"],
+                images={cam: data[f"image_{cam}"] for cam in self.cameras},
+                instruction=record_instructions(record),
+                success=record["success"],
+            )
+
+    def episode_states(self, index: int) -> np.ndarray:
+        with np.load(self.root / self.records[index]["file"]) as data:
+            return data["state"]
+
+    def episode_actions(self, index: int) -> np.ndarray:
+        with np.load(self.root / self.records[index]["file"]) as data:
+            return data["action"]
+
+
 def episode_samples(
     episode: Episode, chunk: int, meta: Mapping[str, Any]
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     length = len(episode)
+    instructions = episode.instructions
     padded = np.concatenate([episode.action, np.repeat(episode.action[-1:], chunk - 1, axis=0)])
     for t in range(length):
         if meta.get("obs_mode") == "flat":
@@ -257,7 +360,7 @@ def episode_samples(
             obs = {
                 "images": {cam: frames[t] for cam, frames in episode.images.items()},
                 "state": episode.state[t],
-                "instruction": episode.instruction,
+                "instruction": instructions[t],
             }
         yield obs, padded[t : t + chunk]
 

@@ -34,7 +34,6 @@ import torch
 import vla_gym.eval
 from trainers import checkpoint
 from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config
-from trainers.logging import annotate_frame, write_video
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.policies.base import ActorCriticPolicy
@@ -45,6 +44,7 @@ from trainers.rollout import (
     make_vector_env,
     obs_to_torch,
 )
+from trainers.tracking import annotate_frame, write_video
 
 # Validation episodes (the trainer's periodic evaluation, the generic protocol) use seeds from
 # runner.seed + VALIDATION_SEED_OFFSET on: apart from the training rollouts' seeds.

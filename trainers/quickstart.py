@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from trainers.config import TrainConfig, load_config
-from trainers.logging import ProgressBar, progress_bar_enabled
+from trainers.tracking import ProgressBar, progress_bar_enabled
 
 CONFIG = "flow_panda_state_ppo_cpu"
 EVAL_SEED = 900_000  # held out from the demos and the PPO rollouts of every seed below 90

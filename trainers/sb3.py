@@ -1,6 +1,6 @@
 """Stable-Baselines3 MLP baselines on vla_gym state observations.
 
-``python -m trainers.sb3 --algo ppo|sac --env VLA/PandaPickCube-v0 --steps N``
+``python -m trainers.sb3 --algo ppo|sac --env VLA/PandaPickCube-v0 --steps N [env.kwargs.K=V]``
 
 The env is ``gym.make(env_id, obs_mode="flat")`` straight into SB3 (no adapter code). Every
 ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` episodes
@@ -13,6 +13,9 @@ running statistics, as our PPO's MLP policy does and as rl-baselines3-zoo does f
 (``normalize: true``). The evaluation env is a ``VecNormalize(training=False)`` that
 EvalCallback syncs with the training statistics; the statistics are saved next to the model
 (``<algo>_vecnormalize.pkl``) and must be loaded with it (``VecNormalize.load``).
+
+``--progress auto|on|off`` shows a progress bar over the env steps (auto: on a terminal outside
+CI) and ``--verbose 0|1|2`` is SB3's own logging level (1 prints its metric tables).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+
+from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
+from trainers.tracking import ProgressBar, progress_bar_enabled
 
 ALGOS = ("ppo", "sac")
 
@@ -79,6 +86,7 @@ def make_model(
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
     normalize_obs: bool = True,
+    verbose: int = 0,
 ):
     """An SB3 model on ``num_envs`` envs, in ``VecNormalize`` (observations only) if asked."""
     from stable_baselines3 import PPO, SAC
@@ -98,7 +106,13 @@ def make_model(
     params = {**default_hyperparameters(algo), **(hyperparameters or {})}
     cls = PPO if algo == "ppo" else SAC
     return cls(
-        "MlpPolicy", env, seed=seed, verbose=0, tensorboard_log=log_dir, device="cpu", **params
+        "MlpPolicy",
+        env,
+        seed=seed,
+        verbose=verbose,
+        tensorboard_log=log_dir,
+        device="cpu",
+        **params,
     )
 
 
@@ -115,6 +129,8 @@ def train(
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
     normalize_obs: bool = True,
+    verbose: int = 0,
+    progress: str = "auto",
 ) -> dict[str, float]:
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -130,6 +146,7 @@ def train(
         env_kwargs=env_kwargs,
         hyperparameters=hyperparameters,
         normalize_obs=normalize_obs,
+        verbose=verbose,
     )
     eval_env: VecEnv = make_vec_env(
         make_env_fn(env_id, dict(env_kwargs or {})), n_envs=1, seed=seed + 10_000
@@ -142,9 +159,16 @@ def train(
         eval_freq=max(1, eval_freq // num_envs),  # counted in vector steps
         deterministic=True,
         log_path=str(Path(log_dir) / f"{algo}_eval"),
-        verbose=0,
+        verbose=verbose,
     )
-    model.learn(total_timesteps=steps, callback=callback, tb_log_name=algo, progress_bar=False)
+    bar = ProgressBar(
+        progress_bar_enabled(progress), steps, unit="step", keys=("eval/success_rate",)
+    )
+    callbacks = [callback, progress_callback(bar, callback)]
+    try:
+        model.learn(total_timesteps=steps, callback=callbacks, tb_log_name=algo)
+    finally:
+        bar.close()
     model.save(str(Path(log_dir) / f"{algo}_model"))
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
@@ -160,6 +184,25 @@ def train(
     return result
 
 
+def progress_callback(bar: ProgressBar, evaluation: Any) -> Any:
+    """An SB3 callback advancing ``bar`` by the env steps taken (our tqdm bar: SB3's own needs
+    ``rich``), showing the last evaluation's success rate."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def _on_step(self) -> bool:
+            successes = evaluation.evaluations_successes
+            shown = {"eval/success_rate": float(np.mean(successes[-1]))} if successes else {}
+            bar.update(shown, n=self.model.num_timesteps - self.reported)
+            self.reported = self.model.num_timesteps
+            return True
+
+        def _on_training_start(self) -> None:
+            self.reported = self.model.num_timesteps
+
+    return Progress()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.sb3", description=__doc__)
     parser.add_argument("--algo", required=True, choices=ALGOS)
@@ -170,13 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", default="runs/sb3")
     parser.add_argument("--eval-freq", type=int, default=10_000, help="env steps between evals")
     parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument(
-        "--env-kwargs", default="{}", help="JSON env kwargs, e.g. '{\"max_steps\": 100}'"
-    )
+    add_env_kwargs_flag(parser)
     parser.add_argument(
         "--hyperparameters",
         default="{}",
         help="JSON overriding default_hyperparameters(algo), e.g. '{\"gamma\": 0.98}'",
+    )
+    parser.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar"
+    )
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0, help="SB3 verbosity")
+    parser.add_argument(
+        "kwargs",
+        nargs="*",
+        metavar="env.kwargs.KEY=VALUE",
+        help="env kwargs, e.g. env.kwargs.max_steps=100",
     )
     parser.add_argument(
         "--normalize-obs",
@@ -194,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=args.log_dir,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
-        env_kwargs=json.loads(args.env_kwargs),
+        env_kwargs={**parse_mapping(args.env_kwargs), **parse_kwargs(args.kwargs)[ENV_KWARGS]},
         hyperparameters=json.loads(args.hyperparameters),
         normalize_obs=args.normalize_obs,
+        verbose=args.verbose,
+        progress=args.progress,
     )
     print(json.dumps(result))
     return 0

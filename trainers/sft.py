@@ -1,6 +1,8 @@
 """Supervised fine-tuning (SFT) on demonstrations, with periodic success evaluation.
 
     python -m trainers sft --config flow_panda_vision_ppo --demos demos/panda --steps 2000
+    python -m trainers sft --config flow_panda_vision_ppo --demos my_lerobot_dataset \
+        --lerobot-camera front=observation.images.top
     python -m trainers train --config flow_panda_vision_ppo \
         runner.init_checkpoint_path=runs/flow_panda_vision_ppo_sft/checkpoints/latest.pt
 
@@ -10,6 +12,9 @@ own ``sft_loss(obs, actions)`` (flow matching for the flow VLA, cross-entropy ov
 for the token VLA). Evaluation runs the deterministic policy on held-out seeds of the config's
 evaluation env. Checkpoints (trainer format: ``{"policy": state_dict, ...}``) are written
 atomically every ``--save-interval`` steps; ``--resume`` continues from the latest one.
+``--demos`` is a native demo directory or a local LeRobotDataset (``trainers/lerobot_dataset.py``
+documents the key mapping). Metrics go where the config's ``runner.loggers`` say (TensorBoard in
+``<run dir>/tensorboard`` by default, W&B under the run name), with a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from trainers import checkpoint
-from trainers.demos import DemoDataset
+from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
+from trainers.demos import Demonstrations
 from trainers.policies.base import ActorCriticPolicy
+from trainers.tracking import ProgressBar
 
 
 @dataclass
@@ -57,7 +64,7 @@ def learning_rate(config: SFTConfig, step: int) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def check_compatible(dataset: DemoDataset, action_space: gym.spaces.Box) -> None:
+def check_compatible(dataset: Demonstrations, action_space: gym.spaces.Box) -> None:
     if dataset.meta["action_dim"] != action_space.shape[-1]:
         raise ValueError(
             f"demonstrations in {dataset.root} have {dataset.meta['action_dim']}-D actions, the "
@@ -67,7 +74,7 @@ def check_compatible(dataset: DemoDataset, action_space: gym.spaces.Box) -> None
 
 def train_sft(
     policy: ActorCriticPolicy,
-    dataset: DemoDataset,
+    dataset: Demonstrations,
     config: SFTConfig,
     action_space: gym.spaces.Box,
     *,
@@ -77,6 +84,7 @@ def train_sft(
     resume: bool = False,
     log: Callable[[dict[str, float], int], None] | None = None,
     run_config: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> list[dict[str, float]]:
     """Minimise ``policy.sft_loss`` on ``dataset``; return the logged history.
 
@@ -84,6 +92,7 @@ def train_sft(
     ``eval_interval`` steps and at the end; its metrics join the history. ``run_config``
     (``TrainConfig.to_dict()``: the policy and env) goes into every checkpoint, so
     ``python -m trainers eval --checkpoint`` needs no ``--config``.
+    ``progress`` shows a progress bar over the optimiser steps.
     """
     check_compatible(dataset, action_space)
     device = torch.device(device)
@@ -120,8 +129,13 @@ def train_sft(
                 checkpoint_path,
             )
 
+    bar = ProgressBar(
+        progress, config.steps, step, unit="step", keys=("sft/loss", "eval/success_once")
+    )
+
     def record(metrics: dict[str, float]) -> None:
         history.append({"step": step, **metrics})
+        bar.update(metrics, n=0)
         if log is not None:
             log(metrics, step)
 
@@ -154,6 +168,7 @@ def train_sft(
         optimizer.step()
         losses.append(loss.item())
         step += 1
+        bar.update()
         if step % config.log_interval == 0 or step == config.steps:
             record(
                 {
@@ -169,6 +184,7 @@ def train_sft(
             record(evaluate(policy))
         if step % config.save_interval == 0 or step == config.steps:
             save()
+    bar.close()
     return history
 
 
@@ -196,7 +212,22 @@ def _to(obs: Any, device: torch.device) -> Any:
 # ---------------------------------------------------------------------------------- the CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="trainer config: policy and env")
-    parser.add_argument("--demos", required=True, help="dataset from `python -m trainers collect`")
+    parser.add_argument(
+        "--demos",
+        required=True,
+        help="native demo directory or local LeRobotDataset (e.g. from `trainers collect`)",
+    )
+    parser.add_argument(
+        "--lerobot-camera",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="LeRobotDataset: the policy's camera NAME reads feature KEY, repeatable (default: "
+        "every observation.images.<name> as <name>)",
+    )
+    parser.add_argument(
+        "--lerobot-state", default="", metavar="KEY", help="LeRobotDataset: the state feature"
+    )
     parser.add_argument("--out", default="", help="run dir (default: <log_dir>/<name>_sft)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     for field in fields(SFTConfig):
@@ -206,7 +237,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
             parser.add_argument(flag, type=kind, default=field.default)
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted.key=value overrides, e.g. env.kwargs.image_size=64",
+    )
+    add_env_kwargs_flag(parser)
+
+
+def lerobot_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_demos`` options from ``--lerobot-camera NAME=KEY`` and ``--lerobot-state KEY``."""
+    options: dict[str, Any] = {}
+    for item in args.lerobot_camera:
+        name, sep, key = item.partition("=")
+        if not (sep and name and key):
+            raise SystemExit(f"--lerobot-camera {item!r} must look like NAME=KEY")
+        options.setdefault("cameras", {})[name] = key
+    if args.lerobot_state:
+        options["state_key"] = args.lerobot_state
+    return options
 
 
 def _parse_bool(text: str) -> bool:
@@ -219,13 +268,15 @@ def _parse_bool(text: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from trainers.config import env_kwargs, load_config
+    from trainers.datasets import load_demos
     from trainers.evaluate import evaluate_policy, make_eval_collector
-    from trainers.logging import MetricLogger
     from trainers.placement import torch_device
     from trainers.policies import make_policy
     from trainers.rollout import make_single_env
+    from trainers.tracking import MetricLogger, progress_bar_enabled
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
+    config = load_config(args.config, overrides)
     sft = SFTConfig(**{f.name: getattr(args, f.name) for f in fields(SFTConfig)})
     device = torch_device(config.cluster.component_placement.get("actor", "cpu"))
     if config.runner.torch_threads:
@@ -235,10 +286,22 @@ def run(args: argparse.Namespace) -> int:
     observation_space, action_space = probe.observation_space, probe.action_space
     probe.close()
     policy = make_policy(config.policy, observation_space, action_space).to(device)
-    dataset = DemoDataset(args.demos, only_success=sft.only_success)
-    run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / f"{config.name}_sft"
+    dataset = load_demos(args.demos, only_success=sft.only_success, **lerobot_options(args))
+    run_name = f"{config.runner.run_name or config.name}_sft"
+    run_dir = Path(args.out) if args.out else Path(config.runner.log_dir) / run_name
     collector = make_eval_collector(config, device)
-    logger = MetricLogger(run_dir, loggers=config.runner.loggers, config=config.to_dict())
+    latest = run_dir / "checkpoints" / checkpoint.LATEST
+    resumed_step = checkpoint.load(latest)["step"] if args.resume and latest.is_file() else None
+    logger = MetricLogger(
+        run_dir,
+        loggers=config.runner.loggers,
+        # As in training: a resumed run hides the events logged after its checkpoint.
+        purge_step=None if resumed_step is None else resumed_step + 1,
+        config={**config.to_dict(), "sft": asdict(sft), "demos": str(args.demos)},
+        run_name=run_name,
+        wandb_project=config.runner.wandb_project,
+    )
+    progress = progress_bar_enabled(config.runner.progress_bar)
 
     def evaluate(policy: ActorCriticPolicy) -> dict[str, float]:
         stats = evaluate_policy(collector, policy, sft.eval_episodes, seed=sft.eval_seed)
@@ -246,8 +309,9 @@ def run(args: argparse.Namespace) -> int:
 
     def log(metrics: dict[str, float], step: int) -> None:
         logger.log(metrics, step)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        print(f"step {step}: {shown}", flush=True)
+        if not progress:  # the bar shows them otherwise
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            print(f"step {step}: {shown}", flush=True)
 
     print(
         f"SFT of {config.policy_name} on {len(dataset)} episodes ({dataset.num_samples} steps) "
@@ -261,13 +325,14 @@ def run(args: argparse.Namespace) -> int:
             action_space,
             device=device,
             evaluate=evaluate,
-            checkpoint_path=run_dir / "checkpoints" / checkpoint.LATEST,
+            checkpoint_path=latest,
             resume=args.resume,
             log=log,
             run_config=config.to_dict(),
+            progress=progress,
         )
     finally:
         collector.close()
         logger.close()
-    print(f"checkpoint: {run_dir / 'checkpoints' / checkpoint.LATEST}")
+    print(f"checkpoint: {latest}")
     return 0

@@ -19,6 +19,7 @@ import yaml
 from trainers import checkpoint
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
+from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
 from trainers.config import TrainConfig, env_kwargs, load_config
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
@@ -26,10 +27,10 @@ from trainers.evaluate import (
     make_eval_collector,
     record_video,
 )
-from trainers.logging import MetricLogger, ProgressBar, progress_bar_enabled
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.rollout import EpisodeStats, Rollout, RolloutCollector, make_vector_env
+from trainers.tracking import MetricLogger, ProgressBar, progress_bar_enabled
 
 
 def seed_everything(seed: int) -> None:
@@ -110,7 +111,6 @@ class Trainer:
             config=config.to_dict(),
             run_name=config.runner.run_name or config.name,
             wandb_project=config.runner.wandb_project,
-            resume=resumed,
         )
 
     # ---------------------------------------------------------------------------- state
@@ -273,6 +273,7 @@ class Trainer:
                     start = time.perf_counter()
                     path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
                     record_video(self.config, self.rollout_policy, path, self.rollout_device)
+                    self.logger.log_video("eval/video", path, step=self.env_steps)
                     self.rollout_policy.train()
                     metrics["time/video"] = time.perf_counter() - start
                 # Metrics reach the disk before the checkpoint: a kill in between resumes from
@@ -301,7 +302,10 @@ class Trainer:
 # ---------------------------------------------------------------------------------- the CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="config name or YAML path")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted.key=value overrides, e.g. env.kwargs.image_size=64"
+    )
+    add_env_kwargs_flag(parser)
     parser.add_argument("--smoke", action="store_true", help="two tiny iterations")
     parser.add_argument(
         "--resume",
@@ -313,7 +317,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides, smoke=args.smoke)
+    overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
+    config = load_config(args.config, overrides, smoke=args.smoke)
     trainer = Trainer(config, resume=args.resume)
     print(f"training {config.name}: run dir {trainer.run_dir}, from iteration {trainer.iteration}")
     metrics = trainer.train()
