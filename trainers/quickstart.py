@@ -1,6 +1,6 @@
 """The README's main job: SFT a flow-matching VLA on a few expert demos, then PPO, before/after.
 
-    python -m trainers.quickstart [--seed 0] [--out runs/quickstart] [--demos 10] \
+    python -m trainers.quickstart [--seed 0] [--out runs/quickstart] [--demos 15] \
         [--sft-steps 600] [--rl-iterations 40] [--eval-episodes 100]
 
 On ``VLA/PandaPickCube-v0`` (flat state observation, chunks of 5 actions, no rendering) with the
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder (replaced)")
-    parser.add_argument("--demos", type=int, default=10)
+    parser.add_argument("--demos", type=int, default=15)
     parser.add_argument("--sft-steps", type=int, default=600)
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--eval-episodes", type=int, default=100)
