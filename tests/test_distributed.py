@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,8 @@ from trainers.config import load_config
 from trainers.schema import ConfigError
 from trainers.train import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CONFIG = "panda_pick_cube_ppo_mlp_cpu"
 TINY = [
     "env.num_envs=4",
@@ -102,7 +101,8 @@ def shard(batch: Batch, start: int, size: int) -> Batch:
     return batch.select(torch.arange(start, start + size), torch.device("cpu"))
 
 
-def _update_rank(rank: int, out: Path) -> None:
+def _rank_work(rank: int, out: Path) -> None:
+    """Everything the tests check on 2 ranks, in one launch (starting ranks is the slow part)."""
     results = []
     for sizes in SPLITS:
         policy, batch = tiny_policy_and_batch(sum(sizes))
@@ -113,14 +113,36 @@ def _update_rank(rank: int, out: Path) -> None:
     valid = torch.arange(20) % 3 != 0
     normalizer = _normalizer()
     normalizer.update(torch.randn(20, 3, generator=torch.Generator().manual_seed(4))[rank::2])
+    # a 2-iteration smoke run, then resumed for a third iteration
+    runs = []
+    for overrides, resume in (([], False), (["runner.max_iterations=3"], True)):
+        config = load_config(CONFIG, [*TINY, f"runner.log_dir={out}", *overrides], smoke=True)
+        trainer = Trainer(config, resume=resume)
+        seeds: list[list[int]] = []
+        trainer.collector.collect = record_seeds(trainer.collector.collect, seeds)
+        start = trainer.iteration
+        trainer.train()
+        state = trainer.state_dict()
+        runs.append({"start": start, "seeds": seeds, **state})
     torch.save(
         {
             "updates": results,
             "normalized": update.normalize(values[rank::2], valid[rank::2]),
             "normalizer": normalizer.state_dict(),
+            "runs": runs,
         },
         out / f"rank{rank}.pt",
     )
+
+
+def record_seeds(collect, seeds: list[list[int]]):
+    """``collect`` that appends the reset seeds of every rollout to ``seeds``."""
+
+    def recording(policy, rollout_seeds):
+        seeds.append(rollout_seeds)
+        return collect(policy, rollout_seeds)
+
+    return recording
 
 
 def _normalizer():
@@ -130,10 +152,15 @@ def _normalizer():
 
 
 @pytest.fixture(scope="module")
-def update_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("update")
-    spawn(_update_rank, out)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    spawn(_rank_work, out)
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.fixture
+def update_ranks(two_ranks):
+    return two_ranks[1]
 
 
 def test_ranks_hold_bit_identical_weights_after_an_update(update_ranks):
@@ -173,52 +200,37 @@ def test_advantage_normalisation_and_observation_statistics_are_global(update_ra
 
 
 # ------------------------------------------------------------------------------ the trainer
-def _train_rank(rank: int, log_dir: Path, out: Path) -> None:
+def test_a_two_rank_run_keeps_the_ranks_identical_and_splits_the_env_seeds(two_ranks):
+    log_dir, ranks = two_ranks
     config = load_config(CONFIG, [*TINY, f"runner.log_dir={log_dir}"], smoke=True)
-    trainer = Trainer(config)
-    seeds = []
-    collect = trainer.collector.collect
-    trainer.collector.collect = lambda policy, s: seeds.append(s) or collect(policy, s)
-    trainer.train()
-    state = {"policy": trainer.policy.state_dict(), "seeds": seeds, "env_steps": trainer.env_steps}
-    torch.save(state, out / f"rank{rank}.pt")
+    for first, second in zip(ranks[0]["runs"], ranks[1]["runs"], strict=True):
+        for name, value in first["policy"].items():  # normaliser statistics included
+            assert torch.equal(value, second["policy"][name]), name
+        assert first["env_steps"] == second["env_steps"] > 0  # the global count
+        assert not torch.equal(first["rng"]["torch"], second["rng"]["torch"])
+        # rank r's envs get the seeds one process gives envs 2r, 2r + 1 (of 4)
+        for iteration, (seeds0, seeds1) in enumerate(
+            zip(first["seeds"], second["seeds"], strict=True), start=first["start"]
+        ):
+            base = config.runner.seed * 1_000_003 + iteration * 4
+            one_process = PPO(config.algorithm).reset_seeds(base, 4)
+            assert (seeds0, seeds1) == (one_process[:2], one_process[2:])
 
 
-def test_two_rank_run_stays_identical_and_resumes_with_torchrun(tmp_path):
-    out = tmp_path / "ranks"
-    out.mkdir()
-    spawn(_train_rank, tmp_path, out)
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    for name, value in ranks[0]["policy"].items():  # normaliser statistics included
-        assert torch.equal(value, ranks[1]["policy"][name]), name
-    # rank r's envs get the seeds one process gives envs 2r, 2r + 1 (of 4)
-    config = load_config(CONFIG, [*TINY, f"runner.log_dir={tmp_path}"], smoke=True)
-    for iteration in range(2):
-        base = config.runner.seed * 1_000_003 + iteration * 4
-        one_process = PPO(config.algorithm).reset_seeds(base, 4)
-        assert ranks[0]["seeds"][iteration] == one_process[:2]
-        assert ranks[1]["seeds"][iteration] == one_process[2:]
-    latest = tmp_path / CONFIG / "checkpoints" / checkpoint.LATEST
-    state = checkpoint.load(latest)
-    assert state["iteration"] == 2 and state["world_size"] == 2
-    assert state["env_steps"] == ranks[0]["env_steps"] == ranks[1]["env_steps"]
-    assert not torch.equal(state["rank_rng"][0]["torch"], state["rank_rng"][1]["torch"])
-    for name, value in ranks[0]["policy"].items():
+def test_a_two_rank_run_resumes_on_two_ranks_only(two_ranks):
+    log_dir, ranks = two_ranks
+    fresh, resumed = ranks[1]["runs"]
+    assert (fresh["iteration"], resumed["start"], resumed["iteration"]) == (2, 2, 3)
+    state = checkpoint.load(log_dir / CONFIG / "checkpoints" / checkpoint.LATEST)
+    assert state["iteration"] == 3 and state["world_size"] == 2
+    assert state["env_steps"] == resumed["env_steps"] > fresh["env_steps"]
+    for name, value in resumed["policy"].items():  # rank 0 wrote what rank 1 holds
         assert torch.equal(state["policy"][name], value), name
-
-    command = [
-        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
-        *("-m", "trainers", "train", "--config", CONFIG, "--smoke", *TINY),
-        *(f"runner.log_dir={tmp_path}", "runner.max_iterations=3", "--resume"),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "from iteration 2, 2 ranks" in result.stdout
-    resumed = checkpoint.load(latest)
-    assert resumed["iteration"] == 3 and resumed["env_steps"] > state["env_steps"]
-
-    # one rank cannot continue a 2-rank run
+    iteration_2 = checkpoint.load(log_dir / CONFIG / "checkpoints" / checkpoint.numbered_name(2))
+    for rank, rank_rng in enumerate(iteration_2["rank_rng"]):  # each rank's own streams
+        assert torch.equal(rank_rng["torch"], ranks[rank]["runs"][0]["rng"]["torch"])
+    # one process cannot continue a 2-rank run
+    config = load_config(CONFIG, [*TINY, f"runner.log_dir={log_dir}"], smoke=True)
     with pytest.raises(checkpoint.CheckpointError, match="with 2 rank"):
         Trainer(config, resume=True)
 
