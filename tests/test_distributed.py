@@ -16,7 +16,7 @@ from trainers import checkpoint, distributed
 from trainers.algorithms import PPO, update
 from trainers.algorithms.base import Batch
 from trainers.algorithms.ppo import PPOConfig
-from trainers.config import load_config
+from trainers.config import load_config, validate_ranks
 from trainers.schema import ConfigError
 from trainers.train import Trainer
 
@@ -236,26 +236,22 @@ def test_a_two_rank_run_resumes_on_two_ranks_only(two_ranks):
 
 
 # ------------------------------------------------------------------------ config checks
-def as_rank(monkeypatch, rank: int, ranks: int) -> None:
-    monkeypatch.setattr(distributed, "world_size", lambda: ranks)
-    monkeypatch.setattr(distributed, "rank", lambda: rank)
-
-
 def test_envs_split_evenly_over_the_ranks(monkeypatch):
-    as_rank(monkeypatch, 1, 2)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
     assert distributed.rank_envs(8) == (4, 4)
+    config = load_config(CONFIG, ["env.num_envs=5"])
     with pytest.raises(ConfigError, match=r"env.num_envs \(5\).*number of ranks \(2\)"):
-        distributed.rank_envs(5)
+        validate_ranks(config, 2)
 
 
-def test_grpo_groups_never_straddle_ranks(monkeypatch):
-    as_rank(monkeypatch, 0, 2)
+def test_grpo_groups_never_straddle_ranks():
     grpo = ["env.num_envs=8", "rollout.pipeline_stage_num=1"]
     config = load_config("flow_panda_vision_grpo_cpu", [*grpo, "algorithm.group_size=4"])
-    distributed.check_rank_setup(config, 4)
+    validate_ranks(config, 2)
     config = load_config("flow_panda_vision_grpo_cpu", [*grpo, "algorithm.group_size=8"])
     with pytest.raises(ConfigError, match=r"each rank runs 4 of env.num_envs \(8\).*group_size"):
-        distributed.check_rank_setup(config, 4)
+        validate_ranks(config, 2)
 
 
 def test_each_rank_gets_its_own_copy_of_the_gpu_layout():

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from trainers.placement import parse_devices
 from trainers.schema import ConfigError
-
-if TYPE_CHECKING:
-    from trainers.config import TrainConfig
-    from trainers.rollout import EpisodeStats
 
 # The torch/NumPy/Python RNGs of rank r start from runner.seed + r * RANK_SEED_STRIDE: ranks draw
 # different action noise (rank 0 draws what a single process would).
@@ -92,40 +88,10 @@ def rank_placement(placement: Mapping[str, str], local: int, ranks: int) -> dict
 
 
 def rank_envs(num_envs: int) -> tuple[int, int]:
-    """``(first env, env count)`` of this rank's even share of ``env.num_envs``."""
-    ranks = world_size()
-    if num_envs % ranks:
-        raise ConfigError(
-            f"env.num_envs ({num_envs}) is the global env count and must be divisible by the "
-            f"number of ranks ({ranks})"
-        )
-    share = num_envs // ranks
+    """``(first env, env count)`` of this rank's even share of ``env.num_envs`` (checked by
+    ``config.validate_ranks``)."""
+    share = num_envs // world_size()
     return rank() * share, share
-
-
-def check_rank_setup(config: TrainConfig, share: int) -> None:
-    """The rollout requirements of the config (pipeline stages, whole GRPO groups...) hold for
-    the ``share`` envs of one rank: GRPO groups never straddle ranks."""
-    from trainers.algorithms import RolloutSetup, algorithm_class
-
-    if world_size() == 1:
-        return
-    rollout, env = config.rollout, config.env
-    context = f"with {world_size()} ranks each rank runs {share} of env.num_envs ({env.num_envs})"
-    if share % rollout.pipeline_stage_num:
-        raise ConfigError(f"{context}: not divisible by rollout.pipeline_stage_num")
-    algorithm = algorithm_class(config.algorithm.name)(config.algorithm)
-    try:
-        algorithm.check_setup(
-            RolloutSetup(
-                num_envs=share,
-                envs_per_stage=share // rollout.pipeline_stage_num,
-                episodic=rollout.episodic,
-                covers_episode=True,  # checked on the whole config already
-            )
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"{context}: {exc}") from None
 
 
 def rank_seed(seed: int) -> int:
@@ -218,8 +184,16 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
 SUMMED_METRICS = ("rollout/num_samples", "rollout/num_groups")
 
 
-def gather_stats(stats: EpisodeStats) -> EpisodeStats:
-    """The episodes and env steps of every rank (on every rank)."""
+class Mergeable(Protocol):
+    def merge(self, other: Any) -> None: ...
+
+
+M = TypeVar("M", bound=Mergeable)
+
+
+def gather_stats(stats: M) -> M:
+    """Every rank's ``stats`` (e.g. ``EpisodeStats``: episodes, env steps) merged, on every
+    rank."""
     merged = type(stats)()
     for part in all_gather_object(stats):
         merged.merge(part)

@@ -19,7 +19,7 @@ import yaml
 from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
-from trainers.config import TrainConfig, env_kwargs, load_config
+from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -56,8 +56,8 @@ class Trainer:
         distributed.init(self.actor_device)  # with torchrun: this process is one of the ranks
         self.is_main = distributed.is_main()
         # this rank's envs: its share of the global env.num_envs
+        validate_ranks(config, distributed.world_size())
         self.env_offset, num_envs = distributed.rank_envs(config.env.num_envs)
-        distributed.check_rank_setup(config, num_envs)
         seed_everything(distributed.rank_seed(config.runner.seed))
         if config.runner.torch_threads:
             torch.set_num_threads(config.runner.torch_threads)
