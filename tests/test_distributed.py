@@ -240,9 +240,10 @@ def test_envs_split_evenly_over_the_ranks(monkeypatch):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     monkeypatch.setattr(distributed, "rank", lambda: 1)
     assert distributed.rank_envs(8) == (4, 4)
-    config = load_config(CONFIG, ["env.num_envs=5"])
-    with pytest.raises(ConfigError, match=r"env.num_envs \(5\).*number of ranks \(2\)"):
-        validate_ranks(config, 2)
+    config = load_config(CONFIG, ["env.num_envs=6"])
+    validate_ranks(config, 2)
+    with pytest.raises(ConfigError, match=r"env.num_envs \(6\).*number of ranks \(4\)"):
+        validate_ranks(config, 4)
 
 
 def test_grpo_groups_never_straddle_ranks():
