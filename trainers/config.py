@@ -352,3 +352,32 @@ def validate(config: TrainConfig) -> None:
         except ValueError as exc:
             raise ConfigError(f"cluster.component_placement.{component}: {exc}") from None
     parse_policy_config(config.policy)
+
+
+def validate_ranks(config: TrainConfig, ranks: int) -> None:
+    """With ``ranks`` data-parallel ranks (``docs/distributed.md``) each runs an even share of
+    ``env.num_envs``; the share must hold whole pipeline stages and whole GRPO groups (a group
+    never straddles two ranks)."""
+    if ranks == 1:
+        return
+    env, rollout = config.env, config.rollout
+    check(
+        env.num_envs % ranks == 0,
+        f"env.num_envs ({env.num_envs}) is the global env count and must be divisible by the "
+        f"number of ranks ({ranks})",
+    )
+    share = env.num_envs // ranks
+    context = f"with {ranks} ranks each rank runs {share} of env.num_envs ({env.num_envs})"
+    stages = rollout.pipeline_stage_num
+    check(share % stages == 0, f"{context}: not divisible by rollout.pipeline_stage_num ({stages})")
+    try:
+        algorithm_class(config.algorithm.name)(config.algorithm).check_setup(
+            RolloutSetup(
+                num_envs=share,
+                envs_per_stage=share // stages,
+                episodic=rollout.episodic,
+                covers_episode=True,  # a property of the rollout length, checked by validate
+            )
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{context}: {exc}") from None

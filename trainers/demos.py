@@ -26,8 +26,9 @@ takes one instruction or one per step. Reading: :class:`DemoDataset` (this forma
 :class:`trainers.lerobot_dataset.LeRobotDemos` share :class:`Demonstrations`, which streams
 (observation, action-chunk) samples episode by episode through a bounded shuffle buffer, so
 datasets larger than memory train without loading them whole;
-:func:`trainers.datasets.load_demos` opens either by its files. Action chunks of ``k`` steps are cut from consecutive per-step actions; past an
-episode's end the last action is repeated.
+:func:`trainers.datasets.load_demos` opens either by its files. Action chunks of ``k``
+steps are cut from consecutive per-step actions; past an episode's end the last action is
+repeated.
 """
 
 from __future__ import annotations

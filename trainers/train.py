@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import yaml
 
-from trainers import checkpoint
+from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
 from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
-from trainers.config import TrainConfig, env_kwargs, load_config
+from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -47,10 +47,19 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, resume: bool | str = False) -> None:
         self.config = config
         self.run_dir = run_dir_of(config)
-        placement = config.cluster.component_placement
+        placement = distributed.rank_placement(
+            config.cluster.component_placement,
+            distributed.local_rank(),
+            distributed.launched_ranks(),
+        )
         self.actor_device = torch_device(placement.get("actor", "cpu"))
         self.rollout_device = torch_device(placement.get("rollout", "cpu"))
-        seed_everything(config.runner.seed)
+        distributed.init(self.actor_device)  # with torchrun: this process is one of the ranks
+        self.is_main = distributed.is_main()
+        # this rank's envs: its share of the global env.num_envs
+        validate_ranks(config, distributed.world_size())
+        self.env_offset, num_envs = distributed.rank_envs(config.env.num_envs)
+        seed_everything(distributed.rank_seed(config.runner.seed))
         if config.runner.torch_threads:
             torch.set_num_threads(config.runner.torch_threads)
         env = config.env
@@ -65,7 +74,7 @@ class Trainer:
                 devices=devices,
                 envs_per_worker=env.envs_per_worker,
             ),
-            env.num_envs,
+            num_envs,
             num_steps=config.steps_per_rollout,
             episodic=config.rollout.episodic,
             pipeline_stage_num=config.rollout.pipeline_stage_num,
@@ -84,7 +93,9 @@ class Trainer:
         self.algorithm = make_algorithm(config.algorithm)
         self.optimizer = make_optimizer(self.policy, config.algorithm)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        # the same on every rank: all ranks draw the same minibatch permutation
         self.generator = torch.Generator().manual_seed(config.runner.seed)
+        self.rank_rngs: list[dict[str, Any]] = []  # every rank's RNG state after an iteration
         self.iteration = 0
         self.env_steps = 0
         self.elapsed = 0.0
@@ -101,12 +112,20 @@ class Trainer:
                 resumed = True
             elif resume is not True:
                 raise FileNotFoundError(f"--resume: checkpoint {str(path)!r} does not exist")
+        if len(set(distributed.all_gather_object(resumed))) > 1:
+            raise checkpoint.CheckpointError(
+                f"--resume: {str(self.latest_path)!r} exists on some ranks only; put "
+                "runner.log_dir on a filesystem every node shares (or pass --resume PATH)"
+            )
+        distributed.broadcast_module(self.policy)  # rank 0's initial weights everywhere
         self._sync_rollout_policy()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+            (self.run_dir / "config.yaml").write_text(config_text)
         self.logger = MetricLogger(
             self.run_dir,
-            loggers=config.runner.loggers,
+            loggers=config.runner.loggers if self.is_main else [],
             purge_step=self.env_steps + 1 if resumed else None,
             config=config.to_dict(),
             run_name=config.runner.run_name or config.name,
@@ -119,30 +138,46 @@ class Trainer:
         return self.run_dir / "checkpoints" / checkpoint.LATEST
 
     def state_dict(self) -> dict[str, Any]:
+        rng = checkpoint.rng_state()
         return {
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "elapsed": self.elapsed,
-            "rng": checkpoint.rng_state(),
+            "rng": rng,
             "generator": self.generator.get_state(),
             "best": dict(self.best),
             "config": self.config.to_dict(),
+            "world_size": distributed.world_size(),
+            # rank r resumes with rank_rng[r] (rank 0's is "rng")
+            **({"rank_rng": [rng, *self.rank_rngs[1:]]} if self.rank_rngs else {}),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
+        ranks, saved = distributed.world_size(), int(state.get("world_size", 1))
+        if saved != ranks:
+            raise checkpoint.CheckpointError(
+                f"the checkpoint was written by a run with {saved} rank(s); resume it with "
+                f"{saved} (torchrun --nproc-per-node/--nnodes), not {ranks}"
+            )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.elapsed = float(state["elapsed"])
-        checkpoint.restore_rng(state["rng"])
+        if ranks == 1:
+            checkpoint.restore_rng(state["rng"])
+        elif "rank_rng" in state:  # each rank continues its own random streams
+            checkpoint.restore_rng(state["rank_rng"][distributed.rank()])
         self.generator.set_state(state["generator"])
         self.best = dict(state.get("best", {}))
 
-    def save(self, numbered: bool = False) -> Path:
-        """``latest.pt``; with ``numbered`` also ``iter_NNNNNN.pt`` (the same file)."""
+    def save(self, numbered: bool = False) -> Path | None:
+        """``latest.pt``; with ``numbered`` also ``iter_NNNNNN.pt`` (the same file). Rank 0
+        writes; the other ranks return None."""
+        if not self.is_main:
+            return None
         if not numbered:
             return checkpoint.save_atomic(self.state_dict(), self.latest_path)
         path = self.latest_path.with_name(checkpoint.numbered_name(self.iteration))
@@ -185,7 +220,9 @@ class Trainer:
         for epoch in range(epochs):
             rollout_index = self.iteration * epochs + epoch
             base_seed = config.runner.seed * 1_000_003 + rollout_index * config.env.num_envs
+            # this rank's envs get the seeds one process would give them (GRPO groups included)
             seeds = self.algorithm.reset_seeds(base_seed, config.env.num_envs)
+            seeds = seeds[self.env_offset : self.env_offset + self.collector.num_envs]
             rollout, part = self.collector.collect(self.rollout_policy, seeds)
             rollouts.append(rollout)
             stats.merge(part)
@@ -199,13 +236,14 @@ class Trainer:
         self._sync_rollout_buffers()
         rollout_time = time.perf_counter() - start
         batch, metrics = make_batch(rollouts, self.algorithm)
+        metrics = distributed.reduce_metrics(metrics)
         del rollouts
         train_actor = self.algorithm.trains_actor(self.iteration)
         if self.config.algorithm.anneal_lr:
             remaining = max(0.0, 1.0 - self.iteration / self.config.runner.max_iterations)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * remaining
-        if batch.size > 0:
+        if distributed.total(batch.size) > 0:
             metrics.update(
                 update(
                     self.algorithm,
@@ -219,6 +257,9 @@ class Trainer:
             )
             metrics["actor/critic_warmup"] = float(not train_actor)
         self._sync_rollout_policy()
+        stats = distributed.gather_stats(stats)
+        if distributed.world_size() > 1:
+            self.rank_rngs = distributed.all_gather_object(checkpoint.rng_state())
         self.iteration += 1
         self.env_steps += stats.env_steps
         iteration_time = time.perf_counter() - start
@@ -239,6 +280,9 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
+        """Validation episodes on rank 0 (the other ranks return no metrics)."""
+        if not self.is_main:
+            return {}
         if self.eval_collector is None:
             self.eval_collector = make_eval_collector(self.config, self.rollout_device)
         start = time.perf_counter()
@@ -260,7 +304,9 @@ class Trainer:
     def train(self) -> dict[str, float]:
         runner = self.config.runner
         bar = ProgressBar(
-            progress_bar_enabled(runner.progress_bar), runner.max_iterations, self.iteration
+            self.is_main and progress_bar_enabled(runner.progress_bar),
+            runner.max_iterations,
+            self.iteration,
         )
         metrics: dict[str, float] = {}
         try:
@@ -269,7 +315,8 @@ class Trainer:
                 evaluated = runner.eval_interval and self.iteration % runner.eval_interval == 0
                 if evaluated:
                     metrics.update(self.evaluate())
-                if runner.video_interval and self.iteration % runner.video_interval == 0:
+                video = runner.video_interval and self.iteration % runner.video_interval == 0
+                if video and self.is_main:
                     start = time.perf_counter()
                     path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
                     record_video(self.config, self.rollout_policy, path, self.rollout_device)
@@ -319,9 +366,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
     config = load_config(args.config, overrides, smoke=args.smoke)
-    trainer = Trainer(config, resume=args.resume)
-    print(f"training {config.name}: run dir {trainer.run_dir}, from iteration {trainer.iteration}")
-    metrics = trainer.train()
-    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("env/", "eval/"))}
-    print(f"done: iteration {trainer.iteration}, env steps {trainer.env_steps}, {shown}")
+    try:
+        trainer = Trainer(config, resume=args.resume)
+        if trainer.is_main:
+            ranks = f", {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
+            print(
+                f"training {config.name}: run dir {trainer.run_dir}, "
+                f"from iteration {trainer.iteration}{ranks}"
+            )
+        metrics = trainer.train()
+    finally:
+        distributed.shutdown()
+    if trainer.is_main:
+        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("env/", "eval/"))}
+        print(f"done: iteration {trainer.iteration}, env steps {trainer.env_steps}, {shown}")
     return 0

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from trainers import distributed
 from trainers.algorithms.base import (
     Algorithm,
     AlgorithmConfig,
@@ -73,11 +74,12 @@ def make_batch(rollouts: list[Rollout], algorithm: Algorithm) -> tuple[Batch, di
 
 
 def normalize(advantages: torch.Tensor, valid: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean, unit std over the valid entries (invalid ones are left at zero)."""
-    selected = advantages[valid]
-    if selected.numel() < 2:
-        return torch.where(valid, advantages - selected.mean() if selected.numel() else 0, 0.0)
-    out = (advantages - selected.mean()) / (selected.std() + eps)
+    """Zero mean, unit std over the valid entries of every rank (invalid ones are left at
+    zero): R ranks normalise like one process holding all their samples."""
+    mean, std, count = distributed.mean_std(advantages[valid])
+    if count < 2:
+        return torch.where(valid, advantages - mean, 0.0)
+    out = (advantages - mean) / (std + eps)
     return torch.where(valid, out, torch.zeros_like(out))
 
 
@@ -152,20 +154,31 @@ def update(
 ) -> dict[str, float]:
     """``update_epochs`` passes over the batch in shuffled global batches of micro-batches.
 
-    With ``train_actor=False`` only the value loss is minimised (critic warm-up)."""
+    With ``train_actor=False`` only the value loss is minimised (critic warm-up).
+
+    Over several ranks ``batch`` is this rank's part of the global batch (the ranks' parts in
+    rank order). Every rank draws the same permutation of the global batch from ``generator``
+    and takes its own samples of each global minibatch; their losses are weighted by the
+    global minibatch size and the gradients summed over the ranks, so R ranks take exactly the
+    steps of one process holding the whole batch (up to float rounding).
+    """
     config = algorithm.config
     sums = dict.fromkeys(LOGGED_TERMS, 0.0)
     count = 0
     grad_norms: dict[str, list[float]] = {}
+    sizes = distributed.all_gather_object(batch.size)
+    offset, global_size = sum(sizes[: distributed.rank()]), sum(sizes)
     policy.train()
     start = time.perf_counter()
     for _ in range(config.update_epochs):
-        order = torch.randperm(batch.size, generator=generator)
-        for g_start in range(0, batch.size, config.global_batch_size):
+        order = torch.randperm(global_size, generator=generator)
+        for g_start in range(0, global_size, config.global_batch_size):
             global_index = order[g_start : g_start + config.global_batch_size]
+            mine = (global_index >= offset) & (global_index < offset + batch.size)
+            local_index = global_index[mine] - offset
             optimizer.zero_grad(set_to_none=True)
-            for m_start in range(0, len(global_index), config.micro_batch_size):
-                index = global_index[m_start : m_start + config.micro_batch_size]
+            for m_start in range(0, len(local_index), config.micro_batch_size):
+                index = local_index[m_start : m_start + config.micro_batch_size]
                 micro = batch.select(index, device)
                 evaluated = policy.evaluate(micro.obs, micro.actions, micro.extras)
                 terms = algorithm.loss(evaluated, micro, train_actor=train_actor)
@@ -173,6 +186,7 @@ def update(
                 for name in LOGGED_TERMS:
                     sums[name] += float(getattr(terms, name).detach()) * len(index)
                 count += len(index)
+            distributed.all_reduce_gradients(policy.parameters())
             # Each parameter group (actor, critic) is clipped on its own: with one joint norm,
             # a large value loss (the minibatches holding the rare high-return episodes) would
             # shrink exactly those minibatches' policy gradient, so the actor would learn from
@@ -181,6 +195,10 @@ def update(
                 norm = torch.nn.utils.clip_grad_norm_(group["params"], config.max_grad_norm)
                 grad_norms.setdefault(group.get("name", "actor"), []).append(float(norm))
             optimizer.step()
+    # the logged terms: means over every rank's samples
+    reduced = distributed.all_reduce_sum(torch.tensor([*sums.values(), count], dtype=torch.float64))
+    sums = dict(zip(sums, reduced[:-1].tolist(), strict=True))
+    count = reduced[-1].item()
     metrics = {
         "actor/loss": sums["policy"] / count,
         "actor/entropy": sums["entropy"] / count,

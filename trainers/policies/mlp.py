@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainers import distributed
 from trainers.policies.base import ActorCriticPolicy, EvaluateOutput, PolicyOutput
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -67,7 +68,8 @@ class RunningNormalizer(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         x = x.to(torch.float64)
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        # over every rank's observations: all ranks keep the same statistics
+        batch_mean, batch_var, n = distributed.moments(x)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
