@@ -19,6 +19,8 @@ def test_quickstart_runs_sft_then_ppo_and_prints_before_after(tmp_path, capsys):
             "--sft-steps", "4",
             "--rl-iterations", "1",
             "--eval-episodes", "2",
+            "--validation-episodes", "2",
+            "--validate-every", "1",
             "--num-envs", "2",
             "env.max_steps=10",
             "algorithm.global_batch_size=4",
@@ -33,6 +35,7 @@ def test_quickstart_runs_sft_then_ppo_and_prints_before_after(tmp_path, capsys):
     gain = 100 * (stages["SFT + PPO (flow_sde)"]["success"] - stages["SFT"]["success"])
     assert results["gain_points"] == pytest.approx(gain)
     assert results["seed"] == 0 and results["rl_env_steps"] > 0
+    assert results["selected_iteration"] in (0, 1)  # the SFT weights or the one PPO iteration
     assert json.loads((out / "result.json").read_text()) == results
     printed = capsys.readouterr().out
     table = [line for line in printed.splitlines() if line.startswith("|")]

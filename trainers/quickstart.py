@@ -14,7 +14,9 @@ On ``VLA/PandaPickCube-v0`` (flat state observation, chunks of 5 actions, no ren
 4. PPO with ``flow_sde`` from the SFT weights for ``--rl-iterations`` iterations on the
    ``progress`` reward (the change of the dense reward's potential: a lift earns up to 1.0,
    hovering by the cube at most 0.3), success ending the episode as in evaluation;
-5. evaluate again on the same seeds and print the before/after table.
+5. keep the checkpoint best on ``--validation-episodes`` validation seeds (checked every
+   ``--validate-every`` iterations, the SFT weights included), evaluate it on the same
+   held-out seeds and print the before/after table (and the last checkpoint's success).
 
 ``--seed`` seeds every stage (demo layouts, SFT, PPO); the held-out seeds are the same for every
 seed. Everything is written under ``--out`` (demos, SFT and PPO checkpoints, TensorBoard logs,
@@ -24,6 +26,7 @@ seed. Everything is written under ``--out`` (demos, SFT and PPO checkpoints, Ten
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -39,6 +42,7 @@ from trainers.tracking import ProgressBar, progress_bar_enabled
 
 CONFIG = "flow_panda_state_ppo_cpu"
 EVAL_SEED = 900_000  # held out from the demos and the PPO rollouts of every seed below 90
+VALIDATION_SEED = 800_000  # checkpoint selection: apart from the held-out seeds
 DEMO_SEED_STRIDE = 10_000  # seed s collects its demos on env seeds s * 10000, s * 10000 + 1, ...
 # Slow, noisy-but-corrected demos: each shows many small corrective moves near the cube, which
 # teaches far more per episode than the default expert's few large jumps.
@@ -62,13 +66,16 @@ def make_config(args: argparse.Namespace, extra: list[str] = ()) -> TrainConfig:
     )
 
 
-def evaluate(config: TrainConfig, policy: torch.nn.Module, episodes: int) -> dict[str, float]:
-    """Deterministic success and mean return on ``episodes`` held-out seeds."""
+def evaluate(
+    config: TrainConfig, policy: torch.nn.Module, episodes: int, seed: int = EVAL_SEED
+) -> dict[str, float]:
+    """Deterministic success and mean return on ``episodes`` seeds from ``seed`` on (held-out by
+    default)."""
     from trainers.evaluate import evaluate_policy, make_eval_collector
 
     collector = make_eval_collector(config, torch.device("cpu"))
     try:
-        stats = evaluate_policy(collector, policy, episodes, seed=EVAL_SEED)
+        stats = evaluate_policy(collector, policy, episodes, seed=seed)
     finally:
         collector.close()
     return {"success": float(np.mean(stats.success_once)), "return": float(np.mean(stats.returns))}
@@ -150,19 +157,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     say(f"PPO (flow_sde) for {args.rl_iterations} iterations of {env.num_envs} episodes ...")
     trainer = Trainer(rl_config)
+
+    # Checkpoint selection on validation seeds (the SFT weights included), as a user would pick
+    # the checkpoint to keep; the held-out seeds only ever score the chosen one and the last.
+    def validate() -> float:
+        score = evaluate(rl_config, trainer.policy, args.validation_episodes, VALIDATION_SEED)
+        trainer.policy.train()
+        return score["success"]
+
+    best = (validate(), 0, copy.deepcopy(trainer.policy.state_dict()))
     bar = ProgressBar(progress_bar_enabled(args.progress), args.rl_iterations, 0)
     try:
         while trainer.iteration < args.rl_iterations:
             metrics = trainer.train_iteration()
             trainer.logger.log(metrics, trainer.env_steps)
             bar.update(metrics)
+            if trainer.iteration % args.validate_every == 0:
+                score = validate()
+                if score > best[0]:
+                    best = (score, trainer.iteration, copy.deepcopy(trainer.policy.state_dict()))
         trainer.save()
     finally:
         bar.close()
         trainer.collector.close()
         trainer.logger.close()
     say(f"PPO done after {trainer.env_steps} env steps; evaluating ...")
-    results["SFT + PPO (flow_sde)"] = evaluate(rl_config, trainer.policy, args.eval_episodes)
+    last = evaluate(rl_config, trainer.policy, args.eval_episodes)
+    validation_success, best_iteration, best_weights = best
+    trainer.policy.load_state_dict(best_weights)
+    results["SFT + PPO (flow_sde)"] = (
+        last
+        if best_iteration == trainer.iteration
+        else evaluate(rl_config, trainer.policy, args.eval_episodes)
+    )
     minutes = (time.perf_counter() - started) / 60
 
     print(
@@ -175,19 +202,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"| {stage} | {result['success']:.0%} | {result['return']:.2f} |")
     change = 100 * (results["SFT + PPO (flow_sde)"]["success"] - results["SFT"]["success"])
     print(
-        f"\nPPO: {change:+.0f} points of success from {trainer.env_steps} env steps; "
-        f"total {minutes:.1f} min; outputs in {out}"
+        f"\nPPO: {change:+.0f} points of success from {trainer.env_steps} env steps (checkpoint "
+        f"of iteration {best_iteration}, best on {args.validation_episodes} validation episodes; "
+        f"the last one: {last['success']:.0%}); total {minutes:.1f} min; outputs in {out}"
     )
     summary = {
         "seed": args.seed,
         "stages": results,
         "gain_points": change,
+        "selected_iteration": best_iteration,
+        "validation_success": validation_success,
+        "last_iteration": last,
         "rl_env_steps": trainer.env_steps,
         "wall_minutes": minutes,
         "demos": args.demos,
         "sft_steps": args.sft_steps,
         "rl_iterations": args.rl_iterations,
         "eval_episodes": args.eval_episodes,
+        "validation_episodes": args.validation_episodes,
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -204,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sft-steps", type=int, default=600)
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--validation-episodes", type=int, default=50)
+    parser.add_argument("--validate-every", type=int, default=10, help="PPO iterations")
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--backend", default="sync", help="vector env backend (sync|subproc)")
     parser.add_argument("--torch-threads", type=int, default=1)
