@@ -162,15 +162,15 @@ class VLAEnv(gym.Env):
                 f"{self.env_name}: action has shape {array.shape}, expected {expected} "
                 f"(action_chunk={self.action_chunk}, action_dim={self.action_dim})"
             )
-        array = array.astype(np.float32)
-        finite = np.isfinite(array)
+        finite = np.isfinite(array)  # before the float32 cast, which makes 1e39 inf
         if not finite.all():
             where = np.argwhere(~finite)[:4].tolist()
             raise ValueError(
                 f"{self.env_name}: action contains NaN or inf at index {where}; "
                 "actions must be finite values in [-1, 1]"
             )
-        return np.clip(array, -1.0, 1.0).reshape(self.action_chunk, self.action_dim)
+        clipped = np.clip(array, -1.0, 1.0).astype(np.float32)
+        return clipped.reshape(self.action_chunk, self.action_dim)
 
     # -------------------------------------------------------------- internals
     def _observation(self):

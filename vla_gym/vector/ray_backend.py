@@ -3,11 +3,16 @@
 The actor keeps its own buffers for its envs and returns their rows with each answer; the front
 end writes them into the vector env's buffers. With ``devices`` each actor asks Ray for a share
 of a GPU (Ray sets ``CUDA_VISIBLE_DEVICES``) and renders on the EGL device of that same GPU.
+
+Ray is joined as found: an instance this process already started, the cluster at ``ray_address``
+(or ``$RAY_ADDRESS``), else a new single-machine instance that listens on loopback only and has
+no dashboard (Ray's own default would listen on every interface).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pickle
 from collections import deque
@@ -28,6 +33,29 @@ from vla_gym.vector.errors import EnvError, VectorEnvError, WorkerDiedError, Wor
 from vla_gym.vector.layout import SpaceLayout
 
 MIN_STARTUP_TIMEOUT = 300.0  # an actor may first wait for Ray to start a worker process
+
+
+def init_ray(address: str | None = None) -> None:
+    """Join Ray unless this process already has: the cluster at ``address`` (or
+    ``$RAY_ADDRESS``), else a new local instance whose servers listen on 127.0.0.1 only."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    # Ray turns a loopback node address into the machine's network address (so that other
+    # nodes could join) unless its cluster mode is off; then every server binds the loopback
+    # node address. The mode is read from this constant when the node address is resolved.
+    constants = importlib.import_module("ray._private.ray_constants")
+    cluster_mode = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
+    finally:
+        constants.ENABLE_RAY_CLUSTER = cluster_mode
 
 
 class EnvGroupActor:
@@ -264,12 +292,12 @@ class RayVectorEnv(BatchedVectorEnv):
         copy: bool = True,
         step_timeout: float = 300.0,
         restart_on_failure: bool = False,
+        ray_address: str | None = None,
     ) -> None:
         ray = require("ray", extra="ray", what="backend='ray'")
         super().__init__()
         self.closed = True  # until fully built
-        if not ray.is_initialized():
-            ray.init()
+        init_ray(ray_address)
         actor_class = ray.remote(num_cpus=1)(EnvGroupActor)
         num_envs = len(env_fns)
         slices = [
