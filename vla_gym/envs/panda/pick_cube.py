@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.core.deps import require
 
@@ -42,6 +43,7 @@ _ACTION_SCALE = 0.1  # metres per unit of action
 _MAX_GRIPPER_CTRL = 255.0
 _LIFT_SUCCESS = 0.2  # metres above the initial block height
 INSTRUCTION = "pick up the cube"
+MAX_CONTROL_DT = 1.0  # seconds per control step; physics_dt may not exceed it
 
 
 class PandaPickCubeEnv(VLAEnv):
@@ -61,14 +63,16 @@ class PandaPickCubeEnv(VLAEnv):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
+        self.vision = arguments.flag("vision", vision)
+        height, width = arguments.image_size("image_size", image_size)
+        control_dt = arguments.number("control_dt", control_dt, 0.0, MAX_CONTROL_DT, low_open=True)
+        physics_dt = arguments.number("physics_dt", physics_dt, 0.0, control_dt, low_open=True)
         mujoco = require("mujoco", extra="panda", what="VLA/PandaPickCube")
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
         from gym_hil.controllers import opspace
 
         self._mj = mujoco
         self._opspace = opspace
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self.vision = vision
         # The VLA schema needs at least one image: the state variant observes the front camera.
         cameras = {"front": (height, width)}
         if vision:
