@@ -23,6 +23,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROJECT_ROOT = CONFIG_DIR.parents[1]
 
 
+VECTOR_SETTINGS = ("restart_on_failure", "step_timeout")  # env.* settings of make_vec, not envs
+
+
 class ConfigError(ValueError):
     """A config that cannot be run, with the key and the reason."""
 
@@ -43,6 +46,9 @@ class EnvConfig:
     eval_episodes: int = 32
     # extra episode metrics: metric name -> info key read at episode end (CALVIN avg_len)
     episode_metrics: dict[str, str] = field(default_factory=dict)
+    # a crashed or hung env worker is replaced and training goes on; its envs count as truncated
+    restart_on_failure: bool = True
+    step_timeout: float = 300.0  # seconds an env worker may take for one step or reset
 
 
 @dataclass
@@ -345,6 +351,9 @@ def validate(config: TrainConfig) -> None:
     _check(env.action_chunk >= 1, f"env.action_chunk must be >= 1, got {env.action_chunk}")
     _check(env.max_episode_steps >= 1, "env.max_episode_steps must be >= 1")
     _check(env.obs_mode in ("vla", "flat"), f"env.obs_mode must be vla or flat: {env.obs_mode!r}")
+    _check(env.step_timeout > 0, f"env.step_timeout must be > 0 seconds, got {env.step_timeout}")
+    for key in VECTOR_SETTINGS:
+        _check(key not in env.kwargs, f"env.kwargs.{key} is a vector-env setting: use env.{key}")
     _check(algo.name in ("ppo", "grpo"), f"algorithm.name must be ppo or grpo, got {algo.name!r}")
     _check(
         algo.logprob_level in ("chunk", "token"),
