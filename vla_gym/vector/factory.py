@@ -71,6 +71,7 @@ def make_vec(
     egl_device_map: dict[int, int] | None = None,
     spin_us: float = DEFAULT_SPIN_US,
     ray_address: str | None = None,
+    resources_per_worker: dict[str, float] | None = None,
     **env_kwargs: Any,
 ) -> BatchedVectorEnv:
     """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of ``env_id``.
@@ -106,6 +107,9 @@ def make_vec(
         ray_address: ray: the cluster to join (default ``$RAY_ADDRESS``); without one, and
             unless this process already joined Ray, a local instance listening on 127.0.0.1
             only is started.
+        resources_per_worker: ray: custom resources each worker's actor asks for, e.g.
+            ``{"sim": 1}`` to place workers only on nodes started with a ``sim`` resource;
+            ``worker_info()`` gives each worker's ``node_id``.
         env_kwargs: passed to every env.
     """
     if backend not in BACKENDS:
@@ -118,8 +122,12 @@ def make_vec(
         raise ValueError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
     if not isinstance(spin_us, int | float) or not 0 <= spin_us < 1e6:
         raise ValueError(f"spin_us must be a number of microseconds in [0, 1e6), got {spin_us!r}")
-    if ray_address is not None and backend != "ray":
-        raise ValueError(f"ray_address= is for backend='ray', not backend={backend!r}")
+    for option, value in (
+        ("ray_address", ray_address),
+        ("resources_per_worker", resources_per_worker),
+    ):
+        if value is not None and backend != "ray":
+            raise ValueError(f"{option}= is for backend='ray', not backend={backend!r}")
     mode = parse_autoreset_mode(autoreset_mode)
     if isinstance(env_id, str):
         env_id = resolve_env_id(env_id)
@@ -162,6 +170,7 @@ def make_vec(
             cpu_affinity=cpu_affinity,
             egl_device_map=egl_device_map,
             ray_address=ray_address,
+            resources_per_worker=resources_per_worker,
             **common,
         )
     if isinstance(env_id, str) and env_id in gym.registry:
