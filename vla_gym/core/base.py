@@ -56,6 +56,7 @@ class VLAEnv(gym.Env):
         self.obs_mode = arguments.choice("obs_mode", obs_mode, OBS_MODES)
         self.action_dim = int(action_dim)
         self.action_chunk = arguments.integer("action_chunk", action_chunk, 1, MAX_ACTION_CHUNK)
+        # named as every env's own keyword for it
         self.max_episode_steps = arguments.integer("max_steps", max_episode_steps, 1)
         self.terminate_on_success = arguments.flag("terminate_on_success", terminate_on_success)
         self.render_mode = arguments.render_mode(render_mode, self.metadata["render_modes"])
