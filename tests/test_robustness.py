@@ -338,6 +338,7 @@ BAD_ARGUMENTS = {
         ({"task": "reach", "reward_type": "shaped"}, "reward_type"),
         ({"task": "fly"}, "task"),
         ({"suite": "MT51"}, "suite"),
+        ({"suite": ["MT50"]}, "suite"),
     ],
     "VLA/CALVIN-D-v0": [
         *COMMON_BAD,
@@ -375,6 +376,8 @@ BAD_ARGUMENTS = {
         ({"cameras": ["top"]}, "cameras"),
         ({"state_keys": ["wings"]}, "state_keys"),
         ({"observe_every_step": "always"}, "observe_every_step"),
+        ({"omnigibson_env_factory": "og"}, "omnigibson_env_factory"),
+        ({"base_config": ["robots"]}, "base_config"),
     ],
 }
 # ranges only known once LIBERO's task list is loaded

@@ -227,6 +227,12 @@ class BehaviorEnv(VLAEnv):
         max_steps = arguments.integer("max_steps", max_steps, 1)
         self.observe_every_step = arguments.flag("observe_every_step", observe_every_step)
         self.state_keys = tuple(arguments.names("state_keys", state_keys, tuple(PROPRIO_SLICES)))
+        if omnigibson_env_factory is not None and not callable(omnigibson_env_factory):
+            raise ValueError(
+                f"omnigibson_env_factory must be None or a callable, got {omnigibson_env_factory!r}"
+            )
+        if base_config is not None and not isinstance(base_config, Mapping):
+            raise ValueError(f"base_config must be None or a mapping, got {base_config!r}")
         dim = state_dim(self.state_keys)
         super().__init__(
             action_dim=ACTION_DIM,
