@@ -121,6 +121,37 @@ def test_dense_reward_formula():
     env.close()
 
 
+def _expert_episode(reward_type: str, seed: int = 3) -> tuple[list[float], dict, float]:
+    """Per-step rewards of one expert episode, its last info and the dense potential at reset."""
+    env = gym.make("VLA/PandaPickCube-v0", obs_mode="flat", reward_type=reward_type)
+    expert = make_expert("VLA/PandaPickCube-v0")
+    obs, info = env.reset(seed=seed)
+    start = 0.3 * np.exp(-20 * np.linalg.norm(info["block_pos"] - info["tcp_pos"]))
+    rewards, done = [], False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+        rewards.append(reward)
+        done = terminated or truncated
+    env.close()
+    return rewards, info, start
+
+
+def test_sparse_reward_pays_one_at_the_lift_only():
+    rewards, info, _ = _expert_episode("sparse")
+    assert info["success"] and rewards[-1] == 1.0 and not any(rewards[:-1])
+
+
+def test_progress_reward_telescopes_to_the_potential_gained():
+    rewards, info, start = _expert_episode("progress")
+    distance = np.linalg.norm(info["block_pos"] - info["tcp_pos"])
+    lift = np.clip((info["block_pos"][2] - 0.02) / 0.2, 0, 1)
+    end = 0.3 * np.exp(-20 * distance) + 0.7 * lift
+    assert info["success"] and lift == 1.0
+    assert sum(rewards) == pytest.approx(end - start, abs=1e-4)
+    # the same steps as the dense reward's episode: the reward type changes no dynamics
+    assert len(rewards) == len(_expert_episode("dense")[0])
+
+
 @pytest.mark.parametrize(
     "action, problem",
     [

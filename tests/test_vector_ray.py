@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +92,68 @@ def test_gpu_share_per_actor():
     assert gpus_per_actor(4, 4) == 1.0
     assert gpus_per_actor(4, 2) == 1.0
     assert gpus_per_actor(2, 8) == 0.25
+
+
+CLUSTER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {tests!r})
+    import cloudpickle, ray, test_vector_helpers
+    from ray.cluster_utils import Cluster
+    from test_vector_helpers import ImageEnv
+    from vla_gym.vector import make_vec
+
+    if __name__ == "__main__":
+        cloudpickle.register_pickle_by_value(test_vector_helpers)
+        head = {{"num_cpus": 1, "resources": {{"render": 1}}, "include_dashboard": False}}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        sim_node = cluster.add_node(num_cpus=2, resources={{"sim": 2}})
+        cluster.wait_for_nodes()
+        render = make_vec(
+            ImageEnv, 1, backend="ray", ray_address=cluster.address,
+            resources_per_worker={{"render": 1}},
+        )
+        sim = make_vec(ImageEnv, 2, backend="ray", resources_per_worker={{"sim": 1}})
+        sim.reset(seed=0)
+        print(json.dumps({{
+            "head": cluster.head_node.node_id,
+            "sim": sim_node.node_id,
+            "render_workers": [w["node_id"] for w in render.worker_info()],
+            "sim_workers": [w["node_id"] for w in sim.worker_info()],
+            "resources": sim.worker_info()[0]["resources"],
+        }}))
+        sim.close()
+        render.close()
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def test_workers_are_placed_by_custom_resources_on_a_two_node_cluster(tmp_path):
+    script = tmp_path / "cluster.py"
+    script.write_text(CLUSTER_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # a busy machine starts Ray's agents slowly: give the raylets time to see them
+    env.update(
+        RAY_memory_monitor_refresh_ms="0",
+        RAY_raylet_start_wait_time_s="180",
+        RAY_agent_register_timeout_ms="180000",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    placed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert placed["head"] != placed["sim"]
+    assert placed["render_workers"] == [placed["head"]]
+    assert placed["sim_workers"] == [placed["sim"], placed["sim"]]
+    assert placed["resources"] == {"sim": 1.0}
+
+
+def test_bad_resources_per_worker_are_refused_before_ray_starts():
+    for resources in ({"CPU": 1}, {"sim": 0}, {"sim": True}, ["sim"]):
+        with pytest.raises(ValueError, match="resources_per_worker"):
+            make_vec(ImageEnv, 1, backend="ray", resources_per_worker=resources)
+    with pytest.raises(ValueError, match="resources_per_worker= is for backend='ray'"):
+        make_vec(ImageEnv, 1, backend="sync", resources_per_worker={"sim": 1})

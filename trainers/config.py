@@ -34,6 +34,7 @@ PROJECT_ROOT = CONFIG_DIR.parents[1]
 SMOKE_FILE = CONFIG_DIR / "_smoke.yaml"
 # old key -> its name now (read from YAML files, smoke sections and CLI overrides)
 KEY_ALIASES = {"env.max_episode_steps": "env.max_steps"}
+VECTOR_SETTINGS = ("restart_on_failure", "step_timeout")  # env.* settings of make_vec, not envs
 
 
 @dataclass
@@ -52,6 +53,9 @@ class EnvConfig:
     eval_episodes: int = 32
     # extra episode metrics: metric name -> info key read at episode end (CALVIN avg_len)
     episode_metrics: dict[str, str] = field(default_factory=dict)
+    # a crashed or hung env worker is replaced and training goes on; its envs count as truncated
+    restart_on_failure: bool = True
+    step_timeout: float = 300.0  # seconds an env worker may take for one step or reset
 
 
 @dataclass
@@ -304,6 +308,9 @@ def validate(config: TrainConfig) -> None:
     check(env.action_chunk >= 1, f"env.action_chunk must be >= 1, got {env.action_chunk}")
     check(env.max_steps >= 1, "env.max_steps must be >= 1")
     check(env.obs_mode in ("vla", "flat"), f"env.obs_mode must be vla or flat: {env.obs_mode!r}")
+    check(env.step_timeout > 0, f"env.step_timeout must be > 0 seconds, got {env.step_timeout}")
+    for key in VECTOR_SETTINGS:
+        check(key not in env.kwargs, f"env.kwargs.{key} is a vector-env setting: use env.{key}")
     check(
         config.batch_size % algo.global_batch_size == 0,
         f"the rollout batch (num_envs {env.num_envs} x steps {config.steps_per_rollout} x "

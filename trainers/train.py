@@ -1,13 +1,22 @@
 """The training loop: collect rollouts, compute the algorithm's advantages, update, log, save.
 
-``python -m trainers train --config NAME [dotted.key=value ...] [--smoke] [--resume [PATH]]``
+``python -m trainers train --config NAME [dotted.key=value ...] [--smoke]
+[--resume [PATH] | --resume-if-present]``
+
+A run survives what it can: a crashed or hung env worker is replaced (``env.restart_on_failure``,
+``env.step_timeout``), and any exit that can still write a checkpoint (an exception, Ctrl-C,
+SIGTERM) writes one, so ``--resume`` continues at the last finished iteration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,9 +53,17 @@ def run_dir_of(config: TrainConfig) -> Path:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, *, resume: bool | str = False) -> None:
+    def __init__(
+        self, config: TrainConfig, *, resume: bool | str = False, resume_if_present: bool = False
+    ) -> None:
+        """``resume``: ``True`` continues from the run's latest checkpoint, a path from that
+        checkpoint; either must exist. ``resume_if_present``: the latest checkpoint if there is
+        one, else a new run."""
         self.config = config
         self.run_dir = run_dir_of(config)
+        self._remove_unfinished_checkpoints()
+        # checked before any env is built: a missing checkpoint fails at once
+        self.resumed_from = self._resume_path(resume, resume_if_present)
         placement = distributed.rank_placement(
             config.cluster.component_placement,
             distributed.local_rank(),
@@ -65,11 +82,17 @@ class Trainer:
         env = config.env
         kwargs = env_kwargs(env)
         devices = env_devices(placement.get("env", "cpu"))
+        # make_vec takes the vector-env settings alongside the env kwargs
+        vector_kwargs = {
+            **kwargs,
+            "restart_on_failure": env.restart_on_failure,
+            "step_timeout": env.step_timeout,
+        }
         self.collector = RolloutCollector(
             lambda n: make_vector_env(
                 env.id,
                 n,
-                kwargs,
+                vector_kwargs,
                 backend=env.backend,
                 devices=devices,
                 envs_per_worker=env.envs_per_worker,
@@ -104,20 +127,17 @@ class Trainer:
         if config.runner.init_checkpoint_path:
             state = checkpoint.load(config.runner.init_checkpoint_path, self.actor_device)
             self.policy.load_state_dict(checkpoint.policy_state(state))
-        resumed = False
-        if resume:
-            path = self.latest_path if resume is True else Path(resume)
-            if path.is_file():
-                self._restore(checkpoint.load(path, self.actor_device))
-                resumed = True
-            elif resume is not True:
-                raise FileNotFoundError(f"--resume: checkpoint {str(path)!r} does not exist")
+        if self.resumed_from is not None:
+            self._restore(checkpoint.load(self.resumed_from, self.actor_device))
+        resumed = self.resumed_from is not None
         if len(set(distributed.all_gather_object(resumed))) > 1:
             raise checkpoint.CheckpointError(
                 f"--resume: {str(self.latest_path)!r} exists on some ranks only; put "
                 "runner.log_dir on a filesystem every node shares (or pass --resume PATH)"
             )
         distributed.broadcast_module(self.policy)  # rank 0's initial weights everywhere
+        self._saved_iteration = self.iteration  # the latest checkpoint holds this iteration
+        self._consistent = True  # False while an update is half-applied (not worth saving)
         self._sync_rollout_policy()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +196,7 @@ class Trainer:
     def save(self, numbered: bool = False) -> Path | None:
         """``latest.pt``; with ``numbered`` also ``iter_NNNNNN.pt`` (the same file). Rank 0
         writes; the other ranks return None."""
+        self._saved_iteration = self.iteration
         if not self.is_main:
             return None
         if not numbered:
@@ -197,6 +218,47 @@ class Trainer:
         self.best = {"value": float(value), "iteration": self.iteration}
         checkpoint.save_atomic(self.state_dict(), self.latest_path.with_name(checkpoint.BEST))
         return True
+
+    def _resume_path(self, resume: bool | str, resume_if_present: bool) -> Path | None:
+        """The checkpoint to resume from, or None for a new run."""
+        if resume and resume_if_present:
+            raise ValueError("give resume or resume_if_present, not both")
+        if not resume and not resume_if_present:
+            return None
+        path = Path(resume) if isinstance(resume, str | Path) else self.latest_path
+        if path.is_file():
+            return path
+        if resume_if_present:
+            return None
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint {str(path)!r} to resume from; start a new run "
+            "without --resume, or pass --resume-if-present"
+        )
+
+    def _remove_unfinished_checkpoints(self) -> None:
+        """Temporary files of a save cut short (the process was killed while writing)."""
+        folder = self.run_dir / "checkpoints"
+        for unfinished in folder.glob(f".{checkpoint.LATEST}.*.tmp"):
+            unfinished.unlink(missing_ok=True)
+
+    def _save_on_exit(self, reason: BaseException) -> None:
+        """Training stops on ``reason``: keep the finished iterations (unless the latest
+        checkpoint already holds them, or an update was cut halfway)."""
+        if not self._consistent or self.iteration <= self._saved_iteration:
+            return
+        try:
+            path = self.save()
+        except Exception as error:  # the original failure is the one to report
+            print(f"could not write a checkpoint on exit: {error}", file=sys.stderr)
+            return
+        if path is None:  # not rank 0
+            return
+        what = type(reason).__name__
+        print(
+            f"stopped by {what} during iteration {self.iteration + 1}: saved iteration "
+            f"{self.iteration} to {path}; continue with --resume",
+            file=sys.stderr,
+        )
 
     def _sync_rollout_policy(self) -> None:
         """Weights actor -> rollout copy (after an update)."""
@@ -243,6 +305,7 @@ class Trainer:
             remaining = max(0.0, 1.0 - self.iteration / self.config.runner.max_iterations)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * remaining
+        self._consistent = False
         if distributed.total(batch.size) > 0:
             metrics.update(
                 update(
@@ -262,6 +325,7 @@ class Trainer:
             self.rank_rngs = distributed.all_gather_object(checkpoint.rng_state())
         self.iteration += 1
         self.env_steps += stats.env_steps
+        self._consistent = True
         iteration_time = time.perf_counter() - start
         self.elapsed += iteration_time
         metrics.update(stats.metrics("env"))
@@ -310,33 +374,13 @@ class Trainer:
         )
         metrics: dict[str, float] = {}
         try:
-            while not self._done():
-                metrics = self.train_iteration()
-                evaluated = runner.eval_interval and self.iteration % runner.eval_interval == 0
-                if evaluated:
-                    metrics.update(self.evaluate())
-                video = runner.video_interval and self.iteration % runner.video_interval == 0
-                if video and self.is_main:
-                    start = time.perf_counter()
-                    path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
-                    record_video(self.config, self.rollout_policy, path, self.rollout_device)
-                    self.logger.log_video("eval/video", path, step=self.env_steps)
-                    self.rollout_policy.train()
-                    metrics["time/video"] = time.perf_counter() - start
-                # Metrics reach the disk before the checkpoint: a kill in between resumes from
-                # the previous checkpoint, whose purge_step hides them (no gap, no duplicate).
-                self.logger.log(metrics, step=self.env_steps)
-                self.logger.flush()
-                if evaluated:
-                    self.save_if_best(metrics)
-                numbered = self.iteration % runner.save_interval == 0
-                if numbered or self._done():
-                    start = time.perf_counter()
-                    self.save(numbered=numbered)
-                    saved = {"time/checkpoint": time.perf_counter() - start}
-                    self.logger.log(saved, step=self.env_steps)
-                    metrics.update(saved)
-                bar.update(metrics)
+            with _sigterm_as_exit():
+                while not self._done():
+                    metrics = self._iterate()
+                    bar.update(metrics)
+        except BaseException as reason:  # an env crash, Ctrl-C, SIGTERM, ...
+            self._save_on_exit(reason)
+            raise
         finally:
             bar.close()
             self.logger.close()
@@ -344,6 +388,54 @@ class Trainer:
             if self.eval_collector is not None:
                 self.eval_collector.close()
         return metrics
+
+    def _iterate(self) -> dict[str, float]:
+        """One iteration with its evaluation, video, metrics and checkpoint as configured."""
+        runner = self.config.runner
+        metrics = self.train_iteration()
+        evaluated = runner.eval_interval and self.iteration % runner.eval_interval == 0
+        if evaluated:
+            metrics.update(self.evaluate())
+        video = runner.video_interval and self.iteration % runner.video_interval == 0
+        if video and self.is_main:
+            start = time.perf_counter()
+            path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
+            record_video(self.config, self.rollout_policy, path, self.rollout_device)
+            self.logger.log_video("eval/video", path, step=self.env_steps)
+            self.rollout_policy.train()
+            metrics["time/video"] = time.perf_counter() - start
+        # Metrics reach the disk before the checkpoint: a kill in between resumes from
+        # the previous checkpoint, whose purge_step hides them (no gap, no duplicate).
+        self.logger.log(metrics, step=self.env_steps)
+        self.logger.flush()
+        if evaluated:
+            self.save_if_best(metrics)
+        numbered = self.iteration % runner.save_interval == 0
+        if numbered or self._done():
+            start = time.perf_counter()
+            self.save(numbered=numbered)
+            saved = {"time/checkpoint": time.perf_counter() - start}
+            self.logger.log(saved, step=self.env_steps)
+            metrics.update(saved)
+        return metrics
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM (``kill``, a job scheduler's stop) ends training as Ctrl-C does, through the
+    exit checkpoint and the clean-up, with exit status 143 (128 + SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -354,12 +446,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_env_kwargs_flag(parser)
     parser.add_argument("--smoke", action="store_true", help="two tiny iterations")
-    parser.add_argument(
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
         "--resume",
         nargs="?",
         const=True,
         default=False,
-        help="continue from the run's latest checkpoint (or from PATH)",
+        help="continue from the run's latest checkpoint (or from PATH); fails if there is none",
+    )
+    resume.add_argument(
+        "--resume-if-present",
+        action="store_true",
+        help="continue from the run's latest checkpoint if there is one, else start a new run",
     )
 
 
@@ -367,14 +465,29 @@ def run(args: argparse.Namespace) -> int:
     overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
     config = load_config(args.config, overrides, smoke=args.smoke)
     try:
-        trainer = Trainer(config, resume=args.resume)
+        try:
+            trainer = Trainer(config, resume=args.resume, resume_if_present=args.resume_if_present)
+        except FileNotFoundError as error:  # a checkpoint to resume or start from is missing
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if trainer.is_main:
+            if trainer.resumed_from is not None:
+                print(
+                    f"resumed from {trainer.resumed_from}: iteration {trainer.iteration}, "
+                    f"env steps {trainer.env_steps}"
+                )
+            elif args.resume_if_present:
+                print(f"no checkpoint at {trainer.latest_path}: starting a new run")
             ranks = f", {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
             print(
                 f"training {config.name}: run dir {trainer.run_dir}, "
                 f"from iteration {trainer.iteration}{ranks}"
             )
-        metrics = trainer.train()
+        try:
+            metrics = trainer.train()
+        except KeyboardInterrupt:
+            print(f"interrupted at iteration {trainer.iteration}", file=sys.stderr)
+            return 130
     finally:
         distributed.shutdown()
     if trainer.is_main:

@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 BENCHMARK_PACKAGES = ("panda", "calvin", "metaworld", "libero", "behavior")
 
@@ -37,6 +38,17 @@ def _make_vec_for(env_id: str, **kwargs: Any):
     return make_vec_entry_point(env_id=env_id, **kwargs)
 
 
+def construct(entry_point: str, **kwargs: Any) -> gym.Env:
+    """Build the env class named by ``entry_point`` (``"module:Class"``).
+
+    Registered in the class's place so that ``gym.make`` hands ``render_mode`` to the env as
+    given: handed the class, Gymnasium reads its render modes and turns ``"human"`` into
+    ``"rgb_array"`` under a pygame window, whose ``close()`` ends the headless GL context of
+    every later env in the process. The env itself refuses modes it does not render.
+    """
+    return load_env_creator(entry_point)(**kwargs)
+
+
 def register_all() -> None:
     for package in _benchmark_packages():
         for env_id, (entry_point, kwargs) in getattr(package, "IDS", {}).items():
@@ -44,7 +56,7 @@ def register_all() -> None:
                 continue
             gym.register(
                 id=env_id,
-                entry_point=entry_point,
+                entry_point=functools.partial(construct, entry_point),
                 kwargs=dict(kwargs),
                 # The env enforces its own step limit (a chunk must stop at truncation) and
                 # validates actions itself: no TimeLimit and no passive checker on top.

@@ -14,10 +14,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.rendering import resolve_render_quality
 from vla_gym.core.spaces import chunked_action_space, flat_observation_space, vla_observation_space
 
 OBS_MODES = ("vla", "flat")
+MAX_ACTION_CHUNK = 1024  # control steps per policy step; beyond is a typo, not a chunk
 
 
 class VLAEnv(gym.Env):
@@ -51,18 +53,13 @@ class VLAEnv(gym.Env):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if int(max_episode_steps) < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
-        self.obs_mode = obs_mode
+        self.obs_mode = arguments.choice("obs_mode", obs_mode, OBS_MODES)
         self.action_dim = int(action_dim)
-        self.action_chunk = int(action_chunk)
-        self.max_episode_steps = int(max_episode_steps)
-        self.terminate_on_success = terminate_on_success
-        self.render_mode = render_mode
+        self.action_chunk = arguments.integer("action_chunk", action_chunk, 1, MAX_ACTION_CHUNK)
+        # named as every env's own keyword for it
+        self.max_episode_steps = arguments.integer("max_steps", max_episode_steps, 1)
+        self.terminate_on_success = arguments.flag("terminate_on_success", terminate_on_success)
+        self.render_mode = arguments.render_mode(render_mode, self.metadata["render_modes"])
         self.render_quality = resolve_render_quality(render_quality)
         self.cameras = dict(cameras)
         self.action_space = chunked_action_space(self.action_dim, self.action_chunk)
@@ -162,15 +159,15 @@ class VLAEnv(gym.Env):
                 f"{self.env_name}: action has shape {array.shape}, expected {expected} "
                 f"(action_chunk={self.action_chunk}, action_dim={self.action_dim})"
             )
-        array = array.astype(np.float32)
-        finite = np.isfinite(array)
+        finite = np.isfinite(array)  # before the float32 cast, which makes 1e39 inf
         if not finite.all():
             where = np.argwhere(~finite)[:4].tolist()
             raise ValueError(
                 f"{self.env_name}: action contains NaN or inf at index {where}; "
                 "actions must be finite values in [-1, 1]"
             )
-        return np.clip(array, -1.0, 1.0).reshape(self.action_chunk, self.action_dim)
+        clipped = np.clip(array, -1.0, 1.0).astype(np.float32)
+        return clipped.reshape(self.action_chunk, self.action_dim)
 
     # -------------------------------------------------------------- internals
     def _observation(self):

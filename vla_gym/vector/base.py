@@ -311,7 +311,7 @@ class BatchedVectorEnv(VectorEnv):
                 f"envs {done} are done and autoreset_mode is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping them again"
             )
-        self.act_layout.write_rows(self.buffers.actions, rows, actions, len(ids))
+        self.act_layout.write_rows(self.buffers.actions, rows, actions, ids)
         return ids
 
     def _step_all(self, actions: Any) -> tuple[list[tuple[int, GroupResult]], Exception | None]:

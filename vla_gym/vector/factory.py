@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,20 @@ def parse_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
     raise ValueError(f"autoreset_mode must be one of {names} (or AutoresetMode), got {mode!r}")
 
 
+def resolve_env_id(env_id: str) -> str:
+    """The ID of ``"module:ID"`` (the form ``gym.make`` accepts), once ``module`` (which
+    registers it) is imported; a plain ID as it is."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(
+                f"env_id {env_id!r}: module {module!r} could not be imported ({exc})"
+            ) from exc
+    return name
+
+
 def _env_fn(env_id: str | Callable[..., gym.Env], env_kwargs: dict) -> Callable[[], gym.Env]:
     if isinstance(env_id, str):
         # Resolve the ID here: an ID registered at run time in this process is unknown to a
@@ -55,13 +70,16 @@ def make_vec(
     start_method: str | None = None,
     egl_device_map: dict[int, int] | None = None,
     spin_us: float = DEFAULT_SPIN_US,
+    ray_address: str | None = None,
+    resources_per_worker: dict[str, float] | None = None,
     **env_kwargs: Any,
 ) -> BatchedVectorEnv:
     """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of ``env_id``.
 
     Args:
-        env_id: a registered Gymnasium ID (any, not only ``VLA/...``) or a callable building one
-            env (called with ``env_kwargs``; it must be picklable for the subproc backend).
+        env_id: a registered Gymnasium ID (any, not only ``VLA/...``; ``"module:ID"`` imports
+            ``module`` first, as ``gym.make`` does) or a callable building one env (called with
+            ``env_kwargs``; it must be picklable for the subproc backend).
         num_envs: number of envs; env ``i`` is seeded with ``seed + i`` by ``reset(seed=seed)``.
         backend: ``"subproc"`` (worker processes, images through shared memory), ``"sync"``
             (in this process) or ``"ray"`` (each worker a Ray actor).
@@ -86,6 +104,12 @@ def make_vec(
             to twice that gap instead of sleeping, and ``step()`` polls for the answers the
             same way (waking a process costs tens of microseconds on a VM); a slower caller,
             e.g. a policy's inference, never makes them spin. ``0`` disables.
+        ray_address: ray: the cluster to join (default ``$RAY_ADDRESS``); without one, and
+            unless this process already joined Ray, a local instance listening on 127.0.0.1
+            only is started.
+        resources_per_worker: ray: custom resources each worker's actor asks for, e.g.
+            ``{"sim": 1}`` to place workers only on nodes started with a ``sim`` resource;
+            ``worker_info()`` gives each worker's ``node_id``.
         env_kwargs: passed to every env.
     """
     if backend not in BACKENDS:
@@ -98,7 +122,15 @@ def make_vec(
         raise ValueError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
     if not isinstance(spin_us, int | float) or not 0 <= spin_us < 1e6:
         raise ValueError(f"spin_us must be a number of microseconds in [0, 1e6), got {spin_us!r}")
+    for option, value in (
+        ("ray_address", ray_address),
+        ("resources_per_worker", resources_per_worker),
+    ):
+        if value is not None and backend != "ray":
+            raise ValueError(f"{option}= is for backend='ray', not backend={backend!r}")
     mode = parse_autoreset_mode(autoreset_mode)
+    if isinstance(env_id, str):
+        env_id = resolve_env_id(env_id)
     env_fns = [_env_fn(env_id, env_kwargs)] * num_envs
     common = dict(
         autoreset_mode=mode,
@@ -137,6 +169,8 @@ def make_vec(
             devices=devices,
             cpu_affinity=cpu_affinity,
             egl_device_map=egl_device_map,
+            ray_address=ray_address,
+            resources_per_worker=resources_per_worker,
             **common,
         )
     if isinstance(env_id, str) and env_id in gym.registry:

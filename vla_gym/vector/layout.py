@@ -101,20 +101,45 @@ class SpaceLayout:
         return tuple(str(self._get(value, path)) for path in self.text_paths)
 
     def write_rows(
-        self, arrays: Sequence[np.ndarray], rows: np.ndarray | slice, batched: Any, count: int
+        self, arrays: Sequence[np.ndarray], rows: np.ndarray | slice, batched: Any, ids: np.ndarray
     ) -> None:
-        """Copy a batch for ``count`` envs ``rows`` (e.g. actions) into those rows of ``arrays``."""
-        for leaf, array in zip(self.array_leaves, arrays, strict=True):
-            value = np.asarray(self._get(batched, leaf.path))
-            expected = (count, *leaf.shape)
-            if value.shape != expected:
-                where = "/".join(map(str, leaf.path))
-                where = f" at {where!r}" if where else ""
-                raise ValueError(
-                    f"{self.name}s for {count} envs must have shape {expected}{where}, "
-                    f"got {value.shape}"
-                )
+        """Copy a batch for envs ``ids`` (e.g. actions) into ``rows`` of ``arrays``.
+
+        Every leaf of every env is checked before anything is written (all or nothing): the
+        shape, a numeric dtype, and finite values for float leaves. A finite value beyond the
+        leaf's dtype (1e39 for float32) is clipped to the dtype's largest finite value rather
+        than becoming inf; bounds are the env's to enforce.
+        """
+        values = [self._checked(leaf, batched, ids) for leaf in self.array_leaves]
+        for array, value in zip(arrays, values, strict=True):
             array[rows] = value
+
+    def _checked(self, leaf: ArrayLeaf, batched: Any, ids: np.ndarray) -> np.ndarray:
+        where = "/".join(map(str, leaf.path))
+        where = f" at {where!r}" if where else ""
+        try:
+            value = np.asarray(self._get(batched, leaf.path))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.name}s{where}: not a batch of arrays ({exc})") from None
+        expected = (len(ids), *leaf.shape)
+        if value.shape != expected:
+            raise ValueError(
+                f"{self.name}s for {len(ids)} envs must have shape {expected}{where}, "
+                f"got {value.shape}"
+            )
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{self.name}s{where} must be numeric, got dtype {value.dtype}")
+        if value.dtype.kind == "f":
+            finite = np.isfinite(value).reshape(len(ids), -1).all(axis=1)
+            if not finite.all():
+                raise ValueError(
+                    f"{self.name}s of envs {ids[~finite].tolist()}{where} contain NaN or inf; "
+                    "no env was stepped"
+                )
+            if leaf.dtype.kind == "f":
+                limit = np.finfo(leaf.dtype).max
+                value = np.clip(value, -limit, limit)
+        return value
 
     def read(self, arrays: Sequence[np.ndarray], row: int, texts: Sequence[str] = ()) -> Any:
         """One env's value (copied out of row ``row``), structured like the space."""

@@ -3,11 +3,17 @@
 The actor keeps its own buffers for its envs and returns their rows with each answer; the front
 end writes them into the vector env's buffers. With ``devices`` each actor asks Ray for a share
 of a GPU (Ray sets ``CUDA_VISIBLE_DEVICES``) and renders on the EGL device of that same GPU.
+
+Ray is joined as found: an instance this process already started, the cluster at ``ray_address``
+(or ``$RAY_ADDRESS``), else a new single-machine instance that listens on loopback only and has
+no dashboard (Ray's own default would listen on every interface). ``resources_per_worker``
+places actors by custom node resources; ``worker_info()`` names each actor's node.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pickle
 from collections import deque
@@ -28,6 +34,29 @@ from vla_gym.vector.errors import EnvError, VectorEnvError, WorkerDiedError, Wor
 from vla_gym.vector.layout import SpaceLayout
 
 MIN_STARTUP_TIMEOUT = 300.0  # an actor may first wait for Ray to start a worker process
+
+
+def init_ray(address: str | None = None) -> None:
+    """Join Ray unless this process already has: the cluster at ``address`` (or
+    ``$RAY_ADDRESS``), else a new local instance whose servers listen on 127.0.0.1 only."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    # Ray turns a loopback node address into the machine's network address (so that other
+    # nodes could join) unless its cluster mode is off; then every server binds the loopback
+    # node address. The mode is read from this constant when the node address is resolved.
+    constants = importlib.import_module("ray._private.ray_constants")
+    cluster_mode = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
+    finally:
+        constants.ENABLE_RAY_CLUSTER = cluster_mode
 
 
 class EnvGroupActor:
@@ -60,8 +89,11 @@ class EnvGroupActor:
         self.group.bind(obs_layout, act_layout, self.buffers, row_offset=0)
 
     def describe(self) -> dict[str, Any]:
+        import ray
+
         return {
             **self.group.describe(),
+            "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "env": {name: os.environ.get(name) for name in GPU_ENV_VARS},
             "cpu_affinity": sorted(os.sched_getaffinity(0)),
@@ -113,6 +145,7 @@ class RayWorker(WorkerHandle):
         autoreset_mode: AutoresetMode,
         assignment: WorkerAssignment,
         num_gpus: float,
+        resources: Mapping[str, float],
         egl_map: Mapping[int, int] | None,
         step_timeout: float,
         buffers_ref: Callable[[], StepBuffers],
@@ -129,6 +162,7 @@ class RayWorker(WorkerHandle):
         )
         self.assignment = assignment
         self.num_gpus = num_gpus
+        self.resources = dict(resources)
         self.step_timeout = step_timeout
         self.buffers = buffers_ref
         self.refs: deque = deque()
@@ -136,7 +170,9 @@ class RayWorker(WorkerHandle):
         self.actor = None
 
     def start(self) -> Any:
-        options = {"num_gpus": self.num_gpus} if self.num_gpus else {}
+        options: dict[str, Any] = {"num_gpus": self.num_gpus} if self.num_gpus else {}
+        if self.resources:  # Ray places the actor on a node that has them free
+            options["resources"] = self.resources
         self.actor = self.actor_class.options(**options).remote(*self.init_args)
         self.refs.clear()
         return self.actor.describe.remote()
@@ -236,12 +272,36 @@ class RayWorker(WorkerHandle):
         return {
             **super().describe(),
             "backend": "ray",
+            "node_id": self.spec.get("node_id"),
             "pid": self.spec.get("pid"),
             "num_gpus": self.num_gpus,
+            "resources": dict(self.resources),
             "cpu_cores": list(a.cpu_cores) if a.cpu_cores is not None else None,
             "env": self.spec.get("env", {}),
             "cpu_affinity": self.spec.get("cpu_affinity"),
         }
+
+
+def check_resources(resources: Mapping[str, float] | None) -> dict[str, float]:
+    """Custom Ray resources each actor asks for, e.g. ``{"sim": 1}`` for nodes started with
+    ``ray start --resources='{"sim": 8}'``; CPUs and GPUs are set by the backend itself."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise ValueError(
+            f"resources_per_worker must be a mapping name -> amount, got {resources!r}"
+        )
+    for name, amount in resources.items():
+        if not isinstance(name, str) or name in ("CPU", "GPU", "memory", "object_store_memory"):
+            raise ValueError(
+                f"resources_per_worker: {name!r} is not a custom resource name (CPUs come one "
+                "per worker, GPUs from devices=)"
+            )
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount > 0:
+            raise ValueError(
+                f"resources_per_worker[{name!r}] must be a positive number, got {amount!r}"
+            )
+    return {name: float(amount) for name, amount in resources.items()}
 
 
 def gpus_per_actor(num_devices: int, num_workers: int) -> float:
@@ -264,12 +324,14 @@ class RayVectorEnv(BatchedVectorEnv):
         copy: bool = True,
         step_timeout: float = 300.0,
         restart_on_failure: bool = False,
+        ray_address: str | None = None,
+        resources_per_worker: Mapping[str, float] | None = None,
     ) -> None:
         ray = require("ray", extra="ray", what="backend='ray'")
         super().__init__()
         self.closed = True  # until fully built
-        if not ray.is_initialized():
-            ray.init()
+        resources = check_resources(resources_per_worker)
+        init_ray(ray_address)
         actor_class = ray.remote(num_cpus=1)(EnvGroupActor)
         num_envs = len(env_fns)
         slices = [
@@ -291,6 +353,7 @@ class RayVectorEnv(BatchedVectorEnv):
                 autoreset_mode,
                 assignments[w],
                 num_gpus,
+                resources,
                 egl_device_map,
                 step_timeout,
                 lambda: self.buffers,

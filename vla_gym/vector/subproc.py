@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import multiprocessing as mp
 import os
@@ -37,6 +38,30 @@ from vla_gym.vector.spin import spin_until
 
 CLOSE_GRACE = 10.0  # seconds a worker gets to close its envs before it is killed
 MIN_STARTUP_TIMEOUT = 120.0  # building a simulator (and its renderer) can take a while
+# worker crash logs: <tmp>/vla_gym_<parent pid>_worker<index>_<random>.log
+CRASH_LOG_PREFIX = "vla_gym_"
+
+
+def remove_orphaned_crash_logs() -> None:
+    """Empty crash logs of parents that are gone (killed before ``close()`` could remove them);
+    a log with a crash's stack is left alone."""
+    pattern = os.path.join(tempfile.gettempdir(), f"{CRASH_LOG_PREFIX}*_worker*_*.log")
+    for path in glob.glob(pattern):
+        pid = os.path.basename(path)[len(CRASH_LOG_PREFIX) :].split("_", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) == 0:
+                    os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def default_start_method() -> str:
@@ -110,11 +135,22 @@ class SubprocWorker(WorkerHandle):
         self.dead = False
         self._plain_all = GroupResult(list(range(self.num_envs)), [{}] * self.num_envs)
         self._submitted: deque[list[int]] = deque()  # local ids of unanswered steps/resets
-        fd, self.crash_log = tempfile.mkstemp(prefix=f"vla_gym_worker{index}_", suffix=".log")
+        self.crash_log = ""  # made by start(): one per worker process
+        self.crash_log_kept = False  # a dead worker's stack: left for the user to read
+
+    def _new_crash_log(self) -> None:
+        """A fresh, empty crash log; the previous one goes unless it holds a crash's stack."""
+        if self.crash_log and not self.crash_log_kept:
+            with contextlib.suppress(OSError):
+                os.unlink(self.crash_log)
+        prefix = f"{CRASH_LOG_PREFIX}{os.getpid()}_worker{self.index}_"
+        fd, self.crash_log = tempfile.mkstemp(prefix=prefix, suffix=".log")
         os.close(fd)
+        self.crash_log_kept = False
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self._new_crash_log()
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         self.process = self.ctx.Process(
             target=protocol.run_worker,
@@ -249,7 +285,11 @@ class SubprocWorker(WorkerHandle):
             with open(self.crash_log) as log:
                 crash = log.read().strip()
             if crash:
-                report += f"\n\nThe worker's last Python stack (faulthandler):\n{crash}"
+                self.crash_log_kept = True
+                report += (
+                    f"\n\nThe worker's last Python stack (faulthandler, kept in "
+                    f"{self.crash_log}):\n{crash}"
+                )
         return report
 
     # ------------------------------------------------------------ failure & shutdown
@@ -291,8 +331,9 @@ class SubprocWorker(WorkerHandle):
                 self.process.close()
             self.process = None
         self._close_conn()
-        with contextlib.suppress(OSError):
-            os.unlink(self.crash_log)
+        if self.crash_log and not self.crash_log_kept:
+            with contextlib.suppress(OSError):
+                os.unlink(self.crash_log)
 
     def describe(self) -> dict[str, Any]:
         a = self.assignment
@@ -330,6 +371,7 @@ class SubprocVectorEnv(BatchedVectorEnv):
     ) -> None:
         super().__init__()
         self.closed = True  # until fully built: close() must not touch half-made state
+        remove_orphaned_crash_logs()
         num_envs = len(env_fns)
         slices = [
             (first, env_fns[first : first + envs_per_worker])

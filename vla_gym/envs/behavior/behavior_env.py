@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.core.deps import MissingDependencyError
 from vla_gym.envs.behavior.r1pro import (
@@ -41,6 +42,7 @@ from vla_gym.envs.behavior.r1pro import (
     CAMERA_LINKS,
     DEFAULT_STATE_KEYS,
     PROPRIO_KEYS,
+    PROPRIO_SLICES,
     activity_name,
     instruction_for,
     native_action,
@@ -220,25 +222,22 @@ class BehaviorEnv(VLAEnv):
         base_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.activity = activity_name(activity)
-        hw = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
-        if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in hw):
+        hw = arguments.image_size("image_size", image_size)
+        cameras = arguments.names("cameras", cameras, tuple(CAMERA_LINKS))
+        max_steps = arguments.integer("max_steps", max_steps, 1)
+        self.observe_every_step = arguments.flag("observe_every_step", observe_every_step)
+        self.state_keys = tuple(arguments.names("state_keys", state_keys, tuple(PROPRIO_SLICES)))
+        if omnigibson_env_factory is not None and not callable(omnigibson_env_factory):
             raise ValueError(
-                f"image_size must be a positive int or (height, width), got {image_size!r}"
+                f"omnigibson_env_factory must be None or a callable, got {omnigibson_env_factory!r}"
             )
-        unknown = [c for c in cameras if c not in CAMERA_LINKS]
-        if unknown or not cameras:
-            raise ValueError(
-                f"cameras must be a non-empty subset of {list(CAMERA_LINKS)}, got {cameras!r}"
-            )
-        self.state_keys = tuple(state_keys)
+        if base_config is not None and not isinstance(base_config, Mapping):
+            raise ValueError(f"base_config must be None or a mapping, got {base_config!r}")
         dim = state_dim(self.state_keys)
-        if omnigibson_env_factory is None:
-            check_requirements()  # before anything slow: a clear error at gym.make
-            omnigibson_env_factory = make_omnigibson_env
         super().__init__(
             action_dim=ACTION_DIM,
             state_dim=dim,
-            cameras={name: (int(hw[0]), int(hw[1])) for name in cameras},
+            cameras={name: hw for name in cameras},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
             max_episode_steps=max_steps,
@@ -246,12 +245,14 @@ class BehaviorEnv(VLAEnv):
             render_mode=render_mode,
             render_quality=render_quality,
         )
-        self.observe_every_step = bool(observe_every_step)
+        if omnigibson_env_factory is None:
+            check_requirements()  # before anything slow: a clear error at gym.make
+            omnigibson_env_factory = make_omnigibson_env
         self.instruction = instruction_for(self.activity)
         config = build_config(
             base_config if base_config is not None else default_base_config(),
             self.activity,
-            (int(hw[0]), int(hw[1])),
+            hw,
             self.max_episode_steps,
         )
         self._og = omnigibson_env_factory(config)

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
+from vla_gym.core.arguments import MAX_IMAGE_SIZE
 from vla_gym.core.base import VLAEnv
 from vla_gym.envs.calvin import symbolic
 from vla_gym.envs.calvin.assets import find_calvin_root, resolve_mode, scene_files
@@ -59,6 +61,7 @@ ABS_POS_HIGH = np.array([0.45, 0.25, 0.85])
 INITIAL_STATES = ("eval", "random")
 ACTION_MODES = ("relative", "absolute")
 GRASP_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")  # start with a held block
+MAX_STEPS_PER_SUBTASK = 100_000
 
 
 class CalvinEnv(VLAEnv):
@@ -86,33 +89,27 @@ class CalvinEnv(VLAEnv):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
-        self.scenes = (scenes,) if isinstance(scenes, str) else tuple(scenes)
-        bad = [s for s in self.scenes if s not in SCENES]
-        if not self.scenes or bad:
-            raise ValueError(f"CALVIN: scenes must be drawn from {SCENES}, got {scenes!r}")
-        if task is not None and task not in ORACLES:
-            raise ValueError(f"CALVIN: unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
-        if initial_state not in INITIAL_STATES:
+        self.scenes = tuple(arguments.names("scenes", scenes, SCENES))
+        if task is not None and (not isinstance(task, str) or task not in ORACLES):
             raise ValueError(
-                f"CALVIN: initial_state must be one of {INITIAL_STATES}, got {initial_state!r}"
+                f"CALVIN: unknown task {task!r}; task must be None or one of: "
+                f"{', '.join(TASK_NAMES)}"
             )
-        if action_mode not in ACTION_MODES:
-            raise ValueError(
-                f"CALVIN: action_mode must be one of {ACTION_MODES}, got {action_mode!r}"
-            )
-        if not 1 <= int(num_subtasks) <= 5:
-            raise ValueError(f"CALVIN: num_subtasks must be in 1..5, got {num_subtasks!r}")
-        sizes = {"static": int(static_size), "gripper": int(gripper_size)}
-        unknown = set(cameras) - set(sizes)
-        if unknown or not cameras:
-            raise ValueError(
-                f"CALVIN: cameras must be a non-empty subset of {tuple(sizes)}, got {cameras!r}"
-            )
+        self.initial_state = arguments.choice("initial_state", initial_state, INITIAL_STATES)
+        self.action_mode = arguments.choice("action_mode", action_mode, ACTION_MODES)
+        num_subtasks = arguments.integer("num_subtasks", num_subtasks, 1, 5)
+        self.steps_per_subtask = arguments.integer(
+            "steps_per_subtask", steps_per_subtask, 1, MAX_STEPS_PER_SUBTASK
+        )
+        max_steps = arguments.optional_integer("max_steps", max_steps, 1)
+        sizes = {
+            "static": arguments.integer("static_size", static_size, 1, MAX_IMAGE_SIZE),
+            "gripper": arguments.integer("gripper_size", gripper_size, 1, MAX_IMAGE_SIZE),
+        }
+        cameras = arguments.names("cameras", cameras, tuple(sizes))
         self.task = task
-        self.num_subtasks = 1 if task is not None else int(num_subtasks)
-        self.steps_per_subtask = int(steps_per_subtask)
-        self.initial_state = initial_state
-        self.action_mode = action_mode
+        self.num_subtasks = 1 if task is not None else num_subtasks
+        calvin_root = arguments.optional_path("calvin_root", calvin_root)
         self.asset_mode, self.calvin_root = resolve_mode(assets, calvin_root)
         text_root = self.calvin_root
         if text_root is None and instructions != "builtin":

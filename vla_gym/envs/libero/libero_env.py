@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.envs.libero.offline import import_libero, resolve_assets, use_assets
-from vla_gym.envs.libero.suites import get_suite
+from vla_gym.envs.libero.suites import SUITES, get_suite
 
 # Our camera name -> robosuite camera name.
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
@@ -44,15 +45,13 @@ STATE_DIM = 8
 ACTION_DIM = 7
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # hold still, gripper open
 RESET_OPTIONS = ("task_id", "init_state_id")
+MAX_SETTLE_STEPS = 10_000  # no-op steps after a reset; more is a typo
 
 
-def _image_hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
-    hw = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
-    if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in hw):
-        raise ValueError(
-            f"image_size must be a positive int or (height, width), got {image_size!r}"
-        )
-    return int(hw[0]), int(hw[1])
+def _task_list(value: Any) -> list[Any]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"task_ids must be a non-empty list of task indices, got {value!r}")
+    return list(value)
 
 
 def select_trial(trial: int, task_pool: list[int], num_init_states: int) -> tuple[int, int]:
@@ -103,49 +102,48 @@ class LiberoEnv(VLAEnv):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
-        self.suite = get_suite(suite)
-        height, width = _image_hw(image_size)
-        unknown = [c for c in cameras if c not in CAMERAS]
-        if unknown or not cameras:
-            raise ValueError(
-                f"cameras must be a non-empty subset of {list(CAMERAS)}, got {cameras!r}"
-            )
-        if int(num_settle_steps) < 0:
-            raise ValueError(f"num_settle_steps must be >= 0, got {num_settle_steps!r}")
-        # Checked before LIBERO is imported: a missing asset folder fails at once.
-        self.assets = resolve_assets(libero_assets)
-        self._libero = import_libero(self.assets)
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints the task order
-            self._benchmark = self._libero.benchmark.get_benchmark_dict()[self.suite.libero_name]()
-        self.num_tasks = self._benchmark.get_num_tasks()
+        self.suite = get_suite(arguments.choice("suite", suite, SUITES))
+        height, width = arguments.image_size("image_size", image_size)
+        cameras = arguments.names("cameras", cameras, tuple(CAMERAS))
+        self.rotate_180 = arguments.flag("rotate_180", rotate_180)
+        self.num_settle_steps = arguments.integer(
+            "num_settle_steps", num_settle_steps, 0, MAX_SETTLE_STEPS
+        )
+        max_steps = arguments.optional_integer("max_steps", max_steps, 1)
+        self.init_state_id = arguments.optional_integer("init_state_id", init_state_id, 0)
         if task_id is not None and task_ids is not None:
             raise ValueError("give task_id (one task) or task_ids (a subset), not both")
-        self.task_id = self._check_task_id(task_id)
+        task_id = arguments.optional_integer("task_id", task_id, 0)
         if task_ids is not None:
-            if len(task_ids) == 0:
-                raise ValueError("task_ids must name at least one task")
-            self.task_pool = [self._check_task_id(t) for t in task_ids]
-        elif self.task_id is not None:
-            self.task_pool = [self.task_id]
-        else:
-            self.task_pool = list(range(self.num_tasks))
-        self.init_state_id = None if init_state_id is None else int(init_state_id)
-        if self.init_state_id is not None and self.init_state_id < 0:
-            raise ValueError(f"init_state_id must be >= 0, got {init_state_id!r}")
-        self.rotate_180 = bool(rotate_180)
-        self.num_settle_steps = int(num_settle_steps)
+            task_ids = [arguments.integer("task_ids", t, 0) for t in _task_list(task_ids)]
         super().__init__(
             action_dim=ACTION_DIM,
             state_dim=STATE_DIM,
             cameras={name: (height, width) for name in cameras},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
-            max_episode_steps=max_steps or self.suite.max_episode_steps,
+            max_episode_steps=self.suite.max_episode_steps if max_steps is None else max_steps,
             terminate_on_success=terminate_on_success,
             render_mode=render_mode,
             render_quality=render_quality,
         )
+        # Checked before LIBERO is imported: a missing asset folder fails at once.
+        self.assets = resolve_assets(arguments.optional_path("libero_assets", libero_assets))
+        self._libero = import_libero(self.assets)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the task order
+            self._benchmark = self._libero.benchmark.get_benchmark_dict()[self.suite.libero_name]()
+        self.num_tasks = self._benchmark.get_num_tasks()
+        self.task_id = self._check_task_id(task_id)
+        if task_ids is not None:
+            self.task_pool = [self._check_task_id(t) for t in task_ids]
+        elif self.task_id is not None:
+            self.task_pool = [self.task_id]
+        else:
+            self.task_pool = list(range(self.num_tasks))
         self._init_states: dict[int, np.ndarray] = {}
+        if self.init_state_id is not None:  # every task of the pool must have it
+            for task in self.task_pool:
+                self._check_init_state_id(task, self.init_state_id)
         self._sim = None  # libero ControlEnv of the current task, built at the first reset
         self._renderer = None
         self._current_task: int | None = None

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.core.deps import require
 from vla_gym.envs.metaworld.instructions import INSTRUCTIONS
@@ -54,6 +55,7 @@ _NO_NATIVE_LIMIT = 2**62
 
 
 REWARD_TYPES = ("sparse", "dense")
+MAX_SETTLE_STEPS = 10_000  # zero-action steps after a reset; more is a typo
 
 
 class MetaWorldEnv(VLAEnv):
@@ -79,27 +81,22 @@ class MetaWorldEnv(VLAEnv):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
+        self.reward_type = arguments.choice("reward_type", reward_type, REWARD_TYPES)
+        camera_names = arguments.names("cameras", cameras, CAMERAS)
+        height, width = arguments.image_size("image_size", image_size)
+        num_trials = arguments.optional_integer("num_trials", num_trials, 1)
+        self.task_stride = arguments.integer("task_stride", task_stride, 1)
+        self.trial_seed = arguments.integer("trial_seed", trial_seed, 0)
+        self.rotate_images = arguments.flag("rotate_images", rotate_images)
+        self.settle_steps = arguments.integer("settle_steps", settle_steps, 0, MAX_SETTLE_STEPS)
         require("metaworld", extra="metaworld", what="VLA/MetaWorld")
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-        self.reward_type = reward_type
         self.suite: Suite = make_suite(suite, task, num_trials)
-        camera_names = [cameras] if isinstance(cameras, str) else list(cameras)
-        bad = [c for c in camera_names if c not in CAMERAS]
-        if bad or not camera_names or len(set(camera_names)) != len(camera_names):
-            raise ValueError(f"cameras must be distinct names from {CAMERAS}, got {cameras!r}")
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        if int(settle_steps) < 0 or int(task_stride) < 1:
-            raise ValueError(
-                f"need settle_steps >= 0 and task_stride >= 1, got {settle_steps!r}, "
-                f"{task_stride!r}"
-            )
         flat_dim = NATIVE_OBS_DIM + (len(self.suite.tasks) if self.suite.one_hot else 0)
         super().__init__(
             action_dim=4,
             state_dim=4,
             flat_dim=flat_dim,
-            cameras={name: (int(height), int(width)) for name in camera_names},
+            cameras={name: (height, width) for name in camera_names},
             obs_mode=obs_mode,
             action_chunk=action_chunk,
             max_episode_steps=max_steps,
@@ -107,10 +104,6 @@ class MetaWorldEnv(VLAEnv):
             render_mode=render_mode,
             render_quality=render_quality,
         )
-        self.task_stride = int(task_stride)
-        self.trial_seed = int(trial_seed)
-        self.rotate_images = bool(rotate_images)
-        self.settle_steps = int(settle_steps)
         self.task: str = self.suite.tasks[0]
         self.trial: int = 0
         self.instruction = INSTRUCTIONS[self.task]

@@ -144,7 +144,7 @@ def make_suite(
         if repeated:
             raise ValueError(f"task= lists {', '.join(repeated)} more than once")
         base = Suite("+".join(tasks), tasks, num_trials=10)
-    elif suite in SUITES:
+    elif isinstance(suite, str) and suite in SUITES:
         base = SUITES[suite]
     else:
         raise ValueError(f"unknown Meta-World suite {suite!r}; known: {', '.join(SUITES)}")

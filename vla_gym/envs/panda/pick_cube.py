@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.core.deps import require
 
@@ -48,6 +49,7 @@ _MAX_GRIPPER_CTRL = 255.0
 _LIFT_SUCCESS = 0.2  # metres above the initial block height
 INSTRUCTION = "pick up the cube"
 REWARD_TYPES = ("dense", "sparse", "progress")
+MAX_CONTROL_DT = 1.0  # seconds per control step; physics_dt may not exceed it
 
 
 class PandaPickCubeEnv(VLAEnv):
@@ -68,17 +70,17 @@ class PandaPickCubeEnv(VLAEnv):
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
+        self.vision = arguments.flag("vision", vision)
+        height, width = arguments.image_size("image_size", image_size)
+        control_dt = arguments.number("control_dt", control_dt, 0.0, MAX_CONTROL_DT, low_open=True)
+        physics_dt = arguments.number("physics_dt", physics_dt, 0.0, control_dt, low_open=True)
+        self.reward_type = arguments.choice("reward_type", reward_type, REWARD_TYPES)
         mujoco = require("mujoco", extra="panda", what="VLA/PandaPickCube")
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
         from gym_hil.controllers import opspace
 
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-        self.reward_type = reward_type
         self._mj = mujoco
         self._opspace = opspace
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self.vision = vision
         # The VLA schema needs at least one image: the state variant observes the front camera.
         cameras = {"front": (height, width)}
         if vision:
