@@ -14,6 +14,7 @@ import pytest
 
 import vla_gym.eval
 from vla_gym.eval.envs import trials_per_task
+from vla_gym.eval.progress import progress_enabled
 
 LIBERO_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
 
@@ -52,6 +53,28 @@ def run_tiny(env_id: str, **kwargs) -> tuple[vla_gym.eval.EvalResult, TinyPolicy
     assert result.score == result.metrics[result.headline]
     assert result.policy == "factory" and result.env_steps > 0
     return result, built[0]
+
+
+def result_lines(path: Path, result: vla_gym.eval.EvalResult) -> list[dict]:
+    """The JSON lines an evaluation appended, each naming its protocol and env."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(line["protocol"] == result.protocol for line in lines)
+    assert all(line["env_id"] == result.env_id for line in lines)
+    return lines
+
+
+BAR = "%|"  # in every tqdm bar line
+
+
+def test_progress_auto_needs_a_terminal_outside_ci(monkeypatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("CI", raising=False)
+    assert progress_enabled(None) and progress_enabled(True) and not progress_enabled(False)
+    monkeypatch.setenv("CI", "true")
+    assert not progress_enabled(None) and progress_enabled(True)
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not progress_enabled(None)
 
 
 # ------------------------------------------------------------------------------ registry
@@ -119,11 +142,26 @@ def test_vla_gym_never_imports_the_trainer() -> None:
 
 
 # ------------------------------------------------- every protocol through the one contract
-def test_calvin_chains_through_the_policy_contract() -> None:
+def test_calvin_chains_through_the_policy_contract(tmp_path, capsys) -> None:
     pytest.importorskip("pybullet", reason="CALVIN needs pybullet")
+    from vla_gym.eval.calvin import get_sequences
+
+    path = tmp_path / "calvin.jsonl"
     result, policy = run_tiny(
-        "VLA/CALVIN-ABC-v0", episodes=1, num_envs=1, obs_mode="flat", assets="builtin"
+        "VLA/CALVIN-ABC-v0",
+        episodes=1,
+        num_envs=1,
+        obs_mode="flat",
+        assets="builtin",
+        progress=True,
+        results_path=path,
     )
+    # one line per chain, its length as in the result; the bar shows the running avg. len
+    lines = result_lines(path, result)
+    assert [(line["chain"], line["solved"]) for line in lines] == [(0, 0)]
+    assert lines[0]["tasks"] == get_sequences()[0][1]
+    err = capsys.readouterr().err
+    assert BAR in err and "1/1" in err and "avg_len=0" in err
     assert result.protocol == "calvin/D" and result.headline == "avg_len"
     assert result.episodes == 1 and result.details["chain_lengths"] == [0]
     assert result.metrics["chain_success_1"] == 0.0 and result.score == 0.0
@@ -132,11 +170,24 @@ def test_calvin_chains_through_the_policy_contract() -> None:
         vla_gym.eval.run("random", "VLA/CALVIN-D-v0", episodes=1, max_steps=5, assets="builtin")
 
 
-def test_metaworld_suite_through_the_policy_contract() -> None:
+def test_metaworld_suite_through_the_policy_contract(tmp_path, capsys) -> None:
     pytest.importorskip("metaworld", reason="Meta-World not installed")
+    path = tmp_path / "metaworld.jsonl"
+    path.write_text("")  # lines are appended to what is there
     result, policy = run_tiny(
-        "VLA/MetaWorld-ML45-Test-v0", episodes=5, num_envs=2, max_steps=5, obs_mode="flat"
+        "VLA/MetaWorld-ML45-Test-v0",
+        episodes=5,
+        num_envs=2,
+        max_steps=5,
+        obs_mode="flat",
+        results_path=str(path),
     )
+    lines = result_lines(path, result)
+    assert sorted(line["task"] for line in lines) == sorted(result.per_task)
+    for line in lines:
+        assert line["trials"] == 1 and line["successes"] == line["success"]
+        assert line["success"] == result.per_task[line["task"]]
+    assert BAR not in capsys.readouterr().err  # progress=None: stderr is no terminal
     assert result.protocol == "metaworld/ML45-test" and result.headline == "success"
     assert result.episodes == 5 and len(result.per_task) == 5
     assert result.details["episodes_per_task"] == dict.fromkeys(result.per_task, 1)
@@ -150,7 +201,8 @@ def test_metaworld_suite_through_the_policy_contract() -> None:
     importlib.util.find_spec("libero") is None or not LIBERO_ASSETS.is_dir(),
     reason="hf-libero or the offline LIBERO asset pack (../shared/assets/libero) is missing",
 )
-def test_libero_suite_through_the_policy_contract() -> None:
+def test_libero_suite_through_the_policy_contract(tmp_path, capsys) -> None:
+    path = tmp_path / "libero.jsonl"
     result, policy = run_tiny(
         "VLA/LIBERO-Goal-v0",
         num_trials=1,
@@ -158,16 +210,40 @@ def test_libero_suite_through_the_policy_contract() -> None:
         max_steps=3,
         image_size=16,
         libero_assets=str(LIBERO_ASSETS),
+        progress=False,
+        results_path=path,
     )
+    lines = result_lines(path, result)
+    assert sorted(line["task_id"] for line in lines) == [0, 1]
+    for line in lines:
+        assert (line["trials"], line["successes"]) == (1, 0)
+        assert line["success"] == result.per_task[line["task"]] == 0.0
+    assert BAR not in capsys.readouterr().err
     assert result.protocol == "libero/goal" and result.headline == "success"
     assert result.details["trials"] == [(0, 0, False), (1, 0, False)]
     assert result.episodes == 2 and result.env_steps == 2 * 3 and result.score == 0.0
     assert sorted(policy.ended) == [0, 1]
 
 
-def test_generic_protocol_on_panda() -> None:
+def test_generic_protocol_on_panda(tmp_path, capsys) -> None:
     pytest.importorskip("mujoco")
-    result, policy = run_tiny("VLA/PandaPickCube-v0", episodes=2, num_envs=1, max_steps=5, seed=3)
+    path = tmp_path / "generic.jsonl"
+    result, policy = run_tiny(
+        "VLA/PandaPickCube-v0",
+        episodes=2,
+        num_envs=1,
+        max_steps=5,
+        seed=3,
+        progress=True,
+        results_path=path,
+    )
+    lines = result_lines(path, result)
+    assert [line.pop("episode") for line in lines] == [0, 1]
+    assert [{k: line[k] for k in result.details["episodes"][0]} for line in lines] == (
+        result.details["episodes"]
+    )
+    err = capsys.readouterr().err
+    assert BAR in err and "2/2" in err and "success=0" in err
     assert result.protocol == "generic" and result.headline == "success_once"
     assert result.episodes == 2 and result.metrics["episode_len"] == 5.0
     assert [e["seed"] for e in result.details["episodes"]] == [3, 4]  # one round per episode
@@ -190,9 +266,13 @@ def test_command_line_writes_the_result(tmp_path, capsys) -> None:
     pytest.importorskip("mujoco")
     from vla_gym.eval.__main__ import main
 
-    path = tmp_path / "result.json"
+    path, lines = tmp_path / "result.json", tmp_path / "episodes.jsonl"
     argv = ["--env-id", "VLA/PandaPickCube-v0", "--policy", "random", "--episodes", "1"]
+    argv += ["--results-jsonl", str(lines), "--progress", "off"]
     assert main([*argv, "--backend", "sync", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
     assert result["protocol"] == "generic" and result["episodes"] == 1
-    assert result["report"] in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert result["report"] in captured.out and BAR not in captured.err
+    (line,) = [json.loads(text) for text in lines.read_text().splitlines()]
+    assert line["episode"] == 0 and line["seed"] == result["details"]["episodes"][0]["seed"]

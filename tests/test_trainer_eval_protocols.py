@@ -78,6 +78,32 @@ def test_calvin_config_runs_the_chain_protocol(monkeypatch, capsys, tmp_path) ->
     assert calls[-1][1] == load_config("calvin_d_ppo_flow").env.eval_episodes == 1000
 
 
+def test_eval_flags_reach_the_protocol(monkeypatch, capsys, tmp_path) -> None:
+    from vla_gym.eval import calvin
+
+    calls = []
+
+    def fake_evaluate(policy, *, episodes, **kwargs):
+        calls.append(kwargs)
+        metrics = {"avg_len": 0.0}
+        return vla_gym.eval.EvalResult(
+            "calvin/D", calvin.ENV_ID, "x", "avg_len", metrics, {}, 1, 1, 1.0
+        )
+
+    monkeypatch.setattr(calvin, "evaluate", fake_evaluate)
+    _, checkpoint = config_checkpoint(tmp_path, "calvin_d_ppo_flow_cpu")
+    path = tmp_path / "chains.jsonl"
+    argv = ["eval", "--checkpoint", checkpoint, "--results-jsonl", str(path)]
+    argv += ["--progress", "on", "--env-kwargs", "{calvin_root: /data/calvin, obs_mode: flat}"]
+    assert main([*argv, "env.kwargs.obs_mode=vla"]) == 0
+    assert calls[-1]["results_path"] == str(path) and calls[-1]["progress"] is True
+    # --env-kwargs as env.kwargs overrides; positional ones come after and win
+    assert calls[-1]["calvin_root"] == "/data/calvin" and calls[-1]["obs_mode"] == "vla"
+    assert main(["eval", "--checkpoint", checkpoint, "--progress", "off"]) == 0
+    assert calls[-1]["results_path"] is None and calls[-1]["progress"] is False
+    assert "calvin_root" not in calls[-1]
+
+
 def test_protocol_generic_forces_the_generic_protocol(monkeypatch, capsys, tmp_path) -> None:
     from vla_gym.eval import calvin, generic
 

@@ -14,7 +14,10 @@ LIBERO: spread over the suite's tasks). The env gets the config's observation/ac
 and env kwargs (``env.kwargs``, ``env.eval_kwargs``; horizon ``env.max_steps``) less
 what the protocol sets itself. The output is the protocol's report followed by one JSON line of
 the headline metrics (``{"protocol": ..., "eval/...": ...}``); ``--video PATH`` also renders one
-episode on the evaluation env.
+episode on the evaluation env. ``--progress auto|on|off`` shows a progress bar with the running
+success rate (auto: on a terminal outside CI), ``--results-jsonl PATH`` appends one JSON line per
+finished task as the evaluation runs (see :mod:`vla_gym.eval.progress`), and ``--env-kwargs
+MAPPING`` sets env kwargs (see :mod:`trainers.cli`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 
 import vla_gym.eval
 from trainers import checkpoint
+from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
 from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -44,7 +47,7 @@ from trainers.rollout import (
     make_vector_env,
     obs_to_torch,
 )
-from trainers.tracking import annotate_frame, write_video
+from trainers.tracking import annotate_frame, progress_bar_enabled, write_video
 
 # Validation episodes (the trainer's periodic evaluation, the generic protocol) use seeds from
 # runner.seed + VALIDATION_SEED_OFFSET on: apart from the training rollouts' seeds.
@@ -186,10 +189,12 @@ def evaluate_checkpoint(
     protocol: str = "auto",
     device: torch.device | None = None,
     state: Mapping[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    results_path: str | Path | None = None,
 ) -> vla_gym.eval.EvalResult:
     """Run the evaluation protocol of ``config``'s evaluation env on a checkpoint (``state``:
-    the checkpoint already loaded)."""
+    the checkpoint already loaded; ``progress``, ``results_path``: see
+    :mod:`vla_gym.eval.progress`)."""
     env = config.env
     device = device or torch_device(config.cluster.component_placement.get("rollout", "cpu"))
     state = state if state is not None else checkpoint.load(path, "cpu")
@@ -223,6 +228,7 @@ def evaluate_checkpoint(
         backend=env.backend,
         seed=seed,
         progress=progress,
+        results_path=results_path,
         **kwargs,
     )
 
@@ -240,6 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default="", help="config name or YAML path (default: the checkpoint's own)"
     )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    add_env_kwargs_flag(parser)
     parser.add_argument(
         "--episodes",
         type=int,
@@ -256,6 +263,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--video", default="", help="also write one episode to this mp4")
     parser.add_argument("--json", default="", help="also write the whole result as JSON here")
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="progress bar on stderr (auto: on a terminal outside CI)",
+    )
+    parser.add_argument(
+        "--results-jsonl",
+        default=None,
+        metavar="PATH",
+        help="append one JSON line per finished task here as the evaluation runs",
+    )
 
 
 def _eval_spaces(config: TrainConfig) -> tuple[gym.Space, gym.Space]:
@@ -269,7 +288,8 @@ def _eval_spaces(config: TrainConfig) -> tuple[gym.Space, gym.Space]:
 
 def run(args: argparse.Namespace) -> int:
     state = checkpoint.load(args.checkpoint, "cpu")
-    config = checkpoint_config(state, args.checkpoint, args.config, args.overrides)
+    overrides = [*mapping_overrides(parse_mapping(args.env_kwargs)), *args.overrides]
+    config = checkpoint_config(state, args.checkpoint, args.config, overrides)
     device = torch_device(config.cluster.component_placement.get("rollout", "cpu"))
     result = evaluate_checkpoint(
         args.checkpoint,
@@ -278,7 +298,8 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         device=device,
         state=state,
-        progress=sys.stderr.isatty(),
+        progress=progress_bar_enabled(args.progress),
+        results_path=args.results_jsonl,
     )
     print(result.report)
     print(json.dumps(headline_metrics(result)))

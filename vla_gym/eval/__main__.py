@@ -1,5 +1,7 @@
 """``python -m vla_gym.eval --env-id ID --policy expert|random|zero [--episodes N]``: the
-protocol of ``ID``'s benchmark (or the generic one) with a built-in policy."""
+protocol of ``ID``'s benchmark (or the generic one) with a built-in policy. ``--progress
+auto|on|off``: a progress bar on stderr (auto: on a terminal outside CI); ``--results-jsonl
+PATH``: one JSON line per finished task, appended as the evaluation runs."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import sys
 
 from vla_gym.eval.policy import POLICY_HELP, check_policy_spec
+from vla_gym.eval.progress import add_arguments, progress_setting
 from vla_gym.eval.protocols import protocol_for
 
 
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         check_policy_spec(args.policy)
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=progress_setting(args.progress),
+        results_path=args.results_jsonl,
     )
     print(result.report)
     if args.json:

@@ -13,15 +13,17 @@ len."), the success rate of 1..5 tasks in a row, and per-task success/total::
 The chains run over a vector env (``VLA/CALVIN-D-v0`` in chain mode, autoreset disabled, each
 env reset with its next chain through ``reset(options={"reset_mask": ..., "tasks": ...})``).
 Instructions are the official evaluation sentences when a CALVIN folder is configured.
+``progress`` and ``results_path`` (one JSON line per finished chain): see
+:mod:`vla_gym.eval.progress`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -38,6 +40,7 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
 from vla_gym.eval.result import EvalResult
 
 ENV_ID = "VLA/CALVIN-D-v0"
@@ -97,7 +100,8 @@ def evaluate(
     backend: str = "auto",
     seed: int = 0,
     step_timeout: float | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    results_path: str | Path | None = None,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Run the first ``episodes`` official chains (all 1000 by default; see module doc).
@@ -125,6 +129,15 @@ def evaluate(
     )
     lengths = [-1] * len(sequences)
     start, steps = time.perf_counter(), 0
+    tracker = EvalProgress(
+        len(sequences),
+        "chain",
+        progress=progress,
+        results_path=results_path,
+        protocol=f"calvin/{SCENE}",
+        env_id=ENV_ID,
+    )
+    finished: list[int] = []  # lengths of the chains finished so far
     try:
         batch_policy = build_policy(policy, envs, env_id=ENV_ID, seed=seed)
         running: dict[int, int] = {}  # env index -> chain index
@@ -145,7 +158,14 @@ def evaluate(
             for env_index in np.flatnonzero(terminated | truncated):
                 env_index = int(env_index)
                 if env_index in running:
-                    lengths[running.pop(env_index)] = int(env_infos[env_index]["subtasks_solved"])
+                    index = running.pop(env_index)
+                    lengths[index] = int(env_infos[env_index]["subtasks_solved"])
+                    tracker.write(chain=index, tasks=sequences[index][1], solved=lengths[index])
+                    finished.append(lengths[index])
+                    tracker.update(
+                        avg_len=float(np.mean(finished)),
+                        success=float(np.mean(np.array(finished) == CHAIN_LENGTH)),
+                    )
                 batch_policy.episode_done(env_index)
                 chain = next_chain if next_chain < len(sequences) else 0  # idle envs replay chain 0
                 if next_chain < len(sequences):
@@ -154,13 +174,9 @@ def evaluate(
                     options=_chain_options(num_envs, env_index, *sequences[chain])
                 )
                 env_infos[env_index] = env_info(infos, env_index)
-                if progress:
-                    done = sum(length >= 0 for length in lengths)
-                    print(f"\r{done}/{len(sequences)} chains", end="", file=sys.stderr)
     finally:
+        tracker.close()
         envs.close()
-    if progress:
-        print(file=sys.stderr)
     avg_len, rates, task_counts = score(lengths, sequences)
     metrics = {"avg_len": avg_len}
     for length, rate in enumerate(rates, start=1):
@@ -223,6 +239,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
     parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         check_policy_spec(args.policy)
@@ -244,7 +261,8 @@ def main(argv: list[str] | None = None) -> EvalResult:
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=progress_setting(args.progress),
+        results_path=args.results_jsonl,
         **env_kwargs,
     )
     print(result.report)

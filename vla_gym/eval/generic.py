@@ -4,16 +4,17 @@ Episodes run in rounds over a vector env: round ``r`` resets env ``i`` with seed
 ``seed + r * num_envs + i`` and steps until every env's first episode has ended; the first
 ``episodes`` episodes to end are scored. Reported: the mean of ``success_once`` at episode end
 (the headline), the return, the episode length (``elapsed_steps``) and the reward per executed
-env step::
+env step. ``progress`` and ``results_path`` (one JSON line per scored episode): see
+:mod:`vla_gym.eval.progress`::
 
     python -m vla_gym.eval --env-id VLA/PandaPickCube-v0 --policy expert --episodes 20
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
+from vla_gym.eval.progress import EvalProgress, finite
 from vla_gym.eval.result import EvalResult
 
 DEFAULT_EPISODES = 10
@@ -41,7 +43,8 @@ def evaluate(
     backend: str = "auto",
     seed: int = 0,
     step_timeout: float | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    results_path: str | Path | None = None,
     episode_metrics: Mapping[str, str] | None = None,
     **env_kwargs: Any,
 ) -> EvalResult:
@@ -59,12 +62,21 @@ def evaluate(
         env_id, num_envs, backend=backend, step_timeout=step_timeout, **env_kwargs
     )
     start = time.perf_counter()
+    tracker = EvalProgress(
+        episodes,
+        "episode",
+        progress=progress,
+        results_path=results_path,
+        protocol="generic",
+        env_id=env_id,
+    )
     try:
         batch_policy = build_policy(policy, envs, env_id=env_id, seed=seed)
         records, env_steps, reward_sum = _run(
-            envs, batch_policy, episodes, seed, dict(episode_metrics or {}), progress
+            envs, batch_policy, episodes, seed, dict(episode_metrics or {}), tracker
         )
     finally:
+        tracker.close()
         envs.close()
     records = records[:episodes]
     metrics = {
@@ -99,7 +111,7 @@ def _value(info: Mapping[str, Any], key: str, default: float) -> float:
 
 
 def _run(
-    envs, policy: Policy, episodes: int, seed: int, extra: dict[str, str], progress: bool
+    envs, policy: Policy, episodes: int, seed: int, extra: dict[str, str], tracker: EvalProgress
 ) -> tuple[list[dict[str, float]], int, float]:
     """Rounds of one episode per env (NEXT_STEP autoreset: the step after an episode's end
     only resets that env, executes nothing and earns nothing)."""
@@ -137,13 +149,14 @@ def _run(
                             **{name: _value(infos[i], key, np.nan) for name, key in extra.items()},
                         }
                     )
+                    if len(records) <= episodes:  # later ones are not scored
+                        record = {k: finite(v) for k, v in records[-1].items()}
+                        tracker.write(episode=len(records) - 1, **record)
+                        rate = np.mean([r["success_once"] for r in records])
+                        tracker.update(success=float(rate))
             returns[done] = 0.0
             resetting = done
         round_index += 1
-        if progress:
-            print(f"\r{min(len(records), episodes)}/{episodes} episodes", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
     return records, env_steps, reward_sum
 
 

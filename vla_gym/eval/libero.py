@@ -4,7 +4,9 @@ Trials run over a vector env in rounds: round ``r`` resets with seed ``r * num_e
 puts trial ``r * num_envs + i`` in env ``i`` (task ``k % num_tasks``, init state
 ``k // num_tasks``; see ``LiberoEnv.reset``). With ``num_envs`` equal to the number of tasks each
 env keeps its task (no scene rebuilds). A trial succeeds when ``success_once`` is set when its
-episode ends. The report gives per-task success and the suite's mean::
+episode ends. The report gives per-task success and the suite's mean. ``progress`` and
+``results_path`` (one JSON line per task as its trials finish): see
+:mod:`vla_gym.eval.progress`::
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
     python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
@@ -17,9 +19,9 @@ Assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``. An asset pack with st
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -36,6 +38,7 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
 from vla_gym.eval.result import EvalResult
 
 NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
@@ -58,7 +61,8 @@ def evaluate(
     backend: str = "auto",
     seed: int = 0,
     step_timeout: float | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    results_path: str | Path | None = None,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Run ``num_trials`` init states of each task (default all tasks of the suite).
@@ -95,14 +99,23 @@ def evaluate(
     envs = make_vector_env(
         spec.env_id, num_envs, backend=backend, step_timeout=step_timeout, **env_kwargs
     )
+    tracker = EvalProgress(
+        total,
+        "trial",
+        progress=progress,
+        results_path=results_path,
+        protocol=f"libero/{suite}",
+        env_id=spec.env_id,
+    )
     try:
         languages = envs.get_attr("task_languages")[0]
         pool = envs.get_attr("task_pool")[0]
         max_steps = envs.get_attr("max_episode_steps")[0]
         batch_policy = build_policy(policy, envs, env_id=spec.env_id, seed=seed)
         start = time.perf_counter()
-        trials, env_steps = _run(envs, batch_policy, len(pool) * num_trials, progress)
+        trials, env_steps = _run(envs, batch_policy, len(pool), num_trials, languages, tracker)
     finally:
+        tracker.close()
         envs.close()
     per_task_results: dict[int, list[bool]] = defaultdict(list)
     for task, _, success in trials:
@@ -138,10 +151,19 @@ def _num_tasks(env_id: str, env_kwargs: dict[str, Any]) -> int:
         env.close()
 
 
-def _run(envs, policy: Policy, total: int, progress: bool):
+def _run(
+    envs,
+    policy: Policy,
+    num_tasks: int,
+    num_trials: int,
+    languages: list[str],
+    tracker: EvalProgress,
+):
     """Rounds of ``num_envs`` trials; in each, step until every env's first episode ended."""
     num_envs = envs.num_envs
+    total = num_tasks * num_trials
     trials: list[tuple[int, int, bool]] = []
+    per_task: dict[int, list[bool]] = defaultdict(list)
     env_steps = 0
     for first in range(0, total, num_envs):
         active = np.arange(num_envs) < total - first  # the last round may be partial
@@ -155,13 +177,19 @@ def _run(envs, policy: Policy, total: int, progress: bool):
             for i in np.flatnonzero(terminated | truncated):
                 policy.episode_done(int(i))
                 if running[i]:
-                    trial = (int(infos["task_id"][i]), int(infos["init_state_id"][i]))
-                    trials.append((*trial, bool(infos["success_once"][i])))
+                    task, success = int(infos["task_id"][i]), bool(infos["success_once"][i])
+                    trials.append((task, int(infos["init_state_id"][i]), success))
                     running[i] = False
-        if progress:
-            print(f"\r{len(trials)}/{total} trials", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
+                    per_task[task].append(success)
+                    if len(per_task[task]) == num_trials:
+                        tracker.write(
+                            task_id=task,
+                            task=languages[task],
+                            trials=num_trials,
+                            successes=sum(per_task[task]),
+                            success=float(np.mean(per_task[task])),
+                        )
+                    tracker.update(success=float(np.mean([s for *_, s in trials])))
     return trials, env_steps
 
 
@@ -192,6 +220,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--libero-assets", default=None)
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         check_policy_spec(args.policy)
@@ -211,7 +240,8 @@ def main(argv: list[str] | None = None) -> EvalResult:
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=progress_setting(args.progress),
+        results_path=args.results_jsonl,
         **env_kwargs,
     )
     print(result.report)

@@ -4,7 +4,8 @@ Every (task, trial) of the suite is run exactly once over a vector env: env ``i`
 takes tasks ``i, i + n, i + 2n, ...`` with all their trials (``task_stride=n``, see
 :mod:`vla_gym.envs.metaworld.tasks`). An episode counts as a success when ``success_once`` is set
 when it ends. The report gives per-task success, the four difficulty buckets and "Avg." (the mean
-of the bucket means, as in published tables)::
+of the bucket means, as in published tables). ``progress`` and ``results_path`` (one JSON line
+per task as its trials finish): see :mod:`vla_gym.eval.progress`::
 
     python -m vla_gym.eval.metaworld --policy expert            # scripted metaworld.policies
     python -m vla_gym.eval.metaworld --policy random --suite ML45-test
@@ -17,9 +18,9 @@ of the bucket means, as in published tables)::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from vla_gym.eval.policy import (
     env_info,
     policy_name,
 )
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
 from vla_gym.eval.result import EvalResult
 
 SUITE_IDS = {
@@ -63,7 +65,8 @@ def evaluate(
     backend: str = "auto",
     seed: int = 0,
     step_timeout: float | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    results_path: str | Path | None = None,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Run every (task, trial) of ``suite`` once and score it (see module doc).
@@ -94,15 +97,23 @@ def evaluate(
         task_stride=num_envs,
         **env_kwargs,
     )
+    quotas = env_quotas(len(spec.tasks), spec.num_trials, num_envs)
+    tracker = EvalProgress(
+        sum(quotas),
+        "episode",
+        progress=progress,
+        results_path=results_path,
+        protocol=f"metaworld/{suite}",
+        env_id=SUITE_IDS[suite],
+    )
     try:
         max_steps = int(envs.get_attr("max_episode_steps")[0])
         batch_policy = build_policy(policy, envs, env_id=SUITE_IDS[suite], seed=seed)
         start = time.perf_counter()
-        successes, steps = _run(
-            envs, batch_policy, env_quotas(len(spec.tasks), spec.num_trials, num_envs), progress
-        )
+        successes, steps = _run(envs, batch_policy, quotas, spec.num_trials, tracker)
         seconds = time.perf_counter() - start
     finally:
+        tracker.close()
         envs.close()
     missing = [t for t in spec.tasks if len(successes[t]) != spec.num_trials]
     if missing:
@@ -135,15 +146,18 @@ def evaluate(
     return result
 
 
-def _run(envs, policy: Policy, quotas: list[int], progress: bool) -> tuple[dict, int]:
-    """Step until every env has finished its quota of episodes (NEXT_STEP autoreset)."""
+def _run(
+    envs, policy: Policy, quotas: list[int], num_trials: int, tracker: EvalProgress
+) -> tuple[dict, int]:
+    """Step until every env has finished its quota of episodes (NEXT_STEP autoreset); a task
+    is finished once its ``num_trials`` trials are (one env runs them all)."""
     num_envs = len(quotas)
     successes: dict[str, list[bool]] = defaultdict(list)
     done = np.zeros(num_envs, dtype=int)
     resetting = np.zeros(num_envs, dtype=bool)  # NEXT_STEP: this step only resets them
     obs, infos = envs.reset(seed=0)
     env_infos = [env_info(infos, i) for i in range(num_envs)]
-    steps = 0
+    steps, wins = 0, 0
     while (done < quotas).any():
         counted = (done < quotas) & ~resetting
         obs, _, terminated, truncated, infos = envs.step(policy.act(obs, env_infos))
@@ -154,12 +168,19 @@ def _run(envs, policy: Policy, quotas: list[int], progress: bool) -> tuple[dict,
             policy.episode_done(int(i))
             if done[i] < quotas[i]:
                 info = env_infos[i]
-                successes[str(info["task"])].append(bool(info["success_once"]))
+                task, success = str(info["task"]), bool(info["success_once"])
+                successes[task].append(success)
                 done[i] += 1
-                if progress:
-                    print(f"\r{done.sum()}/{sum(quotas)} episodes", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
+                wins += success
+                if len(successes[task]) == num_trials:
+                    trials = successes[task]
+                    tracker.write(
+                        task=task,
+                        trials=num_trials,
+                        successes=sum(trials),
+                        success=float(np.mean(trials)),
+                    )
+                tracker.update(success=wins / int(done.sum()))
     return successes, steps
 
 
@@ -200,6 +221,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
     )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         check_policy_spec(args.policy)
@@ -223,7 +245,8 @@ def main(argv: list[str] | None = None) -> EvalResult:
         backend=args.backend,
         step_timeout=args.step_timeout,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=progress_setting(args.progress),
+        results_path=args.results_jsonl,
         **env_kwargs,
     )
     print(result.report)

@@ -6,6 +6,7 @@ import functools
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -22,8 +23,10 @@ class Protocol:
     ``policy`` (see :class:`~vla_gym.eval.Policy`) on ``env_id`` and returns an
     :class:`~vla_gym.eval.EvalResult`. ``episodes`` is a budget (CALVIN: chains; Meta-World and
     LIBERO: spread over the suite's tasks, at least one trial each), capped at the protocol's
-    full size, which is also the default (the generic protocol: 10 episodes). ``fixed_kwargs``
-    are env kwargs the protocol sets itself and refuses from callers.
+    full size, which is also the default (the generic protocol: 10 episodes). ``progress``
+    (``None``: auto) shows a bar with the running success rate and ``results_path`` gets one
+    JSON line per finished task (see :mod:`vla_gym.eval.progress`). ``fixed_kwargs`` are env
+    kwargs the protocol sets itself and refuses from callers.
     """
 
     name: str  # e.g. "calvin/D", "metaworld/MT50", "libero/goal", "generic"
@@ -46,12 +49,21 @@ class Protocol:
         *,
         episodes: int | None = None,
         num_envs: int | None = None,
+        progress: bool | None = None,
+        results_path: str | Path | None = None,
         **kwargs: Any,
     ) -> EvalResult:
         evaluate = importlib.import_module(f"vla_gym.eval.{self.module}").evaluate
         if num_envs is not None:
             kwargs["num_envs"] = num_envs
-        return evaluate(policy=policy, episodes=episodes, **dict(self.bound), **kwargs)
+        return evaluate(
+            policy=policy,
+            episodes=episodes,
+            progress=progress,
+            results_path=results_path,
+            **dict(self.bound),
+            **kwargs,
+        )
 
 
 def protocols() -> dict[str, Protocol]:

@@ -1,0 +1,125 @@
+"""Progress bars and per-task result lines, shared by every evaluation protocol.
+
+``progress``: a tqdm bar on stderr over the protocol's episodes (CALVIN: chains) with the
+running success rate in its postfix (CALVIN: the running avg. len and the rate of fully solved
+chains). ``None`` (auto) shows it when stderr is a terminal and the ``CI`` env var is unset.
+
+``results_path``: a JSON-lines file that gets one object per finished task, appended and
+flushed as it finishes, so an interrupted evaluation leaves its finished part on disk. Every
+line has ``protocol`` and ``env_id``, plus:
+
+- CALVIN, per chain: ``chain`` (index among the official chains), ``tasks`` (its five
+  subtasks), ``solved`` (consecutive subtasks solved, the chain's length in ``avg_len``);
+- Meta-World, per task once all its trials ended: ``task``, ``trials``, ``successes``,
+  ``success`` (the task's rate in ``EvalResult.per_task``);
+- LIBERO, per task once all its trials ended: ``task_id``, ``task`` (its instruction, the key
+  in ``EvalResult.per_task``), ``trials``, ``successes``, ``success``;
+- generic, per scored episode: ``episode`` (index), then the episode's record as in
+  ``EvalResult.details["episodes"]`` (``seed``, ``success_once``, ``return``, ``episode_len``,
+  any ``episode_metrics``; ``null`` where the episode did not report one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+PROGRESS_CHOICES = ("auto", "on", "off")
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """``progress``, or when ``None``: stderr is a terminal and not under CI."""
+    if progress is None:
+        return sys.stderr.isatty() and not os.environ.get("CI")
+    return bool(progress)
+
+
+def progress_setting(choice: str) -> bool | None:
+    """A ``--progress auto|on|off`` choice as an ``evaluate(progress=...)`` value."""
+    return {"auto": None, "on": True, "off": False}[choice]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` and ``--results-jsonl``, the evaluation command lines' shared flags."""
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        choices=PROGRESS_CHOICES,
+        help="progress bar on stderr (auto: on a terminal outside CI)",
+    )
+    parser.add_argument(
+        "--results-jsonl",
+        default=None,
+        metavar="PATH",
+        help="append one JSON line per finished task here as the evaluation runs",
+    )
+
+
+class EvalProgress:
+    """One evaluation's progress bar (when enabled) and results file (when given).
+
+    ``fields`` start every results line (the protocol and env ID).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        unit: str,
+        *,
+        progress: bool | None,
+        results_path: str | Path | None,
+        **fields: Any,
+    ) -> None:
+        self.fields = fields
+        self.bar = None
+        if progress_enabled(progress):
+            self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        self.handle: IO[str] | None = None
+        if results_path is not None:
+            Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(results_path, "a")  # noqa: SIM115 - closed by close()
+
+    def update(self, n: int = 1, **postfix: float) -> None:
+        """``n`` more episodes done; ``postfix``: the running metrics to show."""
+        if self.bar is None:
+            return
+        if postfix:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+        self.bar.update(n)
+
+    def write(self, **record: Any) -> None:
+        """Append one finished task's line and flush it (it survives an interrupted run)."""
+        if self.handle is None:
+            return
+        line = json.dumps({**self.fields, **record}, default=_plain, allow_nan=False)
+        self.handle.write(line + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.handle is not None:
+            self.handle.close()
+
+    def __enter__(self) -> EvalProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as JSON values."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def finite(value: float) -> float | None:
+    """``value``, or ``None`` (JSON ``null``) for NaN: a metric the episode did not report."""
+    return value if math.isfinite(value) else None
