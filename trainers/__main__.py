@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": ("trainers.evaluate", "evaluate a checkpoint on the config's evaluation env"),
     "collect": ("trainers.collect", "collect demonstrations with a scripted expert"),
     "sft": ("trainers.sft", "supervised fine-tuning on demonstrations"),
+    "convert-libero": ("trainers.libero_hdf5", "convert LIBERO's HDF5 demonstrations to demos"),
 }
 
 
