@@ -27,6 +27,8 @@ POS_SCALE, ROT_SCALE = 0.05, 0.5  # metres / radians per action unit (LIBERO's O
 # Fingers down, closing along world y: the hand's orientation at yaw 0.
 FINGERS_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 PAD_BELOW_TCP = 0.006  # the finger pads' lower edge sits this far below the TCP
+MAX_GRASP_WIDTH = 0.07  # wider objects (bowls) are held by their rim (the fingers open 8 cm)
+RIM_INSET = 0.006  # from a wide object's outer edge to the middle of its wall
 SUPPORTED_GOALS = ("in", "on")
 
 
@@ -88,8 +90,23 @@ class Body:
         axis = min(horizontal, key=lambda k: extents[k])
         direction = self.rot[:, axis]
         yaw = np.arctan2(direction[1], direction[0]) - np.pi / 2  # fingers close along hand y
-        candidates = yaw + np.pi * np.arange(-2, 3)  # the hand is symmetric under half turns
-        return float(candidates[np.argmin(np.abs(candidates - current))])
+        return _nearest_turn(yaw, current)
+
+    def narrow_width(self) -> float:
+        """The object's smaller horizontal extent (along its own axes)."""
+        extents = self.box[3:] - self.box[:3]
+        horizontal = [extents[k] for k in range(3) if abs(self.rot[2, k]) < 0.7]
+        return float(min(horizontal)) if horizontal else float(min(extents))
+
+
+def _wrap(angle: float) -> float:
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
+
+
+def _nearest_turn(yaw: float, current: float) -> float:
+    """``yaw`` or a half turn from it, whichever is nearest ``current`` (the hand is symmetric)."""
+    candidates = yaw + np.pi * np.arange(-2, 3)
+    return float(candidates[np.argmin(np.abs(candidates - current))])
 
 
 class PickPlace:
@@ -99,15 +116,19 @@ class PickPlace:
     otherwise (``On``) the object is set down on the target's top.
     """
 
-    def __init__(self, inside: bool, hover: float = 0.08, clearance: float = 0.05) -> None:
+    def __init__(
+        self, inside: bool, hover: float = 0.08, clearance: float = 0.05, safe_height: float = 0.1
+    ) -> None:
         self.inside = inside
         self.hover = hover
+        self.safe_height = safe_height
         self.clearance = clearance
         self.phase = "approach"
         self.phase_steps = 0
         self.retries = 0
         self.grasp: np.ndarray | None = None  # TCP grasp point, fixed when the descent starts
         self.yaw: float | None = None
+        self.rim_side: float | None = None  # direction (angle) of the first rim grasp
         self.lift_start: tuple[float, float] | None = None  # (tcp z, object z) when lifting
         self.last_tcp: np.ndarray | None = None
         self.stalled = 0
@@ -115,13 +136,36 @@ class PickPlace:
     def _goto(self, phase: str) -> None:
         self.phase, self.phase_steps, self.stalled = phase, 0, 0
 
-    def grasp_point(self, obj: Body) -> np.ndarray:
-        """Where the TCP closes: the object's centre, low enough to hold it firmly."""
+    def choose_grasp(self, obj: Body, tcp: np.ndarray, yaw: float) -> tuple[np.ndarray, float]:
+        """(TCP point where the fingers close, hand yaw) for the object as it is now.
+
+        An object narrow enough is held across its narrower side, at its centre, low enough
+        to hold it firmly. A wider one (a bowl) is held by its wall, the fingers closing across
+        it: first on the side (along y) facing the hand, then (after a blocked or failed try)
+        on the other sides in turn.
+        """
         centre = obj.centre
-        height = obj.top - obj.bottom
-        depth = min(0.03, 0.5 * height)  # pads this far below the object's top
-        z = max(obj.top - depth, obj.bottom + PAD_BELOW_TCP + 0.004)
-        return np.array([centre[0], centre[1], z])
+        if obj.narrow_width() <= MAX_GRASP_WIDTH:
+            depth = min(0.03, 0.5 * (obj.top - obj.bottom))  # pads this far below the top
+            z = max(obj.top - depth, obj.bottom + PAD_BELOW_TCP + 0.004)
+            return np.array([centre[0], centre[1], z]), obj.grasp_yaw(yaw)
+        corners = obj.corners()
+        radius = 0.25 * float(np.sum(corners.max(0)[:2] - corners.min(0)[:2])) - RIM_INSET
+        if self.rim_side is None:  # the side facing the hand, across y: no wrist turn
+            self.rim_side = 0.5 * np.pi if tcp[1] >= centre[1] else -0.5 * np.pi
+        angle = self.rim_side + 0.5 * np.pi * self.retries  # then the next sides in turn
+        direction = np.array([np.cos(angle), np.sin(angle), 0.0])
+        rim = centre + radius * direction
+        rim[2] = obj.top - 0.02
+        # the fingers close along the hand's y axis: turn it onto the radial direction
+        return rim, _nearest_turn(float(angle) - np.pi / 2, yaw)
+
+    def _retry(self, tcp: np.ndarray):
+        """Let go, back off upwards and plan a new grasp."""
+        self.retries += 1
+        self.grasp = None
+        self._goto("approach")
+        return tcp + [0.0, 0.0, 0.03], self.yaw, OPEN
 
     def step(self, tcp: np.ndarray, rot: np.ndarray, obj: Body, target: Body):
         """-> (TCP target position, hand yaw, gripper command) for this step."""
@@ -129,20 +173,24 @@ class PickPlace:
         moved = 1.0 if self.last_tcp is None else float(np.linalg.norm(tcp - self.last_tcp))
         self.stalled = self.stalled + 1 if moved < 0.001 else 0
         self.last_tcp = tcp.copy()
-        if self.yaw is None:
-            self.yaw = obj.grasp_yaw(hand_yaw(rot))
         # The carried object's bottom must clear the target (and where it came from).
         carry_z = max(target.top, self.grasp[2] if self.grasp is not None else 0.0)
 
         if self.phase == "approach":
-            point = self.grasp_point(obj)
+            point, self.yaw = self.choose_grasp(obj, tcp, hand_yaw(rot))
             above = point + [0.0, 0.0, self.hover]
-            if np.linalg.norm(tcp[:2] - above[:2]) < 0.01 and abs(tcp[2] - above[2]) < 0.03:
+            xy_error = np.linalg.norm(tcp[:2] - above[:2])
+            turned = abs(_wrap(hand_yaw(rot) - self.yaw)) < 0.1
+            if xy_error < 0.01 and abs(tcp[2] - above[2]) < 0.03 and turned:
                 self.grasp = point
                 self._goto("descend")
             else:
+                if xy_error > 0.02 or not turned:  # travel (and turn) high, then come down
+                    above[2] = max(above[2], tcp[2], obj.top + self.safe_height)
                 return above, self.yaw, OPEN
         if self.phase == "descend":
+            if self.stalled >= 3 and tcp[2] > self.grasp[2] + 0.015:  # blocked on the way down
+                return self._retry(tcp)
             if np.linalg.norm(tcp - self.grasp) < 0.006 or self.stalled >= 3:
                 self._goto("close")
             else:
@@ -159,16 +207,15 @@ class PickPlace:
             tcp_rise = tcp[2] - self.lift_start[0]
             object_rise = obj.centre[2] - self.lift_start[1]
             if tcp_rise > 0.04 and object_rise < 0.5 * tcp_rise:  # it stayed behind
-                self.retries += 1
-                self.grasp = None
-                self._goto("approach")
-                return tcp + [0.0, 0.0, 0.03], self.yaw, OPEN
+                return self._retry(tcp)
             if tcp[2] > carry - 0.02:
                 self._goto("carry")
             else:
                 return np.array([*self.grasp[:2], carry]), self.yaw, CLOSE
-        offset = tcp - obj.centre  # keep the hold: steer the object, not the hand
-        place = target.centre
+        # Keep the hold: steer the object's origin (what LIBERO's predicates test) onto the
+        # target's (for a region: its centre), not the hand.
+        offset = tcp - obj.pos
+        place = target.pos
         if self.phase == "carry":
             goal = np.array([place[0] + offset[0], place[1] + offset[1], carry])
             if np.linalg.norm(tcp[:2] - goal[:2]) < 0.01:
