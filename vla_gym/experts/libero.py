@@ -24,7 +24,7 @@ from vla_gym.experts import repeat_to_chunk
 
 OPEN, CLOSE = -1.0, 1.0
 POS_SCALE, ROT_SCALE = 0.05, 0.5  # metres / radians per action unit (LIBERO's OSC_POSE)
-# Fingers down, closing along world y: the hand's orientation at yaw 0.
+# The hand at yaw 0: fingers down, closing along its x axis = world y.
 FINGERS_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 PAD_BELOW_TCP = 0.006  # the finger pads' lower edge sits this far below the TCP
 MAX_GRASP_WIDTH = 0.07  # wider objects (bowls) are held by their rim (the fingers open 8 cm)
@@ -89,7 +89,7 @@ class Body:
             return current
         axis = min(horizontal, key=lambda k: extents[k])
         direction = self.rot[:, axis]
-        yaw = np.arctan2(direction[1], direction[0]) - np.pi / 2  # fingers close along hand y
+        yaw = np.arctan2(direction[1], direction[0]) - np.pi / 2  # yaw 0 closes along y
         return _nearest_turn(yaw, current)
 
     def narrow_width(self) -> float:
@@ -157,7 +157,7 @@ class PickPlace:
         direction = np.array([np.cos(angle), np.sin(angle), 0.0])
         rim = centre + radius * direction
         rim[2] = obj.top - 0.02
-        # the fingers close along the hand's y axis: turn it onto the radial direction
+        # turn the fingers' closing direction (world y at yaw 0) onto the radial one
         return rim, _nearest_turn(float(angle) - np.pi / 2, yaw)
 
     def _retry(self, tcp: np.ndarray):
