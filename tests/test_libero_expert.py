@@ -155,3 +155,17 @@ def test_expert_is_deterministic():
         env.close()
     np.testing.assert_array_equal(runs[0], runs[1])
     assert runs[0][-1, -1] == 1.0  # by then the fingers are closing on the milk carton
+
+
+@needs_libero
+def test_eval_cli_runs_the_expert(capsys):
+    from vla_gym.eval.libero import main
+
+    result = main(
+        [
+            "--suite", "object", "--tasks", "1", "--num-trials", "1", "--num-envs", "1",
+            "--backend", "sync", "--policy", "expert", "--libero-assets", str(ASSETS),
+        ]
+    )  # fmt: skip
+    assert result.trials == [(1, 0, True)] and result.success == 1.0
+    assert "policy expert: 1 trials" in capsys.readouterr().out

@@ -7,6 +7,7 @@ env keeps its task (no scene rebuilds). A trial succeeds when ``success_once`` i
 episode ends. The report gives per-task success and the suite's mean::
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
+    python -m vla_gym.eval.libero --suite object --num-trials 5 --policy expert
     python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
     python -m vla_gym.eval.libero --suite goal --policy runs/.../checkpoints/latest.pt
 
@@ -66,6 +67,19 @@ def random_policy(action_space, seed: int) -> BatchPolicy:
     return lambda obs, infos: action_space.sample()
 
 
+def expert_policy(env_id: str, num_envs: int, action_chunk: int = 1) -> BatchPolicy:
+    """The scripted expert, one per env, each fed its env's slice of the infos."""
+    from vla_gym.eval.common import env_info
+    from vla_gym.experts import make_expert
+
+    experts = [make_expert(env_id, action_chunk=action_chunk) for _ in range(num_envs)]
+
+    def act(obs: Any, infos: Mapping[str, Any]) -> np.ndarray:
+        return np.stack([e.act(None, env_info(infos, i)) for i, e in enumerate(experts)])
+
+    return act
+
+
 def make_vector_env(env_id: str, num_envs: int, backend: str, **env_kwargs: Any):
     import vla_gym
 
@@ -89,15 +103,18 @@ def evaluate(
 ) -> LiberoEvalResult:
     """Run ``num_trials`` init states of each task (default all tasks of the suite).
 
-    ``policy`` is ``"random"``, ``"zero"``, a trainer checkpoint path (deterministic actions,
-    on the observation settings it was trained with) or a callable ``(obs, infos) -> actions``
-    acting for the whole vector env. ``env_kwargs`` go to every env (``image_size``,
-    ``libero_assets``, ``max_steps``, ``action_chunk``, ...).
+    ``policy`` is ``"random"``, ``"zero"``, ``"expert"`` (the scripted expert on privileged
+    state; flat observations unless ``obs_mode`` is given), a trainer checkpoint path
+    (deterministic actions, on the observation settings it was trained with) or a callable
+    ``(obs, infos) -> actions`` acting for the whole vector env. ``env_kwargs`` go to every
+    env (``image_size``, ``libero_assets``, ``max_steps``, ``action_chunk``, ...).
     """
     spec = get_suite(suite)
     if num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
-    if isinstance(policy, str) and policy not in ("random", "zero"):
+    if policy == "expert":
+        env_kwargs.setdefault("obs_mode", "flat")  # the expert reads info, not pictures
+    elif isinstance(policy, str) and policy not in ("random", "zero"):
         env_kwargs = {**checkpoint_env_kwargs(policy, _PROTOCOL_KWARGS), **env_kwargs}
     if tasks is not None:
         env_kwargs["task_ids"] = list(tasks)
@@ -113,6 +130,9 @@ def evaluate(
                 policy = random_policy(envs.action_space, seed)
             elif policy == "zero":
                 policy = zero_policy(envs.action_space.shape)
+            elif policy == "expert":
+                chunk = env_kwargs.get("action_chunk", 1)
+                policy = expert_policy(spec.env_id, envs.num_envs, chunk)
             else:
                 policy = CheckpointPolicy(policy, envs).act
         else:
@@ -178,7 +198,7 @@ def main(argv: list[str] | None = None) -> LiberoEvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
     parser.add_argument(
-        "--policy", default="random", help="random, zero, or a trainer checkpoint path"
+        "--policy", default="random", help="random, zero, expert, or a trainer checkpoint path"
     )
     parser.add_argument("--num-trials", type=int, default=50, help="init states per task")
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
