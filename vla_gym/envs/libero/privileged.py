@@ -2,15 +2,16 @@
 
 A LIBERO goal is a BDDL predicate such as ``(In alphabet_soup_1 basket_1_contain_region)`` or
 ``(On akita_black_bowl_1 plate_1)``; its arguments name objects, fixtures or regions (sites on
-an object). :class:`GoalState` resolves the first predicate's (up to two) arguments once per
-scene and reports, every step, where they are and how much room they take:
+an object or on the table). :class:`GoalState` resolves the first predicate's (up to two)
+arguments once per scene and reports, every step, where they are and how much room they take:
 
   * ``goal``: the predicate as text, e.g. ``"on akita_black_bowl_1 plate_1"``.
   * ``goal_poses`` ``(2, 7)``: position and quaternion (x, y, z, w) of each argument (for a
     region its site's pose); zeros for a missing second argument.
   * ``goal_boxes`` ``(2, 6)``: the box (min xyz, max xyz) around the collision geometry of each
-    argument's object (for a region: the object the region belongs to), in the frame of the
-    argument's pose; with the pose it gives the object's extent along its own axes.
+    argument's object (for a region: the region's own box, as LIBERO's containment test reads
+    it), in the frame of the argument's pose; with the pose it gives the extent along the
+    argument's own axes. Zeros for a missing second argument.
   * ``tcp_pos`` (3), ``tcp_quat`` (4, x y z w): the end-effector site the OSC controller moves.
 """
 
@@ -44,32 +45,31 @@ class GoalState:
         goal = problem_env.parsed_problem["goal_state"][0]
         self.goal = " ".join(goal)
         self.names = list(goal[1:3])
-        self.sites: list[int | None] = []  # MuJoCo site id of a region argument
-        self.bodies: list[int] = []  # body of each argument's object
-        self.geoms: list[np.ndarray] = []  # its collision geoms
+        # per argument: ("site", site id) for a region, ("body", body id, collision geoms)
+        self.parts: list[tuple] = []
         for name in self.names:
-            site = problem_env.object_sites_dict.get(name)
-            body_name = site.parent_name if site is not None else name
-            if body_name not in problem_env.obj_body_id:
-                raise KeyError(f"LIBERO goal {self.goal!r}: no object named {body_name!r}")
-            self.sites.append(model.site(name).id if site is not None else None)
-            self.bodies.append(problem_env.obj_body_id[body_name])
-            self.geoms.append(_collision_geoms(model, self.bodies[-1]))
+            if name in problem_env.object_sites_dict:
+                self.parts.append(("site", model.site(name).id))
+            elif name in problem_env.obj_body_id:
+                body = problem_env.obj_body_id[name]
+                self.parts.append(("body", body, _collision_geoms(model, body)))
+            else:
+                raise KeyError(f"LIBERO goal {self.goal!r}: no object or region named {name!r}")
 
     def info(self) -> dict[str, Any]:
         model, data = self.env.sim.model._model, self.env.sim.data._data
         poses = np.zeros((2, 7))
         boxes = np.zeros((2, 6))
-        for i, (site, body, geoms) in enumerate(
-            zip(self.sites, self.bodies, self.geoms, strict=True)
-        ):
-            if site is None:
+        for i, part in enumerate(self.parts):
+            if part[0] == "site":
+                site = part[1]
+                poses[i] = [*data.site_xpos[site], *_site_quat(data, site)]
+                boxes[i] = [*-model.site_size[site], *model.site_size[site]]
+            else:
+                _, body, geoms = part
                 pos, rot = data.xpos[body], data.xmat[body].reshape(3, 3)
                 poses[i] = [*pos, *_xyzw(data.xquat[body])]
-            else:
-                pos, rot = data.site_xpos[site], data.site_xmat[site].reshape(3, 3)
-                poses[i] = [*pos, *_site_quat(data, site)]
-            boxes[i] = _frame_box(model, data, geoms, pos, rot)
+                boxes[i] = _frame_box(model, data, geoms, pos, rot)
         tcp = self.env.robots[0].eef_site_id
         return {
             "goal": self.goal,
@@ -94,6 +94,8 @@ def _frame_box(
     model: Any, data: Any, geoms: np.ndarray, pos: np.ndarray, rot: np.ndarray
 ) -> np.ndarray:
     """Box (min, max) around the geoms' bounding-box corners in the frame ``(pos, rot)``."""
+    if len(geoms) == 0:  # nothing collides (a purely visual object): no extent
+        return np.zeros(6)
     aabb = model.geom_aabb[geoms]  # (n, 6): centre and half-sizes in each geom's frame
     local = aabb[:, None, :3] + _CORNERS[None] * aabb[:, None, 3:]
     geom_rot = data.geom_xmat[geoms].reshape(-1, 3, 3)
