@@ -29,6 +29,9 @@ FINGERS_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 PAD_BELOW_TCP = 0.006  # the finger pads' lower edge sits this far below the TCP
 MAX_GRASP_WIDTH = 0.07  # wider objects (bowls) are held by their rim (the fingers open 8 cm)
 RIM_INSET = 0.006  # from a wide object's outer edge to the middle of its wall
+# A descent that stops this far above the grasp point is blocked (on a rim grasp, the outer
+# finger rests on whatever stands close to the wall, e.g. a drawer's side).
+BLOCKED_ABOVE, BLOCKED_ABOVE_RIM = 0.015, 0.007
 SUPPORTED_GOALS = ("in", "on")
 
 
@@ -128,9 +131,11 @@ class PickPlace:
         self.retries = 0
         self.grasp: np.ndarray | None = None  # TCP grasp point, fixed when the descent starts
         self.yaw: float | None = None
+        self.rim = False  # whether the object is held by its rim
         self.rim_side: float | None = None  # direction (angle) of the first rim grasp
         self.lift_start: tuple[float, float] | None = None  # (tcp z, object z) when lifting
         self.last_tcp: np.ndarray | None = None
+        self.last_yaw = 0.0
         self.stalled = 0
 
     def _goto(self, phase: str) -> None:
@@ -145,7 +150,8 @@ class PickPlace:
         on the other sides in turn.
         """
         centre = obj.centre
-        if obj.narrow_width() <= MAX_GRASP_WIDTH:
+        self.rim = obj.narrow_width() > MAX_GRASP_WIDTH
+        if not self.rim:
             depth = min(0.03, 0.5 * (obj.top - obj.bottom))  # pads this far below the top
             z = max(obj.top - depth, obj.bottom + PAD_BELOW_TCP + 0.004)
             return np.array([centre[0], centre[1], z]), obj.grasp_yaw(yaw)
@@ -170,9 +176,13 @@ class PickPlace:
     def step(self, tcp: np.ndarray, rot: np.ndarray, obj: Body, target: Body):
         """-> (TCP target position, hand yaw, gripper command) for this step."""
         self.phase_steps += 1
-        moved = 1.0 if self.last_tcp is None else float(np.linalg.norm(tcp - self.last_tcp))
+        # progress: the TCP's travel, a turn of the hand counted at 5 cm per radian
+        yaw = hand_yaw(rot)
+        moved = 1.0
+        if self.last_tcp is not None:
+            moved = np.linalg.norm(tcp - self.last_tcp) + 0.05 * abs(_wrap(yaw - self.last_yaw))
         self.stalled = self.stalled + 1 if moved < 0.001 else 0
-        self.last_tcp = tcp.copy()
+        self.last_tcp, self.last_yaw = tcp.copy(), yaw
         # The carried object's bottom must clear the target (and where it came from).
         carry_z = max(target.top, self.grasp[2] if self.grasp is not None else 0.0)
 
@@ -181,15 +191,18 @@ class PickPlace:
             above = point + [0.0, 0.0, self.hover]
             xy_error = np.linalg.norm(tcp[:2] - above[:2])
             turned = abs(_wrap(hand_yaw(rot) - self.yaw)) < 0.1
-            if xy_error < 0.01 and abs(tcp[2] - above[2]) < 0.03 and turned:
+            if xy_error < 0.015 and abs(tcp[2] - above[2]) < 0.03 and turned:
                 self.grasp = point
                 self._goto("descend")
+            elif self.stalled >= 5:  # the hand is stuck on something: try another grasp
+                return self._retry(tcp)
             else:
                 if xy_error > 0.02 or not turned:  # travel (and turn) high, then come down
                     above[2] = max(above[2], tcp[2], obj.top + self.safe_height)
                 return above, self.yaw, OPEN
         if self.phase == "descend":
-            if self.stalled >= 3 and tcp[2] > self.grasp[2] + 0.015:  # blocked on the way down
+            blocked_above = BLOCKED_ABOVE_RIM if self.rim else BLOCKED_ABOVE
+            if self.stalled >= 3 and tcp[2] > self.grasp[2] + blocked_above:
                 return self._retry(tcp)
             if np.linalg.norm(tcp - self.grasp) < 0.006 or self.stalled >= 3:
                 self._goto("close")
@@ -218,7 +231,9 @@ class PickPlace:
         place = target.pos
         if self.phase == "carry":
             goal = np.array([place[0] + offset[0], place[1] + offset[1], carry])
-            if np.linalg.norm(tcp[:2] - goal[:2]) < 0.01:
+            xy_error = np.linalg.norm(tcp[:2] - goal[:2])
+            # (a held object can stop the arm short of the goal: near is good enough then)
+            if xy_error < 0.01 or (self.stalled >= 5 and xy_error < 0.02):
                 self._goto("lower")
             else:
                 return goal, self.yaw, CLOSE
