@@ -3,9 +3,11 @@
 The env reports the task's BDDL goal and the live poses and boxes of its arguments
 (:mod:`vla_gym.envs.libero.privileged`). Goals ``(In OBJ REGION)`` and ``(On OBJ TARGET)`` —
 every task of LIBERO-Object and LIBERO-Spatial — are served by one closed-loop skill:
-hover over the object, descend, close, lift, carry the object's centre over the target, lower,
-open. Targets are recomputed every step from the live poses, so a slipping or nudged object is
-followed; a grasp that did not lift the object is retried.
+hover over the object, descend, close, lift, carry the object's origin over the target's, lower,
+open. An object narrow enough for the fingers (8 cm) is held across its narrower side; a wider
+one (a bowl) by its wall. Targets are recomputed every step from the live poses, so a slipping
+or nudged object is followed. A descent blocked above the grasp point, an approach stuck on
+something or a grasp that did not lift the object is retried (a rim grasp from the next side).
 
 Actions are LIBERO's OSC_POSE deltas: position error over the controller's 0.05 m per unit,
 rotation error (axis-angle) over its 0.5 rad per unit, both clipped to [-1, 1]. The hand points
