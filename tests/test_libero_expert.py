@@ -107,6 +107,20 @@ def test_env_reports_goal_state():
         env.close()
 
 
+@needs_libero
+def test_table_region_goal_reports_the_region_box():
+    """A region on the table (no object of its own) reports its site's pose and box."""
+    env = make("Goal", task_id=5)
+    try:
+        _, info = env.reset(seed=0)
+    finally:
+        env.close()
+    assert info["goal"] == "on plate_1 main_table_stove_front_region"
+    region = info["goal_boxes"][1]
+    np.testing.assert_allclose(region[:3], -region[3:])  # a box centred on the site
+    assert np.all(region[3:] > 0)
+
+
 def run(env: gym.Env, expert: LiberoExpert, task: int, init: int) -> tuple[bool, int]:
     obs, info = env.reset(options={"task_id": task, "init_state_id": init})
     expert.reset()
