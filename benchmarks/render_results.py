@@ -23,6 +23,8 @@ BENCHMARKS = Path(__file__).resolve().parent
 # The results this report should hold, and the command that writes each one (from the
 # repository root). A result file not listed here is rendered all the same.
 EXPECTED: dict[str, str] = {
+    "quickstart": "python benchmarks/quickstart_seeds.py --seeds 0 1 2",
+    "libero_experts": "python benchmarks/libero_experts.py --suites object,spatial",
     "render_speed": "python benchmarks/render_speed.py --frames 40 --rounds 3",
     "vector_throughput": "python benchmarks/vector_throughput.py --part a --rounds 5 --seconds 2",
     "vector_throughput_panda": (

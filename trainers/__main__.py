@@ -20,6 +20,7 @@ COMMANDS = {
     "collect": ("trainers.collect", "collect demonstrations with a scripted expert"),
     "sft": ("trainers.sft", "supervised fine-tuning on demonstrations"),
     "convert-checkpoint": ("trainers.checkpoint", "rewrite a trusted older checkpoint safely"),
+    "convert-libero": ("trainers.libero_hdf5", "convert LIBERO's HDF5 demonstrations to demos"),
 }
 
 

@@ -9,6 +9,7 @@ episode ends. The report gives per-task success and the suite's mean. ``progress
 :mod:`vla_gym.eval.progress`::
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
+    python -m vla_gym.eval.libero --suite object --num-trials 5 --policy expert
     python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
     python -m trainers eval --checkpoint runs/.../checkpoints/latest.pt   # a trained policy
 
@@ -67,9 +68,10 @@ def evaluate(
 ) -> EvalResult:
     """Run ``num_trials`` init states of each task (default all tasks of the suite).
 
-    ``policy``: a :class:`~vla_gym.eval.Policy`, a factory (vector env -> Policy), ``"random"``
-    or ``"zero"`` (hold still, gripper open). The size: ``num_trials`` init states per task, or
-    an ``episodes`` budget spread over the tasks (at least one each, at most 50), default all
+    ``policy``: a :class:`~vla_gym.eval.Policy`, a factory (vector env -> Policy), ``"random"``,
+    ``"zero"`` (hold still, gripper open) or ``"expert"`` (the scripted expert on privileged
+    state; flat observations unless ``obs_mode`` is given). The size: ``num_trials`` init
+    states per task, or an ``episodes`` budget spread over the tasks (at least one each, at most 50), default all
     50. ``env_kwargs`` go to every env (``image_size``, ``libero_assets``, ``max_steps``,
     ``action_chunk``, ...). ``num_envs`` defaults to the number of tasks (at most 10).
     """
@@ -80,6 +82,8 @@ def evaluate(
         raise ValueError("give episodes= or num_trials=, not both")
     if num_trials is not None and num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    if policy == "expert":
+        env_kwargs.setdefault("obs_mode", "flat")  # the expert reads info, not pictures
     if tasks is not None:
         if "task_ids" in env_kwargs:
             raise ValueError("give tasks= or the env kwarg task_ids=, not both")
@@ -210,7 +214,9 @@ def format_report(result: EvalResult) -> str:
 def main(argv: list[str] | None = None) -> EvalResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
-    parser.add_argument("--policy", default="random", help=POLICY_HELP.format("random | zero"))
+    parser.add_argument(
+        "--policy", default="random", help=POLICY_HELP.format("random | zero | expert")
+    )
     parser.add_argument("--num-trials", type=int, default=NUM_INIT_STATES, help="per task")
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)

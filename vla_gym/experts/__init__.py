@@ -18,6 +18,7 @@ EXPERT_MODULES = {
     "VLA/PandaPickCube": "vla_gym.experts.panda",
     "VLA/CALVIN": "vla_gym.experts.calvin",
     "VLA/MetaWorld": "vla_gym.experts.metaworld",
+    "VLA/LIBERO": "vla_gym.experts.libero",
 }
 
 

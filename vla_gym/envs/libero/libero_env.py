@@ -18,7 +18,9 @@ position delta (x 0.05 m), rotation delta as axis-angle (x 0.5 rad), gripper (-1
 Episodes: a reset picks a task and one of its 50 recorded initial states (see
 :meth:`LiberoEnv.reset`), then runs ``num_settle_steps`` no-op steps with the gripper open so the
 objects (which start a few cm above their support) come to rest. Reward is sparse: 1 on the step
-where the task's BDDL goal holds (``success``), which ends the episode.
+where the task's BDDL goal holds (``success``), which ends the episode. ``info`` also carries
+privileged state for scripted experts: the goal predicate, the poses and bounding boxes of its
+objects and the end-effector pose (:mod:`vla_gym.envs.libero.privileged`).
 
 Rendering goes through vla_gym's own MuJoCo renderer on robosuite's model, only when an
 observation is made (not on settling steps or inside an action chunk), with the render-quality
@@ -37,6 +39,7 @@ import numpy as np
 from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
 from vla_gym.envs.libero.offline import import_libero, resolve_assets, use_assets
+from vla_gym.envs.libero.privileged import GoalState
 from vla_gym.envs.libero.suites import SUITES, get_suite
 
 # Our camera name -> robosuite camera name.
@@ -263,6 +266,7 @@ class LiberoEnv(VLAEnv):
                 hard_reset=False,  # the initial state is set right after: no XML reload
                 ignore_done=True,  # the step limit is ours
             )
+        self._goal_state = GoalState(self._sim.env)
         self._current_task = task_id
         self.instruction = self._benchmark.get_task(task_id).language
         if self.obs_mode == "vla" or self.render_mode is not None:
@@ -307,7 +311,12 @@ class LiberoEnv(VLAEnv):
         return images
 
     def _extra_info(self) -> dict[str, Any]:
-        return {"task_id": self._current_task, "init_state_id": self._current_init}
+        # the goal's poses are for scripted experts (see vla_gym.envs.libero.privileged)
+        return {
+            "task_id": self._current_task,
+            "init_state_id": self._current_init,
+            **self._goal_state.info(),
+        }
 
     # ------------------------------------------------------------------ close
     def _close_sim(self) -> None:
