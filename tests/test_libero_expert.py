@@ -181,5 +181,5 @@ def test_eval_cli_runs_the_expert(capsys):
             "--backend", "sync", "--policy", "expert", "--libero-assets", str(ASSETS),
         ]
     )  # fmt: skip
-    assert result.trials == [(1, 0, True)] and result.success == 1.0
+    assert result.details["trials"] == [(1, 0, True)] and result.metrics["success"] == 1.0
     assert "policy expert: 1 trials" in capsys.readouterr().out

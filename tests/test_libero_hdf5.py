@@ -209,7 +209,7 @@ def test_sft_runs_on_converted_file(tmp_path):
     import torch
     from gymnasium import spaces
 
-    from trainers.policies.flow import Config, Policy
+    from trainers.policies.flow import FlowConfig, FlowPolicy
     from trainers.sft import SFTConfig, train_sft
 
     path = tmp_path / "demo.hdf5"
@@ -225,8 +225,8 @@ def test_sft_runs_on_converted_file(tmp_path):
     )
     action_space = spaces.Box(-1, 1, (7,), np.float32)
     torch.manual_seed(0)
-    policy = Policy(
-        Config.preset("nano", image_size=16, image_patch=4, language="hash"),
+    policy = FlowPolicy(
+        FlowConfig.from_preset("nano", image_size=16, image_patch=4, language="hash"),
         obs_space,
         action_space,
     )

@@ -72,8 +72,9 @@ def evaluate(
     ``"zero"`` (hold still, gripper open) or ``"expert"`` (the scripted expert on privileged
     state; flat observations unless ``obs_mode`` is given). The size: ``num_trials`` init
     states per task, or an ``episodes`` budget spread over the tasks (at least one each, at
-    most 50), default all 50. ``env_kwargs`` go to every env (``image_size``, ``libero_assets``, ``max_steps``,
-    ``action_chunk``, ...). ``num_envs`` defaults to the number of tasks (at most 10).
+    most 50), default all 50. ``env_kwargs`` go to every env (``image_size``,
+    ``libero_assets``, ``max_steps``, ``action_chunk``, ...). ``num_envs`` defaults to the
+    number of tasks (at most 10).
     """
     spec = get_suite(suite)
     check_policy_spec(policy)
