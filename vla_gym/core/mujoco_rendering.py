@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import mujoco
 import numpy as np
 
+from vla_gym.core.decimate import DecimationStats, check_mesh_budget, decimate_model_meshes
 from vla_gym.core.rendering import resolve_render_quality
 
 # Renderers still open at exit must be closed before MuJoCo's EGL backend terminates its display
@@ -35,7 +36,9 @@ class MujocoCameras:
 
     ``cameras`` maps our camera name to ``(mujoco camera name or id, height, width)``.
     One ``mujoco.Renderer`` (one GL context) is kept per distinct size. ``scene_option``
-    (optional) selects what is drawn, e.g. which geom groups are visible.
+    (optional) selects what is drawn, e.g. which geom groups are visible. In fast quality,
+    meshes above ``mesh_budget`` triangles are drawn decimated (see :mod:`vla_gym.core.decimate`;
+    ``None`` draws them whole); ``decimation`` then holds the triangle counts.
     """
 
     def __init__(
@@ -44,12 +47,17 @@ class MujocoCameras:
         cameras: Mapping[str, tuple[str | int, int, int]],
         render_quality: str = "auto",
         scene_option: mujoco.MjvOption | None = None,
+        mesh_budget: int | None = None,
     ) -> None:
         self.quality = resolve_render_quality(render_quality)
+        mesh_budget = check_mesh_budget(mesh_budget)
         self._model = model
         self._scene_option = scene_option
         self._cameras = dict(cameras)
         apply_mujoco_render_quality(model, self.quality)
+        self.decimation: DecimationStats | None = None
+        if self.quality == "fast" and mesh_budget is not None:  # before the GL upload below
+            self.decimation = decimate_model_meshes(model, mesh_budget)
         sizes = {(h, w) for _, h, w in self._cameras.values()}
         model.vis.global_.offheight = max([model.vis.global_.offheight, *(h for h, _ in sizes)])
         model.vis.global_.offwidth = max([model.vis.global_.offwidth, *(w for _, w in sizes)])

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.envs.libero.offline import import_libero, resolve_assets, use_assets
 from vla_gym.envs.libero.suites import get_suite
 
@@ -102,8 +103,10 @@ class LiberoEnv(VLAEnv):
         terminate_on_success: bool = True,
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         self.suite = get_suite(suite)
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         height, width = _image_hw(image_size)
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown or not cameras:
@@ -279,7 +282,13 @@ class LiberoEnv(VLAEnv):
         scene_option.geomgroup[0] = 0  # collision geoms, hidden as in robosuite's renderer
         model = self._sim.sim.model._model
         cameras = {name: (CAMERAS[name], h, w) for name, (h, w) in self.cameras.items()}
-        return MujocoCameras(model, cameras, self.render_quality, scene_option=scene_option)
+        return MujocoCameras(
+            model,
+            cameras,
+            self.render_quality,
+            scene_option=scene_option,
+            mesh_budget=self.mesh_budget,
+        )
 
     # ------------------------------------------------------------------- step
     def _step_sim(self, action: np.ndarray) -> tuple[float, bool, bool]:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.core.deps import require
 from vla_gym.envs.metaworld.instructions import INSTRUCTIONS
 from vla_gym.envs.metaworld.tasks import (
@@ -78,11 +79,13 @@ class MetaWorldEnv(VLAEnv):
         reward_type: str = "sparse",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         require("metaworld", extra="metaworld", what="VLA/MetaWorld")
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
         self.reward_type = reward_type
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         self.suite: Suite = make_suite(suite, task, num_trials)
         camera_names = [cameras] if isinstance(cameras, str) else list(cameras)
         bad = [c for c in camera_names if c not in CAMERAS]
@@ -225,6 +228,7 @@ class MetaWorldEnv(VLAEnv):
                 native.model,
                 {name: (name, h, w) for name, (h, w) in self.cameras.items()},
                 self.render_quality,
+                mesh_budget=self.mesh_budget,
             )
         return native
 

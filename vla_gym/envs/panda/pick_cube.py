@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.core.deps import require
 
 _HOME_QPOS = np.array([0.0, -0.785, 0.0, -2.35, 0.0, 1.57, np.pi / 4])  # SERL home, TCP ~0.44 m up
@@ -67,6 +68,7 @@ class PandaPickCubeEnv(VLAEnv):
         reward_type: str = "dense",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         mujoco = require("mujoco", extra="panda", what="VLA/PandaPickCube")
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
@@ -75,6 +77,7 @@ class PandaPickCubeEnv(VLAEnv):
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
         self.reward_type = reward_type
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         self._mj = mujoco
         self._opspace = opspace
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -199,7 +202,9 @@ class PandaPickCubeEnv(VLAEnv):
         if self._renderer is None:
             from vla_gym.core.mujoco_rendering import MujocoCameras
 
-            self._renderer = MujocoCameras(self.model, self._camera_specs, self.render_quality)
+            self._renderer = MujocoCameras(
+                self.model, self._camera_specs, self.render_quality, mesh_budget=self.mesh_budget
+            )
         return self._renderer
 
     def _block_pos(self) -> np.ndarray:
