@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import mujoco
 import numpy as np
 
-from vla_gym.core.decimate import DecimationStats, check_mesh_budget, decimate_model_meshes
+from vla_gym.core.decimate import DecimationStats, check_mesh_budget, decimate_model
 from vla_gym.core.rendering import resolve_render_quality
 
 # Renderers still open at exit must be closed before MuJoCo's EGL backend terminates its display
@@ -57,7 +57,7 @@ class MujocoCameras:
         apply_mujoco_render_quality(model, self.quality)
         self.decimation: DecimationStats | None = None
         if self.quality == "fast" and mesh_budget is not None:  # before the GL upload below
-            self.decimation = decimate_model_meshes(model, mesh_budget)
+            self.decimation = decimate_model(model, mesh_budget)
         sizes = {(h, w) for _, h, w in self._cameras.values()}
         model.vis.global_.offheight = max([model.vis.global_.offheight, *(h for h, _ in sizes)])
         model.vis.global_.offwidth = max([model.vis.global_.offwidth, *(w for _, w in sizes)])
