@@ -96,9 +96,7 @@ def measure_scene(env_id: str, kwargs: dict, budget: int, args) -> dict:
             seconds[label] += spent
         steps += len(actions)
         for original, decimated in zip(frames["original"], frames["decimated"], strict=True):
-            diffs += [
-                np.abs(original[k].astype(np.int16) - decimated[k]).mean() for k in original
-            ]
+            diffs += [np.abs(original[k].astype(np.int16) - decimated[k]).mean() for k in original]
     row = {
         "original steps/CPU s": steps / seconds["original"],
         "decimated steps/CPU s": steps / seconds["decimated"],

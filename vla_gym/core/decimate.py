@@ -1,4 +1,4 @@
-"""Coarser triangle lists for drawing MuJoCo meshes in ``render_quality="fast"``.
+"""Coarser meshes for drawing MuJoCo scenes in ``render_quality="fast"``.
 
 Mesa's CPU rasteriser spends a frame on triangles, not pixels, and the benchmark scenes carry
 meshes made for close-up pictures (the gym-hil Panda + Robotiq alone has 192k triangles). In fast
@@ -7,20 +7,15 @@ itself (``fast-simplification``) of about ``mesh_budget`` triangles, and planes,
 draws as a grid of quads at their render spacing (the third size; 0.01 m on gym-hil's 6 m floor
 gives 40k quads), get a spacing that keeps them within the same budget.
 
-Only what the renderer draws changes. The decimated mesh keeps a subset of the original vertices
-at their original positions, so the compiled model's vertex, normal and texture-coordinate arrays,
-its convex hulls (what MuJoCo collides with), masses and inertias (computed by the compiler from
-the full mesh) stay as they are: physics is identical (a plane's third size is read by the
-renderer only). The mesh's face list is rewritten in place
-(``mesh_face``, ``mesh_facenormal``, ``mesh_facetexcoord`` and a smaller ``mesh_facenum``), before
-the GL context uploads it. The one other reader of face lists, ``mj_ray`` (rangefinders, picking),
-then sees the coarse surface too.
+Physics never sees any of it: :func:`render_copy` returns a decimated copy of the model, used
+only to upload meshes to the GL context; the scene is still built from the simulated model and
+its data (see :class:`vla_gym.core.mujoco_rendering.MujocoCameras`). The copy's meshes are
+decimated as compiled (in the mesh frame MuJoCo placed them in), so they line up with their
+geoms. Textured meshes are cut along their UV seams before decimation (a vertex is a position
+plus a texture coordinate), and each kept vertex keeps its own texture coordinate and normal.
 
-Textured meshes are cut along their UV seams before decimation (a vertex is a position plus a
-texture coordinate), so each kept corner keeps its own texture coordinate.
-
-Decimated face lists are cached on disk, keyed by a hash of the mesh as compiled from its source
-file (vertices, faces, texture seams) and the budget: a changed source file gives a new key and a
+Decimated meshes are cached on disk, keyed by a hash of the mesh as compiled from its source file
+(vertices, faces, texture seams) and the budget: a changed source file gives a new key and a
 rebuild. The folder is ``$VLA_GYM_MESH_CACHE``, else ``$XDG_CACHE_HOME/vla_gym/meshes``, else
 ``~/.cache/vla_gym/meshes``.
 """
@@ -36,9 +31,12 @@ import mujoco
 import numpy as np
 
 # Triangles per mesh in fast quality (see benchmarks/decimation_speed.py for the measurements).
-DEFAULT_MESH_BUDGET = 2000
+DEFAULT_MESH_BUDGET = 500
 _MIN_MESH_BUDGET = 16  # below this decimation destroys shapes rather than simplifying them
 _CACHE_VERSION = b"vla_gym-decimate-1"  # bump when the algorithm changes: old entries go unused
+# fast-simplification's default (7) lets some vertices drift a few % of the mesh size: right next
+# to a camera (the Robotiq base under the wrist camera) that shows. 3 keeps them in place.
+_AGGRESSIVENESS = 3.0
 
 
 def check_mesh_budget(budget: object) -> int | None:
@@ -68,39 +66,51 @@ class DecimationStats:
     cache_hits: int
 
 
-def decimate_model(
+def render_copy(
     model: mujoco.MjModel, budget: int, cache_dir: Path | None = None
-) -> DecimationStats:
-    """Draw every mesh and plane of ``model`` with at most about ``budget`` triangles.
-
-    Run it before a ``mujoco.Renderer`` is made for the model (the GL context uploads meshes
-    once). Running it again on the same model changes nothing (its meshes are within budget).
-    """
+) -> tuple[mujoco.MjModel, DecimationStats]:
+    """A copy of ``model`` whose meshes and planes are drawn with at most about ``budget``
+    triangles each (``model`` itself is not changed), and the triangle counts."""
     budget = check_mesh_budget(budget)
     if budget is None:
-        raise ValueError("decimate_model needs a budget, got None")
-    _coarsen_planes(model, budget)
+        raise ValueError("render_copy needs a budget, got None")
     cache = cache_dir if cache_dir is not None else mesh_cache_dir()
-    before = int(model.mesh_facenum.sum())
+    copy = copy_model(model)
+    _coarsen_planes(copy, budget)
     decimated = hits = 0
-    for mesh_id in np.flatnonzero(model.mesh_facenum > budget):
-        adr, num = int(model.mesh_faceadr[mesh_id]), int(model.mesh_facenum[mesh_id])
-        rows = slice(adr, adr + num)
-        vertices = model.mesh_vert[model.mesh_vertadr[mesh_id] :][: model.mesh_vertnum[mesh_id]]
-        textured = model.mesh_texcoordnum[mesh_id] > 0
-        corners = (model.mesh_face[rows], model.mesh_facenormal[rows])
+    for mesh_id in np.flatnonzero(copy.mesh_facenum > budget):
+        rows = slice(
+            copy.mesh_faceadr[mesh_id], copy.mesh_faceadr[mesh_id] + copy.mesh_facenum[mesh_id]
+        )
+        vert_adr, vert_num = copy.mesh_vertadr[mesh_id], copy.mesh_vertnum[mesh_id]
+        textured = copy.mesh_texcoordnum[mesh_id] > 0
+        corners = (copy.mesh_face[rows], copy.mesh_facenormal[rows])
         if textured:
-            corners += (model.mesh_facetexcoord[rows],)
-        new_corners, hit = _cached_decimation(vertices, corners, budget, cache)
-        count = len(new_corners[0])
-        model.mesh_face[adr : adr + count] = new_corners[0]
-        model.mesh_facenormal[adr : adr + count] = new_corners[1]
+            corners += (copy.mesh_facetexcoord[rows],)
+        vertices = copy.mesh_vert[vert_adr : vert_adr + vert_num]
+        (points, *new_corners), hit = _cached_decimation(vertices, corners, budget, cache)
+        if len(points) > vert_num:  # seams split more vertices than collapses removed
+            continue
+        face_rows = slice(rows.start, rows.start + len(new_corners[0]))
+        copy.mesh_vert[vert_adr : vert_adr + len(points)] = points
+        copy.mesh_vertnum[mesh_id] = len(points)
+        copy.mesh_face[face_rows] = new_corners[0]
+        copy.mesh_facenormal[face_rows] = new_corners[1]
         if textured:
-            model.mesh_facetexcoord[adr : adr + count] = new_corners[2]
-        model.mesh_facenum[mesh_id] = count
+            copy.mesh_facetexcoord[face_rows] = new_corners[2]
+        copy.mesh_facenum[mesh_id] = len(new_corners[0])
         decimated += 1
         hits += hit
-    return DecimationStats(before, int(model.mesh_facenum.sum()), decimated, hits)
+    stats = DecimationStats(
+        int(model.mesh_facenum.sum()), int(copy.mesh_facenum.sum()), decimated, hits
+    )
+    return copy, stats
+
+
+def copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    import copy
+
+    return copy.copy(model)  # MjModel's copy is a full copy (mj_copyModel)
 
 
 def _coarsen_planes(model: mujoco.MjModel, budget: int) -> None:
@@ -114,8 +124,8 @@ def _coarsen_planes(model: mujoco.MjModel, budget: int) -> None:
 def _cached_decimation(
     vertices: np.ndarray, corners: tuple[np.ndarray, ...], budget: int, cache: Path
 ) -> tuple[tuple[np.ndarray, ...], bool]:
-    """``decimate_faces`` through the on-disk cache; also says whether the cache answered."""
-    digest = hashlib.sha256(_CACHE_VERSION + str(budget).encode())
+    """``decimate_mesh`` through the on-disk cache; also says whether the cache answered."""
+    digest = hashlib.sha256(_CACHE_VERSION + f"{budget} {_AGGRESSIVENESS}".encode())
     digest.update(np.ascontiguousarray(vertices, np.float32).tobytes())
     # The position and texture indices define the surface and its seams; normals only follow.
     for array in corners[:1] + corners[2:]:
@@ -123,46 +133,55 @@ def _cached_decimation(
     path = cache / f"{digest.hexdigest()}.npz"
     try:
         with np.load(path) as stored:
-            return tuple(stored[f"corners{i}"] for i in range(len(corners))), True
+            return tuple(stored[f"array{i}"] for i in range(len(corners) + 1)), True
     except (OSError, KeyError, ValueError):  # missing or unreadable: rebuild
         pass
-    result = decimate_faces(vertices, corners, budget)
+    result = decimate_mesh(vertices, corners, budget)
     cache.mkdir(parents=True, exist_ok=True)
     # Written under a unique name and renamed: envs building in parallel never read half a file.
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, **{f"corners{i}": array for i, array in enumerate(result)})
+    np.savez(partial, **{f"array{i}": array for i, array in enumerate(result)})
     os.replace(partial, path)
     return result, False
 
 
-def decimate_faces(
+def decimate_mesh(
     vertices: np.ndarray, corners: tuple[np.ndarray, ...], budget: int
 ) -> tuple[np.ndarray, ...]:
-    """Decimate a triangle mesh to about ``budget`` faces, keeping a subset of its vertices.
+    """Decimate a triangle mesh to about ``budget`` faces: ``(points, *corners)``.
 
     ``corners`` are ``(F, 3)`` index arrays with one entry per face corner: the position index
     (into ``vertices``) first, then attribute indices (normal, texture coordinate). Returns the
-    same arrays for the decimated faces. A corner is split by position and every attribute but
-    the second (normals are smoothed, textures are not); the mesh is decimated over those split
-    vertices, so texture seams become borders and each kept corner keeps its attributes.
+    new positions and the same index arrays for the new faces, positions indexing ``points``,
+    attributes the original attribute arrays. Corners are split by position and texture
+    coordinate (normals follow, texture seams do not), so seams become borders.
     """
     import fast_simplification
 
     stacked = np.stack(corners, axis=-1).reshape(-1, len(corners)).astype(np.int64)
-    split_key = np.delete(stacked, 1, axis=1) if len(corners) > 1 else stacked
+    # Meshes from OBJ files often repeat a position per face (their own normals): weld them, or
+    # every edge is a border and decimation shreds the surface instead of simplifying it.
+    positions, welded = np.unique(vertices, axis=0, return_inverse=True)
+    split_key = np.column_stack([welded.ravel()[stacked[:, 0]], stacked[:, 2:]])
     keys, first, faces = np.unique(split_key, axis=0, return_index=True, return_inverse=True)
     faces = faces.reshape(-1, 3)
-    points = np.asarray(vertices, np.float64)[keys[:, 0]]
-    _, _, collapses = fast_simplification.simplify(
-        points, faces, target_count=budget, return_collapses=True
+    points = positions[keys[:, 0]].astype(np.float64)
+    new_points, new_faces, collapses = fast_simplification.simplify(
+        points, faces, target_count=budget, agg=_AGGRESSIVENESS, return_collapses=True
     )
-    # collapses[i] = (kept, removed): follow each vertex to the one it finally merged into.
+    # collapses[i] = (kept, removed): follow each vertex to the one it finally merged into. The
+    # library numbers its output vertices in the order of these survivors, so a new vertex keeps
+    # the attributes of the split vertex it grew from.
     survivor = np.arange(len(keys))
     survivor[collapses[:, 1]] = collapses[:, 0]
     while not np.array_equal(survivor, survivor[survivor]):
         survivor = survivor[survivor]
-    faces = survivor[faces]
-    a, b, c = faces.T
-    faces = faces[(a != b) & (b != c) & (a != c)]  # collapsed triangles
-    attributes = stacked[first]  # one corner's indices per split vertex
-    return tuple(attributes[faces, k].astype(np.int32) for k in range(len(corners)))
+    merged = survivor[faces]
+    a, b, c = merged.T
+    origin = np.unique(merged[(a != b) & (b != c) & (a != c)])  # kept faces' vertices, in order
+    if len(origin) != len(new_points):
+        raise RuntimeError("fast-simplification numbered its output vertices unexpectedly")
+    attributes = stacked[first][origin]  # per new vertex: one original corner's indices
+    result = [new_points.astype(np.float32), new_faces.astype(np.int32)]
+    result += [attributes[new_faces, k].astype(np.int32) for k in range(1, len(corners))]
+    return tuple(result)
