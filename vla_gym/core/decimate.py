@@ -5,7 +5,7 @@ meshes made for close-up pictures (the gym-hil Panda + Robotiq alone has 192k tr
 quality every mesh above ``mesh_budget`` triangles is drawn with a quadric-decimated version of
 itself (``fast-simplification``) of about ``mesh_budget`` triangles, and planes, which MuJoCo
 draws as a grid of quads at their render spacing (the third size; 0.01 m on gym-hil's 6 m floor
-gives 40k quads), get a spacing that keeps them within the same budget.
+gives 40k quads), get a spacing that keeps them within ten times that budget.
 
 Physics never sees any of it: :func:`render_copy` returns a decimated copy of the model, used
 only to upload meshes to the GL context; the scene is still built from the simulated model and
@@ -37,6 +37,8 @@ _CACHE_VERSION = b"vla_gym-decimate-1"  # bump when the algorithm changes: old e
 # fast-simplification's default (7) lets some vertices drift a few % of the mesh size: right next
 # to a camera (the Robotiq base under the wrist camera) that shows. 3 keeps them in place.
 _AGGRESSIVENESS = 3.0
+# A floor spans much of a picture and is lit per vertex: it keeps a finer grid than one mesh.
+_PLANE_BUDGETS = 10
 
 
 def check_mesh_budget(budget: object) -> int | None:
@@ -88,7 +90,12 @@ def render_copy(
         if textured:
             corners += (copy.mesh_facetexcoord[rows],)
         vertices = copy.mesh_vert[vert_adr : vert_adr + vert_num]
-        (points, *new_corners), hit = _cached_decimation(vertices, corners, budget, cache)
+        texcoords = copy.mesh_texcoord[copy.mesh_texcoordadr[mesh_id] :][
+            : copy.mesh_texcoordnum[mesh_id]
+        ]
+        (points, *new_corners), hit = _cached_decimation(
+            vertices, corners, texcoords, budget, cache
+        )
         if len(points) > vert_num:  # seams split more vertices than collapses removed
             continue
         face_rows = slice(rows.start, rows.start + len(new_corners[0]))
@@ -114,19 +121,24 @@ def copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
 
 
 def _coarsen_planes(model: mujoco.MjModel, budget: int) -> None:
-    """Widen the render grid of sized planes to at most ``budget`` triangles (2 per quad)."""
-    quads_per_side = max(1.0, np.sqrt(budget / 2))
+    """Widen the render grid of sized planes to at most ``_PLANE_BUDGETS * budget`` triangles."""
+    quads_per_side = max(1.0, np.sqrt(_PLANE_BUDGETS * budget / 2))  # 2 triangles per quad
     for geom in np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE):
         extent = 2 * float(model.geom_size[geom, :2].max())  # 0 for an infinite plane: as is
         model.geom_size[geom, 2] = max(model.geom_size[geom, 2], extent / quads_per_side)
 
 
 def _cached_decimation(
-    vertices: np.ndarray, corners: tuple[np.ndarray, ...], budget: int, cache: Path
+    vertices: np.ndarray,
+    corners: tuple[np.ndarray, ...],
+    texcoords: np.ndarray,
+    budget: int,
+    cache: Path,
 ) -> tuple[tuple[np.ndarray, ...], bool]:
     """``decimate_mesh`` through the on-disk cache; also says whether the cache answered."""
     digest = hashlib.sha256(_CACHE_VERSION + f"{budget} {_AGGRESSIVENESS}".encode())
     digest.update(np.ascontiguousarray(vertices, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(texcoords, np.float32).tobytes())
     # The position and texture indices define the surface and its seams; normals only follow.
     for array in corners[:1] + corners[2:]:
         digest.update(np.ascontiguousarray(array, np.int32).tobytes())
@@ -136,7 +148,7 @@ def _cached_decimation(
             return tuple(stored[f"array{i}"] for i in range(len(corners) + 1)), True
     except (OSError, KeyError, ValueError):  # missing or unreadable: rebuild
         pass
-    result = decimate_mesh(vertices, corners, budget)
+    result = decimate_mesh(vertices, corners, budget, texcoords)
     cache.mkdir(parents=True, exist_ok=True)
     # Written under a unique name and renamed: envs building in parallel never read half a file.
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
@@ -146,25 +158,33 @@ def _cached_decimation(
 
 
 def decimate_mesh(
-    vertices: np.ndarray, corners: tuple[np.ndarray, ...], budget: int
+    vertices: np.ndarray,
+    corners: tuple[np.ndarray, ...],
+    budget: int,
+    texcoords: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Decimate a triangle mesh to about ``budget`` faces: ``(points, *corners)``.
 
     ``corners`` are ``(F, 3)`` index arrays with one entry per face corner: the position index
     (into ``vertices``) first, then attribute indices (normal, texture coordinate). Returns the
     new positions and the same index arrays for the new faces, positions indexing ``points``,
-    attributes the original attribute arrays. Corners are split by position and texture
-    coordinate (normals follow, texture seams do not), so seams become borders.
+    attributes the original attribute arrays. With ``texcoords`` (the array the third index
+    points into), corners are split by position and texture coordinate (normals follow, texture
+    seams do not), so seams become borders.
     """
     import fast_simplification
 
     stacked = np.stack(corners, axis=-1).reshape(-1, len(corners)).astype(np.int64)
-    # Meshes from OBJ files often repeat a position per face (their own normals): weld them, or
-    # every edge is a border and decimation shreds the surface instead of simplifying it.
+    # Meshes from OBJ files often repeat a position (and texture coordinate) per face: weld them
+    # by value, or every edge is a border and decimation shreds the surface.
     positions, welded = np.unique(vertices, axis=0, return_inverse=True)
-    split_key = np.column_stack([welded.ravel()[stacked[:, 0]], stacked[:, 2:]])
+    split_key = welded.ravel()[stacked[:, :1]]
+    if texcoords is not None and len(corners) > 2:
+        _, uv = np.unique(texcoords, axis=0, return_inverse=True)
+        split_key = np.column_stack([split_key, uv.ravel()[stacked[:, 2]]])
     keys, first, faces = np.unique(split_key, axis=0, return_index=True, return_inverse=True)
     faces = faces.reshape(-1, 3)
+    faces = faces[_proper(faces)]  # welding can leave slivers with two equal corners
     points = positions[keys[:, 0]].astype(np.float64)
     new_points, new_faces, collapses = fast_simplification.simplify(
         points, faces, target_count=budget, agg=_AGGRESSIVENESS, return_collapses=True
@@ -177,11 +197,16 @@ def decimate_mesh(
     while not np.array_equal(survivor, survivor[survivor]):
         survivor = survivor[survivor]
     merged = survivor[faces]
-    a, b, c = merged.T
-    origin = np.unique(merged[(a != b) & (b != c) & (a != c)])  # kept faces' vertices, in order
+    origin = np.unique(merged[_proper(merged)])  # the kept faces' vertices, in order
     if len(origin) != len(new_points):
         raise RuntimeError("fast-simplification numbered its output vertices unexpectedly")
     attributes = stacked[first][origin]  # per new vertex: one original corner's indices
     result = [new_points.astype(np.float32), new_faces.astype(np.int32)]
     result += [attributes[new_faces, k].astype(np.int32) for k in range(1, len(corners))]
     return tuple(result)
+
+
+def _proper(faces: np.ndarray) -> np.ndarray:
+    """Which faces have three distinct corners."""
+    a, b, c = faces.T
+    return (a != b) & (b != c) & (a != c)
