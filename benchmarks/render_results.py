@@ -24,6 +24,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 # repository root). A result file not listed here is rendered all the same.
 EXPECTED: dict[str, str] = {
     "render_speed": "python benchmarks/render_speed.py --frames 40 --rounds 3",
+    "decimation_speed": "python benchmarks/decimation_speed.py",
     "vector_throughput": "python benchmarks/vector_throughput.py --part a --rounds 5 --seconds 2",
     "vector_throughput_panda": (
         "python benchmarks/vector_throughput.py --part b --rounds 2 --panda-seconds 4"

@@ -30,6 +30,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from vla_gym.core.deps import require
+
 # Triangles per mesh in fast quality (see benchmarks/decimation_speed.py for the measurements).
 DEFAULT_MESH_BUDGET = 500
 _MIN_MESH_BUDGET = 16  # below this decimation destroys shapes rather than simplifying them
@@ -172,7 +174,11 @@ def decimate_mesh(
     points into), corners are split by position and texture coordinate (normals follow, texture
     seams do not), so seams become borders.
     """
-    import fast_simplification
+    fast_simplification = require(
+        "fast_simplification",
+        extra="panda",
+        what="Decimated meshes (render_quality='fast'; mesh_budget=None turns them off)",
+    )
 
     stacked = np.stack(corners, axis=-1).reshape(-1, len(corners)).astype(np.int64)
     # Meshes from OBJ files often repeat a position (and texture coordinate) per face: weld them
