@@ -22,7 +22,8 @@ where the task's BDDL goal holds (``success``), which ends the episode.
 
 Rendering goes through vla_gym's own MuJoCo renderer on robosuite's model, only when an
 observation is made (not on settling steps or inside an action chunk), with the render-quality
-switch applied (``"fast"``: no shadows, reflections or multisampling).
+switch applied (``"fast"``: no shadows, reflections or multisampling, meshes decimated to
+``mesh_budget`` triangles).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class LiberoEnv(VLAEnv):
         max_steps: policy steps per episode (enforced inside chunks); default the suite's
             (RLinf's) limit. (``gym.make``'s own ``max_episode_steps`` would add a TimeLimit
             counting whole chunks instead.)
+        mesh_budget: in fast render quality, meshes above this many triangles are drawn
+            decimated (:mod:`vla_gym.core.decimate`); ``None`` draws the original meshes.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}

@@ -10,7 +10,9 @@
   ``corner2``, ``corner3``, ``corner4``, ``topview``, ``behindGripper``, ``gripperPOV``),
   ``image_size`` px square (default 128, a CPU-friendly size; the reference recipes train at
   224-480). ``rotate_images=True`` (default) turns every image 180 degrees, as LeRobot's and
-  RLinf's Meta-World wrappers do so that frames match their training data.
+  RLinf's Meta-World wrappers do so that frames match their training data. In fast render
+  quality meshes above ``mesh_budget`` triangles (default 500) are drawn decimated
+  (:mod:`vla_gym.core.decimate`); ``mesh_budget=None`` draws the original meshes.
 * ``obs_mode="flat"``: the 39-D Meta-World observation (hand, gripper, objects, previous frame,
   goal). Multi-task suites (MT50) show the goal and append a one-hot task id; meta-learning
   suites (ML45) hide the goal (zeros), as Meta-World does.

@@ -26,6 +26,10 @@ the task layout follows SERL's ``franka_sim`` PandaPickCube:
 * reset: arm at a fixed home pose; block xy uniform in ``[0.25, 0.55] x [-0.25, 0.25]`` drawn
   from the env's seeded RNG (gym-hil ignores the seed; we do not).
 
+In ``render_quality="fast"`` meshes above ``mesh_budget`` triangles (default 500) are drawn
+decimated (:mod:`vla_gym.core.decimate`; physics is untouched); ``mesh_budget=None`` draws the
+original 192k-triangle scene.
+
 ``info`` carries ``block_pos``, ``tcp_pos``, ``tcp_target`` (the controller's Cartesian target)
 and ``gripper`` (privileged, for scripted experts).
 """
