@@ -22,6 +22,7 @@ rebuild. The folder is ``$VLA_GYM_MESH_CACHE``, else ``$XDG_CACHE_HOME/vla_gym/m
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass
@@ -79,21 +80,21 @@ def render_copy(
     if budget is None:
         raise ValueError("render_copy needs a budget, got None")
     cache = cache_dir if cache_dir is not None else mesh_cache_dir()
-    copy = copy_model(model)
-    _coarsen_planes(copy, budget)
+    drawn = copy.copy(model)  # a full copy (mj_copyModel)
+    _coarsen_planes(drawn, budget)
     decimated = hits = 0
-    for mesh_id in np.flatnonzero(copy.mesh_facenum > budget):
+    for mesh_id in np.flatnonzero(drawn.mesh_facenum > budget):
         rows = slice(
-            copy.mesh_faceadr[mesh_id], copy.mesh_faceadr[mesh_id] + copy.mesh_facenum[mesh_id]
+            drawn.mesh_faceadr[mesh_id], drawn.mesh_faceadr[mesh_id] + drawn.mesh_facenum[mesh_id]
         )
-        vert_adr, vert_num = copy.mesh_vertadr[mesh_id], copy.mesh_vertnum[mesh_id]
-        textured = copy.mesh_texcoordnum[mesh_id] > 0
-        corners = (copy.mesh_face[rows], copy.mesh_facenormal[rows])
+        vert_adr, vert_num = drawn.mesh_vertadr[mesh_id], drawn.mesh_vertnum[mesh_id]
+        textured = drawn.mesh_texcoordnum[mesh_id] > 0
+        corners = (drawn.mesh_face[rows], drawn.mesh_facenormal[rows])
         if textured:
-            corners += (copy.mesh_facetexcoord[rows],)
-        vertices = copy.mesh_vert[vert_adr : vert_adr + vert_num]
-        texcoords = copy.mesh_texcoord[copy.mesh_texcoordadr[mesh_id] :][
-            : copy.mesh_texcoordnum[mesh_id]
+            corners += (drawn.mesh_facetexcoord[rows],)
+        vertices = drawn.mesh_vert[vert_adr : vert_adr + vert_num]
+        texcoords = drawn.mesh_texcoord[drawn.mesh_texcoordadr[mesh_id] :][
+            : drawn.mesh_texcoordnum[mesh_id]
         ]
         (points, *new_corners), hit = _cached_decimation(
             vertices, corners, texcoords, budget, cache
@@ -101,25 +102,19 @@ def render_copy(
         if len(points) > vert_num:  # seams split more vertices than collapses removed
             continue
         face_rows = slice(rows.start, rows.start + len(new_corners[0]))
-        copy.mesh_vert[vert_adr : vert_adr + len(points)] = points
-        copy.mesh_vertnum[mesh_id] = len(points)
-        copy.mesh_face[face_rows] = new_corners[0]
-        copy.mesh_facenormal[face_rows] = new_corners[1]
+        drawn.mesh_vert[vert_adr : vert_adr + len(points)] = points
+        drawn.mesh_vertnum[mesh_id] = len(points)
+        drawn.mesh_face[face_rows] = new_corners[0]
+        drawn.mesh_facenormal[face_rows] = new_corners[1]
         if textured:
-            copy.mesh_facetexcoord[face_rows] = new_corners[2]
-        copy.mesh_facenum[mesh_id] = len(new_corners[0])
+            drawn.mesh_facetexcoord[face_rows] = new_corners[2]
+        drawn.mesh_facenum[mesh_id] = len(new_corners[0])
         decimated += 1
         hits += hit
     stats = DecimationStats(
-        int(model.mesh_facenum.sum()), int(copy.mesh_facenum.sum()), decimated, hits
+        int(model.mesh_facenum.sum()), int(drawn.mesh_facenum.sum()), decimated, hits
     )
-    return copy, stats
-
-
-def copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
-    import copy
-
-    return copy.copy(model)  # MjModel's copy is a full copy (mj_copyModel)
+    return drawn, stats
 
 
 def _coarsen_planes(model: mujoco.MjModel, budget: int) -> None:
