@@ -26,6 +26,7 @@ EXPECTED: dict[str, str] = {
     "quickstart": "python benchmarks/quickstart_seeds.py --seeds 0 1 2",
     "libero_experts": "python benchmarks/libero_experts.py --suites object,spatial",
     "render_speed": "python benchmarks/render_speed.py --frames 40 --rounds 3",
+    "decimation_speed": "python benchmarks/decimation_speed.py",
     "vector_throughput": "python benchmarks/vector_throughput.py --part a --rounds 5 --seconds 2",
     "vector_throughput_panda": (
         "python benchmarks/vector_throughput.py --part b --rounds 2 --panda-seconds 4"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import mujoco
 import numpy as np
 
+from vla_gym.core.decimate import check_mesh_budget, render_copy
 from vla_gym.core.rendering import resolve_render_quality
 
 # Renderers still open at exit must be closed before MuJoCo's EGL backend terminates its display
@@ -35,7 +36,10 @@ class MujocoCameras:
 
     ``cameras`` maps our camera name to ``(mujoco camera name or id, height, width)``.
     One ``mujoco.Renderer`` (one GL context) is kept per distinct size. ``scene_option``
-    (optional) selects what is drawn, e.g. which geom groups are visible.
+    (optional) selects what is drawn, e.g. which geom groups are visible. In fast quality,
+    meshes and planes above ``mesh_budget`` triangles are drawn decimated (see
+    :mod:`vla_gym.core.decimate`; ``None`` draws them whole); ``decimation`` then holds the
+    triangle counts. ``model`` is not changed beyond its render settings.
     """
 
     def __init__(
@@ -44,8 +48,10 @@ class MujocoCameras:
         cameras: Mapping[str, tuple[str | int, int, int]],
         render_quality: str = "auto",
         scene_option: mujoco.MjvOption | None = None,
+        mesh_budget: int | None = None,
     ) -> None:
         self.quality = resolve_render_quality(render_quality)
+        mesh_budget = check_mesh_budget(mesh_budget)
         self._model = model
         self._scene_option = scene_option
         self._cameras = dict(cameras)
@@ -53,9 +59,16 @@ class MujocoCameras:
         sizes = {(h, w) for _, h, w in self._cameras.values()}
         model.vis.global_.offheight = max([model.vis.global_.offheight, *(h for h, _ in sizes)])
         model.vis.global_.offwidth = max([model.vis.global_.offwidth, *(w for _, w in sizes)])
+        # The GL context takes its meshes from the model it is made with: the decimated copy.
+        drawn, self.decimation = model, None
+        if self.quality == "fast" and mesh_budget is not None:
+            drawn, self.decimation = render_copy(model, mesh_budget)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         for h, w in sorted(sizes):
-            renderer = mujoco.Renderer(model, height=h, width=w)
+            renderer = mujoco.Renderer(drawn, height=h, width=w)
+            # Scenes come from the simulated model, so changes an env makes to it at run time
+            # (colours, site visibility, ...) are drawn; the copy differs only in mesh data.
+            renderer._model = model
             if self.quality == "fast":
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False

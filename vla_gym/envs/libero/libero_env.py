@@ -24,7 +24,8 @@ objects and the end-effector pose (:mod:`vla_gym.envs.libero.privileged`).
 
 Rendering goes through vla_gym's own MuJoCo renderer on robosuite's model, only when an
 observation is made (not on settling steps or inside an action chunk), with the render-quality
-switch applied (``"fast"``: no shadows, reflections or multisampling).
+switch applied (``"fast"``: no shadows, reflections or multisampling, meshes decimated to
+``mesh_budget`` triangles).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 
 from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.envs.libero.offline import import_libero, resolve_assets, use_assets
 from vla_gym.envs.libero.privileged import GoalState
 from vla_gym.envs.libero.suites import SUITES, get_suite
@@ -82,6 +84,8 @@ class LiberoEnv(VLAEnv):
         max_steps: policy steps per episode (enforced inside chunks); default the suite's
             (RLinf's) limit. (``gym.make``'s own ``max_episode_steps`` would add a TimeLimit
             counting whole chunks instead.)
+        mesh_budget: in fast render quality, meshes above this many triangles are drawn
+            decimated (:mod:`vla_gym.core.decimate`); ``None`` draws the original meshes.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -104,6 +108,7 @@ class LiberoEnv(VLAEnv):
         terminate_on_success: bool = True,
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         self.suite = get_suite(arguments.choice("suite", suite, SUITES))
         height, width = arguments.image_size("image_size", image_size)
@@ -114,6 +119,7 @@ class LiberoEnv(VLAEnv):
         )
         max_steps = arguments.optional_integer("max_steps", max_steps, 1)
         self.init_state_id = arguments.optional_integer("init_state_id", init_state_id, 0)
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         if task_id is not None and task_ids is not None:
             raise ValueError("give task_id (one task) or task_ids (a subset), not both")
         task_id = arguments.optional_integer("task_id", task_id, 0)
@@ -281,7 +287,13 @@ class LiberoEnv(VLAEnv):
         scene_option.geomgroup[0] = 0  # collision geoms, hidden as in robosuite's renderer
         model = self._sim.sim.model._model
         cameras = {name: (CAMERAS[name], h, w) for name, (h, w) in self.cameras.items()}
-        return MujocoCameras(model, cameras, self.render_quality, scene_option=scene_option)
+        return MujocoCameras(
+            model,
+            cameras,
+            self.render_quality,
+            scene_option=scene_option,
+            mesh_budget=self.mesh_budget,
+        )
 
     # ------------------------------------------------------------------- step
     def _step_sim(self, action: np.ndarray) -> tuple[float, bool, bool]:

@@ -10,7 +10,9 @@
   ``corner2``, ``corner3``, ``corner4``, ``topview``, ``behindGripper``, ``gripperPOV``),
   ``image_size`` px square (default 128, a CPU-friendly size; the reference recipes train at
   224-480). ``rotate_images=True`` (default) turns every image 180 degrees, as LeRobot's and
-  RLinf's Meta-World wrappers do so that frames match their training data.
+  RLinf's Meta-World wrappers do so that frames match their training data. In fast render
+  quality meshes above ``mesh_budget`` triangles (default 500) are drawn decimated
+  (:mod:`vla_gym.core.decimate`); ``mesh_budget=None`` draws the original meshes.
 * ``obs_mode="flat"``: the 39-D Meta-World observation (hand, gripper, objects, previous frame,
   goal). Multi-task suites (MT50) show the goal and append a one-hot task id; meta-learning
   suites (ML45) hide the goal (zeros), as Meta-World does.
@@ -36,6 +38,7 @@ import numpy as np
 
 from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.core.deps import require
 from vla_gym.envs.metaworld.instructions import INSTRUCTIONS
 from vla_gym.envs.metaworld.tasks import (
@@ -80,6 +83,7 @@ class MetaWorldEnv(VLAEnv):
         reward_type: str = "sparse",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         self.reward_type = arguments.choice("reward_type", reward_type, REWARD_TYPES)
         camera_names = arguments.names("cameras", cameras, CAMERAS)
@@ -90,6 +94,7 @@ class MetaWorldEnv(VLAEnv):
         self.rotate_images = arguments.flag("rotate_images", rotate_images)
         self.settle_steps = arguments.integer("settle_steps", settle_steps, 0, MAX_SETTLE_STEPS)
         require("metaworld", extra="metaworld", what="VLA/MetaWorld")
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         self.suite: Suite = make_suite(suite, task, num_trials)
         flat_dim = NATIVE_OBS_DIM + (len(self.suite.tasks) if self.suite.one_hot else 0)
         super().__init__(
@@ -218,6 +223,7 @@ class MetaWorldEnv(VLAEnv):
                 native.model,
                 {name: (name, h, w) for name, (h, w) in self.cameras.items()},
                 self.render_quality,
+                mesh_budget=self.mesh_budget,
             )
         return native
 

@@ -26,6 +26,10 @@ the task layout follows SERL's ``franka_sim`` PandaPickCube:
 * reset: arm at a fixed home pose; block xy uniform in ``[0.25, 0.55] x [-0.25, 0.25]`` drawn
   from the env's seeded RNG (gym-hil ignores the seed; we do not).
 
+In ``render_quality="fast"`` meshes above ``mesh_budget`` triangles (default 500) are drawn
+decimated (:mod:`vla_gym.core.decimate`; physics is untouched); ``mesh_budget=None`` draws the
+original 192k-triangle scene.
+
 ``info`` carries ``block_pos``, ``tcp_pos``, ``tcp_target`` (the controller's Cartesian target)
 and ``gripper`` (privileged, for scripted experts).
 """
@@ -39,6 +43,7 @@ import numpy as np
 
 from vla_gym.core import arguments
 from vla_gym.core.base import VLAEnv
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET, check_mesh_budget
 from vla_gym.core.deps import require
 
 _HOME_QPOS = np.array([0.0, -0.785, 0.0, -2.35, 0.0, 1.57, np.pi / 4])  # SERL home, TCP ~0.44 m up
@@ -69,6 +74,7 @@ class PandaPickCubeEnv(VLAEnv):
         reward_type: str = "dense",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
+        mesh_budget: int | None = DEFAULT_MESH_BUDGET,
     ) -> None:
         self.vision = arguments.flag("vision", vision)
         height, width = arguments.image_size("image_size", image_size)
@@ -79,6 +85,7 @@ class PandaPickCubeEnv(VLAEnv):
         require("gym_hil", extra="panda", what="VLA/PandaPickCube")
         from gym_hil.controllers import opspace
 
+        self.mesh_budget = check_mesh_budget(mesh_budget)
         self._mj = mujoco
         self._opspace = opspace
         # The VLA schema needs at least one image: the state variant observes the front camera.
@@ -201,7 +208,9 @@ class PandaPickCubeEnv(VLAEnv):
         if self._renderer is None:
             from vla_gym.core.mujoco_rendering import MujocoCameras
 
-            self._renderer = MujocoCameras(self.model, self._camera_specs, self.render_quality)
+            self._renderer = MujocoCameras(
+                self.model, self._camera_specs, self.render_quality, mesh_budget=self.mesh_budget
+            )
         return self._renderer
 
     def _block_pos(self) -> np.ndarray:
