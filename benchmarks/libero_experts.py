@@ -168,16 +168,21 @@ def write_summary(results: dict[str, Any]) -> None:
                 }
             )
     lowest = min(row["success_%"] for row in rows)
+    per_suite["lowest_task"] = lowest
     write_result(
         "libero_experts",
         title="LIBERO scripted experts",
         claim=(
             "The scripted pick-and-place expert succeeds on "
-            + ", ".join(f"LIBERO-{n.capitalize()} {v:.1f} %" for n, v in per_suite.items())
+            + ", ".join(
+                f"LIBERO-{n.capitalize()} {v:.1f} %"
+                for n, v in per_suite.items()
+                if n != "lowest_task"
+            )
             + f" of its episodes, at least {lowest:.0f} % on every task "
             f"({episodes} episodes on each task's first official init states)."
         ),
-        metric=next(iter(per_suite)),
+        metric="lowest_task",
         unit="% success",
         per_seed={"run": per_suite},
         rows=rows,

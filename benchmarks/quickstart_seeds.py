@@ -3,7 +3,8 @@
 Runs the quickstart with its default sizes once per seed (each in ``<work>/seed<N>``, skipped
 when that seed's ``result.json`` already exists, so an interrupted run resumes at the next
 seed), then writes ``benchmarks/results/quickstart.json``: per seed the held-out success after
-SFT and after PPO, the gain in points and the wall time of the whole run.
+SFT and after PPO (the checkpoint best on validation, and the last one), the gain in points and
+the wall time of the whole run.
 
     nice -n 10 python benchmarks/quickstart_seeds.py --seeds 0 1 2
 """
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             "gain": run["gain_points"],
             "sft_success": 100 * run["stages"]["SFT"]["success"],
             "rl_success": 100 * run["stages"]["SFT + PPO (flow_sde)"]["success"],
+            "last_iteration_success": 100 * run["last_iteration"]["success"],
+            "selected_iteration": run["selected_iteration"],
             "wall_minutes": run["wall_minutes"],
         }
         for seed, run in runs.items()
@@ -62,14 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         title="Main job: `python -m trainers.quickstart` (flow VLA, SFT then PPO)",
         claim=(
             f"On VLA/PandaPickCube-v0, PPO with flow_sde takes the flow VLA's held-out success "
-            f"from {sft:.1f} % after SFT to {rl:.1f} % (mean over {len(runs)} seeds, "
+            f"from {sft:.1f} % after SFT to {rl:.1f} % with the PPO checkpoint best on "
+            f"{first['validation_episodes']} validation episodes (mean over {len(runs)} seeds, "
             f"{first['eval_episodes']} held-out episodes each; smallest gain {worst:+.0f} points, "
             f"longest run {longest:.1f} min)."
         ),
         metric="gain",
         unit="points",
         per_seed=per_seed,
-        rows=[{"seed": seed, **values} for seed, values in per_seed.items()],
         starts_from=(
             f"one SFT checkpoint per seed N: {first['demos']} demos of the speed-capped expert "
             f"with DART noise on env seeds N*10000.., {first['sft_steps']} SFT steps with seed N"

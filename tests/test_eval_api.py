@@ -11,12 +11,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 
 import vla_gym.eval
 from vla_gym.eval.envs import trials_per_task
 from vla_gym.eval.progress import progress_enabled
 
-LIBERO_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "libero"
+LIBERO_ASSETS = SHARED_DIR / "assets" / "libero"
 
 
 class TinyPolicy:

@@ -8,13 +8,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 from scipy.spatial.transform import Rotation
 
 import vla_gym
 from vla_gym.experts.libero import Body, LiberoExpert, hand_yaw, yaw_rotation
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+ASSETS = SHARED_DIR / "assets" / "libero"
 needs_libero = pytest.mark.skipif(
     importlib.util.find_spec("libero") is None or not ASSETS.is_dir(),
     reason=f"hf-libero or the offline LIBERO asset pack ({ASSETS}) is missing",

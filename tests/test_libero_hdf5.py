@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DIR
 
 h5py = pytest.importorskip("h5py")
 
@@ -22,7 +23,7 @@ from trainers.libero_hdf5 import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+ASSETS = SHARED_DIR / "assets" / "libero"
 INSTRUCTION = "pick up the black bowl on the stove and place it on the plate"
 BDDL = "/somewhere/bddl_files/libero_spatial/pick_up_the_black_bowl_on_the_stove.bddl"
 

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from conftest import SHARED_DIR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -31,7 +32,7 @@ from trainers.train import Trainer
 from vla_gym.vector import WorkerDiedError, make_vec
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBERO_ASSETS = ROOT.parent / "shared" / "assets" / "libero"
+LIBERO_ASSETS = SHARED_DIR / "assets" / "libero"
 HAS_LIBERO = importlib.util.find_spec("libero") is not None and LIBERO_ASSETS.is_dir()
 
 
