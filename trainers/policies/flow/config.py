@@ -94,7 +94,7 @@ class FlowConfig:
     expert_dim: int = 128
     expert_layers: int = 2
     expert_heads: int = 4
-    # Flow sampling (π0 convention: t = 1 noise -> t = 0 action), see algorithms.md.
+    # Flow sampling (π0 convention: t = 1 noise -> t = 0 action), see docs/algorithms.md.
     denoise_steps: int = 5
     noise_method: str = "flow_sde"  # used by stochastic act(); evaluation is always the ODE
     noise_level: float = 0.5  # flow_sde's a

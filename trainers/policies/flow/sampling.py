@@ -1,4 +1,4 @@
-"""Flow-matching denoising steps and their Gaussian densities (algorithms.md, π0 convention).
+"""Flow-matching denoising steps and their Gaussian densities (docs/algorithms.md, π0 convention).
 
 The chain runs from ``x_1 ~ N(0, I)`` at ``t = 1`` to the action ``x_0`` at ``t = 0`` on the grid
 ``t_k = linspace(1, 1/K, K)`` followed by 0; ``δ_k = t_k − t_{k+1}``; the network predicts a
