@@ -2,9 +2,9 @@
 
 Metric names follow ``docs/algorithms.md`` (``env/success_once``, ``actor/approx_kl``,
 ``time/*``...). The x-axis is the number of native env steps, so curves of resumed runs line up:
-on resume the TensorBoard writer purges events written after the checkpoint by the killed run. A W&B run's id
-is stored in the run directory (``wandb_id``) on its first start and reused by every later
-start, so a resumed run continues the same W&B run.
+on resume the TensorBoard writer purges events written after the checkpoint by the killed run.
+A W&B run's id is stored in the run directory (``wandb_id``) on its first start and reused by
+every later start, so a resumed run continues the same W&B run.
 """
 
 from __future__ import annotations
