@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from vla_gym.eval.policy import POLICY_HELP, check_policy_spec
-from vla_gym.eval.progress import add_arguments, progress_setting
+from vla_gym.eval.progress import add_arguments, progress_setting, report_result
 from vla_gym.eval.protocols import protocol_for
 
 
@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the result as JSON here")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -40,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=progress_setting(args.progress),
         results_path=args.results_jsonl,
     )
-    print(result.report)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(result.to_json())
+    report_result(result, args)
     return 0
 
 

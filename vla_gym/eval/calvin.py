@@ -40,7 +40,7 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
 from vla_gym.eval.result import EvalResult
 
 ENV_ID = "VLA/CALVIN-D-v0"
@@ -238,7 +238,6 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--calvin-root", default=None)
     parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
     parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
-    parser.add_argument("--json", default=None, help="also write the result as JSON here")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -265,10 +264,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         results_path=args.results_jsonl,
         **env_kwargs,
     )
-    print(result.report)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(result.to_json())
+    report_result(result, args)
     return result
 
 

@@ -39,7 +39,7 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
 from vla_gym.eval.result import EvalResult
 
 NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
@@ -226,7 +226,6 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--libero-assets", default=None)
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
-    parser.add_argument("--json", default=None, help="also write the result as JSON here")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -251,10 +250,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         results_path=args.results_jsonl,
         **env_kwargs,
     )
-    print(result.report)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(result.to_json())
+    report_result(result, args)
     return result
 
 

@@ -37,7 +37,7 @@ from vla_gym.eval.policy import (
     env_info,
     policy_name,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting
+from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
 from vla_gym.eval.result import EvalResult
 
 SUITE_IDS = {
@@ -220,7 +220,6 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument(
         "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
     )
-    parser.add_argument("--json", default=None, help="also write the result as JSON here")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -249,10 +248,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         results_path=args.results_jsonl,
         **env_kwargs,
     )
-    print(result.report)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(result.to_json())
+    report_result(result, args)
     return result
 
 

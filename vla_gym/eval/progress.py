@@ -47,7 +47,8 @@ def progress_setting(choice: str) -> bool | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--progress`` and ``--results-jsonl``, the evaluation command lines' shared flags."""
+    """``--progress``, ``--results-jsonl`` and ``--json``, the evaluation command lines' shared
+    flags (:func:`report_result` honours ``--json``)."""
     parser.add_argument(
         "--progress",
         default="auto",
@@ -60,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="append one JSON line per finished task here as the evaluation runs",
     )
+    parser.add_argument("--json", default=None, help="also write the result as JSON here")
+
+
+def report_result(result: Any, args: argparse.Namespace) -> None:
+    """Print an :class:`~vla_gym.eval.EvalResult`'s report; write it as JSON with ``--json``."""
+    print(result.report)
+    if args.json:
+        Path(args.json).write_text(result.to_json())
 
 
 class EvalProgress:
