@@ -1,15 +1,27 @@
-"""One command-line idiom for env kwargs, and the console scripts."""
+"""One command-line idiom for env kwargs in every command, and the console scripts."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import importlib
+import inspect
+import json
+import typing
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomllib
 
-from trainers.cli import mapping_overrides, parse_kwargs, parse_mapping
+from trainers.cli import mapping_overrides
 from trainers.config import load_config
+from vla_gym.cli import (
+    add_env_kwargs_arguments,
+    env_kwargs_from_args,
+    parse_kwargs,
+    parse_mapping,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +40,8 @@ def test_dotted_kwargs_are_parsed_as_yaml_per_prefix():
     for bad in ("image_size=64", "env.kwargs.image_size", "expert.kwargs.max_speed=1"):
         with pytest.raises(SystemExit, match="env.kwargs.KEY=VALUE"):
             parse_kwargs([bad])
+    with pytest.raises(SystemExit, match="'env.kwargs.cameras=\\[a': the value is not YAML"):
+        parse_kwargs(["env.kwargs.cameras=[a"])
 
 
 def test_env_kwargs_mapping_equals_the_dotted_overrides():
@@ -40,14 +54,103 @@ def test_env_kwargs_mapping_equals_the_dotted_overrides():
     assert via_flag.env.kwargs["max_episode_steps"] == 7
     with pytest.raises(SystemExit, match="must be a mapping"):
         parse_mapping("[1, 2]")
+    with pytest.raises(SystemExit, match="keys must be kwarg names, got \\[1\\]"):
+        parse_mapping("{1: 2}")
+
+
+def _parse(argv: list[str], *flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    for flag in flags:
+        parser.add_argument(flag, type=int)
+    add_env_kwargs_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_items_override_the_mapping_and_shorthands_must_not_clash():
+    args = _parse(["--env-kwargs", "{max_steps: 5, obs_mode: flat}", "env.kwargs.max_steps=9"])
+    assert env_kwargs_from_args(args) == {"max_steps": 9, "obs_mode": "flat"}
+    shorthands = {"--image-size": "image_size"}
+    args = _parse(["--image-size", "64", "env.kwargs.max_steps=9"], "--image-size")
+    assert env_kwargs_from_args(args, shorthands) == {"image_size": 64, "max_steps": 9}
+    assert env_kwargs_from_args(_parse([], "--image-size"), shorthands) == {}
+    args = _parse(["--image-size", "64", "env.kwargs.image_size=32"], "--image-size")
+    with pytest.raises(SystemExit, match="--image-size is short for env.kwargs.image_size"):
+        env_kwargs_from_args(args, shorthands)
+
+
+@pytest.mark.parametrize(
+    ("module", "flag", "value", "key"),
+    [
+        ("calvin", "--assets", "builtin", "assets"),
+        ("libero", "--max-steps", 5, "max_steps"),
+        ("metaworld", "--max-episode-steps", 5, "max_steps"),
+    ],
+)
+def test_benchmark_command_lines_pass_env_kwargs_in_the_common_syntax(
+    module, flag, value, key, monkeypatch
+):
+    """Each benchmark's command line hands its env kwargs to its ``evaluate`` (stubbed)."""
+    protocol = importlib.import_module(f"vla_gym.eval.{module}")
+    calls = []
+
+    @functools.wraps(protocol.evaluate)  # keeps the signature the command line checks
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(report="report")
+
+    monkeypatch.setattr(protocol, "evaluate", record)
+    argv = ["--policy", "random", "--progress", "off", "--env-kwargs", "{obs_mode: flat}"]
+    protocol.main([*argv, "env.kwargs.cameras=[wrist]", "env.kwargs.obs_mode=vla"])
+    assert calls[-1]["obs_mode"] == "vla" and calls[-1]["cameras"] == ["wrist"]
+    assert calls[-1]["progress"] is False
+    protocol.main([*argv, flag, str(value)])
+    assert calls[-1][key] == value and calls[-1]["obs_mode"] == "flat"
+    with pytest.raises(SystemExit, match=f"{flag} is short for env.kwargs.{key}"):
+        protocol.main([flag, str(value), f"env.kwargs.{key}={value}"])
+    with pytest.raises(SystemExit, match="'seed' is an option of the evaluation"):
+        protocol.main(["env.kwargs.seed=3"])
+    with pytest.raises(SystemExit, match="must look like env.kwargs.KEY=VALUE"):
+        protocol.main(["env.kwargs.obs_mode"])
+    assert len(calls) == 2
+
+
+def test_eval_command_line_passes_env_kwargs_to_the_env(tmp_path):
+    pytest.importorskip("mujoco")
+    from vla_gym.eval.__main__ import main
+    from vla_gym.vector import EnvError
+
+    path = tmp_path / "result.json"
+    argv = ["--env-id", "VLA/PandaPickCube-v0", "--policy", "zero", "--episodes", "1"]
+    argv += ["--backend", "sync", "--progress", "off", "--json", str(path)]
+    assert main([*argv, "--env-kwargs", "{obs_mode: flat}", "env.kwargs.max_steps=3"]) == 0
+    result = json.loads(path.read_text())
+    assert result["details"]["episodes"][0]["episode_len"] == 3 == result["env_steps"]
+    # an unknown kwarg: the env constructor's own error, raised in env 0 of the vector env
+    with pytest.raises(EnvError, match="unexpected keyword argument 'no_such_kwarg'"):
+        main([*argv, "env.kwargs.no_such_kwarg=1"])
+    with pytest.raises(EnvError, match="max_steps must be an integer"):
+        main([*argv, "env.kwargs.max_steps=[3]"])
+    with pytest.raises(SystemExit, match="--env-kwargs must be a mapping"):
+        main([*argv, "--env-kwargs", "max_steps=3"])
+    with pytest.raises(SystemExit, match="'episodes' is an option of the evaluation"):
+        main([*argv, "env.kwargs.episodes=3"])
 
 
 def test_console_scripts_point_at_the_command_line_entry_points():
+    """A console script calls ``main()`` with no arguments and exits with what it returns."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert {"trainers", "trainers-sb3"} <= set(scripts)
+    assert scripts == {
+        "trainers": "trainers.__main__:main",
+        "trainers-sb3": "trainers.sb3:main",
+        "trainers-quickstart": "trainers.quickstart:main",
+        "vla-gym-eval": "vla_gym.eval.__main__:main",
+    }
     for target in scripts.values():
         module, function = target.split(":")
-        assert callable(getattr(importlib.import_module(module), function))
+        main = getattr(importlib.import_module(module), function)
+        parameters = inspect.signature(main).parameters.values()
+        assert all(parameter.default is None for parameter in parameters), target
+        assert typing.get_type_hints(main)["return"] is int, target
 
 
 def test_sft_maps_lerobot_cameras_and_state_from_flags():

@@ -19,9 +19,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
 from trainers.demos import DemoWriter, Episode, EpisodeWriter
 from trainers.tracking import ProgressBar, progress_bar_enabled
+from vla_gym.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
 
 FORMATS = ("native", "lerobot")
 EXPERT_KWARGS = "expert.kwargs"

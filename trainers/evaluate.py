@@ -17,7 +17,7 @@ the headline metrics (``{"protocol": ..., "eval/...": ...}``); ``--video PATH`` 
 episode on the evaluation env. ``--progress auto|on|off`` shows a progress bar with the running
 success rate (auto: on a terminal outside CI), ``--results-jsonl PATH`` appends one JSON line per
 finished task as the evaluation runs (see :mod:`vla_gym.eval.progress`), and ``--env-kwargs
-MAPPING`` sets env kwargs (see :mod:`trainers.cli`).
+MAPPING`` sets env kwargs (see :mod:`vla_gym.cli`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 
 import vla_gym.eval
 from trainers import checkpoint
-from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
+from trainers.cli import mapping_overrides
 from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
@@ -48,6 +48,7 @@ from trainers.rollout import (
     obs_to_torch,
 )
 from trainers.tracking import annotate_frame, progress_bar_enabled, write_video
+from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
 # Validation episodes (the trainer's periodic evaluation, the generic protocol) use seeds from
 # runner.seed + VALIDATION_SEED_OFFSET on: apart from the training rollouts' seeds.

@@ -249,9 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run(build_parser().parse_args(argv))
+def main(argv: list[str] | None = None) -> int:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``); the summary goes to
+    ``result.json`` under ``--out``. Returns the exit status."""
+    run(build_parser().parse_args(argv))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -29,8 +29,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trainers.cli import ENV_KWARGS, add_env_kwargs_flag, parse_kwargs, parse_mapping
 from trainers.tracking import ProgressBar, progress_bar_enabled
+from vla_gym.cli import add_env_kwargs_arguments, env_kwargs_from_args
 
 ALGOS = ("ppo", "sac")
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", default="runs/sb3")
     parser.add_argument("--eval-freq", type=int, default=10_000, help="env steps between evals")
     parser.add_argument("--eval-episodes", type=int, default=20)
-    add_env_kwargs_flag(parser)
+    add_env_kwargs_arguments(parser)
     parser.add_argument(
         "--hyperparameters",
         default="{}",
@@ -223,12 +223,6 @@ def main(argv: list[str] | None = None) -> int:
         "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar"
     )
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0, help="SB3 verbosity")
-    parser.add_argument(
-        "kwargs",
-        nargs="*",
-        metavar="env.kwargs.KEY=VALUE",
-        help="env kwargs, e.g. env.kwargs.max_steps=100",
-    )
     parser.add_argument(
         "--normalize-obs",
         action=argparse.BooleanOptionalAction,
@@ -245,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=args.log_dir,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
-        env_kwargs={**parse_mapping(args.env_kwargs), **parse_kwargs(args.kwargs)[ENV_KWARGS]},
+        env_kwargs=env_kwargs_from_args(args),
         hyperparameters=json.loads(args.hyperparameters),
         normalize_obs=args.normalize_obs,
         verbose=args.verbose,

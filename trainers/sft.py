@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from trainers import checkpoint
-from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
+from trainers.cli import mapping_overrides
 from trainers.demos import Demonstrations
 from trainers.policies.base import ActorCriticPolicy
 from trainers.tracking import ProgressBar
+from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
 
 @dataclass

@@ -28,7 +28,7 @@ import yaml
 from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
-from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
+from trainers.cli import mapping_overrides
 from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
@@ -40,6 +40,7 @@ from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.rollout import EpisodeStats, Rollout, RolloutCollector, make_vector_env
 from trainers.tracking import MetricLogger, ProgressBar, progress_bar_enabled
+from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
 
 def seed_everything(seed: int) -> None:

@@ -1,7 +1,9 @@
-"""``python -m vla_gym.eval --env-id ID --policy expert|random|zero [--episodes N]``: the
-protocol of ``ID``'s benchmark (or the generic one) with a built-in policy. ``--progress
-auto|on|off``: a progress bar on stderr (auto: on a terminal outside CI); ``--results-jsonl
-PATH``: one JSON line per finished task, appended as the evaluation runs."""
+"""``python -m vla_gym.eval --env-id ID --policy expert|random|zero [--episodes N]
+[env.kwargs.KEY=VALUE ...]``: the protocol of ``ID``'s benchmark (or the generic one) with a
+built-in policy. Env kwargs: positional ``env.kwargs.KEY=VALUE`` (VALUE parsed as YAML) or one
+``--env-kwargs '{KEY: VALUE}'`` mapping. ``--progress auto|on|off``: a progress bar on stderr
+(auto: on a terminal outside CI); ``--results-jsonl PATH``: one JSON line per finished task,
+appended as the evaluation runs."""
 
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ import argparse
 import sys
 
 from vla_gym.eval.policy import POLICY_HELP, check_policy_spec
-from vla_gym.eval.progress import add_arguments, progress_setting, report_result
+from vla_gym.eval.progress import (
+    add_arguments,
+    command_env_kwargs,
+    progress_setting,
+    report_result,
+)
 from vla_gym.eval.protocols import protocol_for
 
 
@@ -30,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     protocol = protocol_for(args.env_id)
+    env_kwargs = command_env_kwargs(args, protocol.evaluate)
     result = protocol.run(
         args.policy,
         episodes=args.episodes,
@@ -38,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         progress=progress_setting(args.progress),
         results_path=args.results_jsonl,
+        **env_kwargs,
     )
     report_result(result, args)
     return 0

@@ -8,11 +8,15 @@ len."), the success rate of 1..5 tasks in a row, and per-task success/total::
 
     python -m vla_gym.eval.calvin --policy expert --num-sequences 20
     python -m vla_gym.eval.calvin --policy random --num-sequences 100 --num-envs 4
+    python -m vla_gym.eval.calvin --num-sequences 20 env.kwargs.calvin_root=~/calvin
     python -m trainers eval --checkpoint runs/x/checkpoints/latest.pt   # a trained policy
 
 The chains run over a vector env (``VLA/CALVIN-D-v0`` in chain mode, autoreset disabled, each
 env reset with its next chain through ``reset(options={"reset_mask": ..., "tasks": ...})``).
-Instructions are the official evaluation sentences when a CALVIN folder is configured.
+Instructions are the official evaluation sentences when a CALVIN folder is configured. Env
+kwargs: ``env.kwargs.KEY=VALUE`` or ``--env-kwargs '{KEY: VALUE}'`` (see :mod:`vla_gym.cli`);
+``--assets``, ``--calvin-root``, ``--obs-mode`` and ``--render-quality`` are short for the env
+kwargs of the same names.
 ``progress`` and ``results_path`` (one JSON line per finished chain): see
 :mod:`vla_gym.eval.progress`.
 """
@@ -40,7 +44,13 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
+from vla_gym.eval.progress import (
+    EvalProgress,
+    add_arguments,
+    command_env_kwargs,
+    progress_setting,
+    report_result,
+)
 from vla_gym.eval.result import EvalResult
 
 ENV_ID = "VLA/CALVIN-D-v0"
@@ -50,6 +60,13 @@ NUM_SEQUENCES = 1000
 CHAIN_LENGTH = 5
 # Env kwargs the protocol sets itself (a caller must not override them).
 FIXED_KWARGS = ("scenes", "task", "num_subtasks", "steps_per_subtask", "max_steps")
+# The command line's own flags for some env kwargs: flag -> env kwarg.
+SHORTHANDS = {
+    "--assets": "assets",
+    "--calvin-root": "calvin_root",
+    "--obs-mode": "obs_mode",
+    "--render-quality": "render_quality",
+}
 
 
 def get_sequences(num_sequences: int = NUM_SEQUENCES) -> list[tuple[dict[str, Any], list[str]]]:
@@ -234,26 +251,21 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0, help="policy seed (the chains are fixed)")
-    parser.add_argument("--assets", default="auto", choices=["auto", "official", "builtin"])
-    parser.add_argument("--calvin-root", default=None)
-    parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
-    parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
+    parser.add_argument(
+        "--assets", choices=["auto", "official", "builtin"], help="env.kwargs.assets"
+    )
+    parser.add_argument("--calvin-root", help="env.kwargs.calvin_root")
+    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="env.kwargs.obs_mode")
+    parser.add_argument(
+        "--render-quality", choices=["auto", "fast", "full"], help="env.kwargs.render_quality"
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         check_policy_spec(args.policy)
     except ValueError as exc:
         parser.error(str(exc))
-    env_kwargs = {
-        key: value
-        for key, value in (
-            ("assets", args.assets),
-            ("calvin_root", args.calvin_root),
-            ("obs_mode", args.obs_mode),
-            ("render_quality", args.render_quality),
-        )
-        if value is not None
-    }
+    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS)
     result = evaluate(
         args.policy,
         episodes=args.num_sequences,

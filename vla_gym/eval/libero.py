@@ -10,11 +10,14 @@ episode ends. The report gives per-task success and the suite's mean. ``progress
 
     python -m vla_gym.eval.libero --suite spatial --num-trials 50 --policy random
     python -m vla_gym.eval.libero --suite object --num-trials 5 --policy expert
-    python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 --max-steps 100
+    python -m vla_gym.eval.libero --suite 10 --tasks 0,3 --num-trials 5 env.kwargs.max_steps=100
     python -m trainers eval --checkpoint runs/.../checkpoints/latest.pt   # a trained policy
 
-Assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``. An asset pack with stand-in meshes
-(offline tests) gives no LIBERO success rates to report.
+Env kwargs: ``env.kwargs.KEY=VALUE`` or ``--env-kwargs '{KEY: VALUE}'`` (see
+:mod:`vla_gym.cli`); ``--max-steps``, ``--image-size`` and ``--libero-assets`` are short for the
+env kwargs of the same names. Assets: ``env.kwargs.libero_assets`` or
+``$VLA_GYM_LIBERO_ASSETS``. An asset pack with stand-in meshes (offline tests) gives no LIBERO
+success rates to report.
 """
 
 from __future__ import annotations
@@ -39,10 +42,22 @@ from vla_gym.eval.policy import (
     policy_name,
     split_infos,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
+from vla_gym.eval.progress import (
+    EvalProgress,
+    add_arguments,
+    command_env_kwargs,
+    progress_setting,
+    report_result,
+)
 from vla_gym.eval.result import EvalResult
 
 NUM_INIT_STATES = 50  # recorded initial states per task: the protocol's trials
+# The command line's own flags for some env kwargs: flag -> env kwarg.
+SHORTHANDS = {
+    "--max-steps": "max_steps",
+    "--image-size": "image_size",
+    "--libero-assets": "libero_assets",
+}
 # A LIBERO env builds its scene at its first reset (seconds to minutes per worker on a busy
 # CPU), so worker processes get more time than the vector layer's default.
 RESET_TIMEOUT = 1800.0
@@ -222,9 +237,9 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
-    parser.add_argument("--max-steps", type=int, default=None, help="default: the suite's")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--libero-assets", default=None)
+    parser.add_argument("--max-steps", type=int, help="env.kwargs.max_steps (default: the suite's)")
+    parser.add_argument("--image-size", type=int, help="env.kwargs.image_size (default 256)")
+    parser.add_argument("--libero-assets", help="env.kwargs.libero_assets")
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -232,11 +247,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         check_policy_spec(args.policy)
     except ValueError as exc:
         parser.error(str(exc))
-    env_kwargs: dict[str, Any] = {"image_size": args.image_size}
-    if args.max_steps is not None:
-        env_kwargs["max_steps"] = args.max_steps
-    if args.libero_assets is not None:
-        env_kwargs["libero_assets"] = args.libero_assets
+    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS)
     tasks = [int(t) for t in args.tasks.split(",")] if args.tasks else None
     result = evaluate(
         args.suite,

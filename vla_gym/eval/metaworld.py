@@ -11,8 +11,11 @@ per task as its trials finish): see :mod:`vla_gym.eval.progress`::
     python -m vla_gym.eval.metaworld --policy random --suite ML45-test
     python -m trainers eval --checkpoint runs/x/checkpoints/latest.pt   # a trained policy
 
-``--max-episode-steps`` (the env kwarg ``max_steps``) changes the horizon (default: the env's,
-100 as in the RL recipes; RLinf's standalone evaluation uses 160, Meta-World's own is 500).
+Env kwargs: ``env.kwargs.KEY=VALUE`` or ``--env-kwargs '{KEY: VALUE}'`` (see
+:mod:`vla_gym.cli`); ``--obs-mode``, ``--image-size`` and ``--render-quality`` are short for the
+env kwargs of the same names. ``env.kwargs.max_steps`` (or its shorthand
+``--max-episode-steps``) changes the horizon (default: the env's, 100 as in the RL recipes;
+RLinf's standalone evaluation uses 160, Meta-World's own is 500).
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from vla_gym.eval.policy import (
     env_info,
     policy_name,
 )
-from vla_gym.eval.progress import EvalProgress, add_arguments, progress_setting, report_result
+from vla_gym.eval.progress import (
+    EvalProgress,
+    add_arguments,
+    command_env_kwargs,
+    progress_setting,
+    report_result,
+)
 from vla_gym.eval.result import EvalResult
 
 SUITE_IDS = {
@@ -47,6 +56,13 @@ SUITE_IDS = {
 }
 # Env kwargs the protocol sets itself (a caller must not override them).
 FIXED_KWARGS = ("suite", "task", "num_trials", "task_stride")
+# The command line's own flags for some env kwargs: flag -> env kwarg.
+SHORTHANDS = {
+    "--max-episode-steps": "max_steps",
+    "--obs-mode": "obs_mode",
+    "--image-size": "image_size",
+    "--render-quality": "render_quality",
+}
 
 
 def env_quotas(num_tasks: int, num_trials: int, num_envs: int) -> list[int]:
@@ -211,12 +227,16 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--suite", default="MT50", choices=list(SUITE_IDS))
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--num-trials", type=int, default=None, help="override trials per task")
-    parser.add_argument("--max-episode-steps", type=int, default=None, help="default: the env's")
+    parser.add_argument(
+        "--max-episode-steps", type=int, help="env.kwargs.max_steps (default: the env's)"
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
-    parser.add_argument("--obs-mode", default=None, choices=["vla", "flat"])
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--render-quality", default=None, choices=["auto", "fast", "full"])
+    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="env.kwargs.obs_mode")
+    parser.add_argument("--image-size", type=int, help="env.kwargs.image_size")
+    parser.add_argument(
+        "--render-quality", choices=["auto", "fast", "full"], help="env.kwargs.render_quality"
+    )
     parser.add_argument(
         "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
     )
@@ -226,16 +246,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         check_policy_spec(args.policy)
     except ValueError as exc:
         parser.error(str(exc))
-    env_kwargs = {
-        key: value
-        for key, value in (
-            ("max_steps", args.max_episode_steps),
-            ("obs_mode", args.obs_mode),
-            ("image_size", args.image_size),
-            ("render_quality", args.render_quality),
-        )
-        if value is not None
-    }
+    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS)
     result = evaluate(
         args.policy,
         args.suite,

@@ -1,4 +1,5 @@
-"""Progress bars and per-task result lines, shared by every evaluation protocol.
+"""Progress bars, per-task result lines and command-line flags, shared by every evaluation
+protocol.
 
 ``progress``: a tqdm bar on stderr over the protocol's episodes (CALVIN: chains) with the
 running success rate in its postfix (CALVIN: the running avg. len and the rate of fully solved
@@ -22,14 +23,18 @@ line has ``protocol`` and ``env_id``, plus:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from tqdm import tqdm
+
+from vla_gym.cli import ENV_KWARGS, add_env_kwargs_arguments, env_kwargs_from_args
 
 PROGRESS_CHOICES = ("auto", "on", "off")
 
@@ -47,8 +52,10 @@ def progress_setting(choice: str) -> bool | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--progress``, ``--results-jsonl`` and ``--json``, the evaluation command lines' shared
-    flags (:func:`report_result` honours ``--json``)."""
+    """``--progress``, ``--results-jsonl``, ``--json`` and the env kwargs (``--env-kwargs`` and
+    ``env.kwargs.KEY=VALUE``, see :mod:`vla_gym.cli`), the evaluation command lines' shared
+    flags (:func:`report_result` honours ``--json``, :func:`command_env_kwargs` reads the env
+    kwargs)."""
     parser.add_argument(
         "--progress",
         default="auto",
@@ -62,6 +69,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="append one JSON line per finished task here as the evaluation runs",
     )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    add_env_kwargs_arguments(parser)
+
+
+def command_env_kwargs(
+    args: argparse.Namespace,
+    evaluate: Callable[..., Any],
+    shorthands: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The env kwargs of an evaluation command line (``shorthands``: its own flags for some, see
+    :func:`vla_gym.cli.env_kwargs_from_args`). A name of one of ``evaluate``'s own parameters is
+    refused: passed on, it would set that parameter instead of reaching the env."""
+    kwargs = env_kwargs_from_args(args, shorthands)
+    own = [
+        name
+        for name, parameter in inspect.signature(evaluate).parameters.items()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD and name in kwargs
+    ]
+    if own:
+        raise SystemExit(
+            f"{ENV_KWARGS}.{own[0]}: {own[0]!r} is an option of the evaluation, not an env "
+            "kwarg (see --help)"
+        )
+    return kwargs
 
 
 def report_result(result: Any, args: argparse.Namespace) -> None:

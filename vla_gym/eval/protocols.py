@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ class Protocol:
     def benchmark(self) -> str:
         return self.name.split("/")[0]
 
+    @property
+    def evaluate(self) -> Callable[..., EvalResult]:
+        """The ``evaluate`` function that runs the protocol (:meth:`run` binds the suite)."""
+        return importlib.import_module(f"vla_gym.eval.{self.module}").evaluate
+
     def usable_kwargs(self, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``env_kwargs`` less the ones this protocol sets itself."""
         return {key: value for key, value in env_kwargs.items() if key not in self.fixed_kwargs}
@@ -53,10 +58,9 @@ class Protocol:
         results_path: str | Path | None = None,
         **kwargs: Any,
     ) -> EvalResult:
-        evaluate = importlib.import_module(f"vla_gym.eval.{self.module}").evaluate
         if num_envs is not None:
             kwargs["num_envs"] = num_envs
-        return evaluate(
+        return self.evaluate(
             policy=policy,
             episodes=episodes,
             progress=progress,
