@@ -26,21 +26,17 @@ def lerobot():
 
 @pytest.fixture(scope="module")
 def calvin_chain(tmp_path_factory):
-    """One CALVIN chain of two subtasks collected in both formats from the same seed."""
+    """One CALVIN chain of two subtasks collected in both formats from the same seed: native
+    through ``collect()``, LeRobot through the command line (``collect --format lerobot``)."""
     pytest.importorskip("pybullet")
-    from trainers.collect import collect
+    from trainers.collect import collect, main
 
     root = tmp_path_factory.mktemp("chain")
-    for format in ("native", "lerobot"):
-        collect(
-            "VLA/CALVIN-D-v0",
-            1,
-            str(root / format),
-            num_envs=1,
-            env_kwargs=CALVIN,
-            verbose=False,
-            format=format,
-        )
+    options = {"num_envs": 1, "env_kwargs": CALVIN, "verbose": False}
+    collect("VLA/CALVIN-D-v0", 1, str(root / "native"), **options)
+    argv = ["--env", "VLA/CALVIN-D-v0", "--episodes", "1", "--num-envs", "1", "--progress", "off"]
+    argv += ["--out", str(root / "lerobot"), "--format", "lerobot"]
+    assert main([*argv, *(f"env.kwargs.{key}={value}" for key, value in CALVIN.items())]) == 0
     return root
 
 
