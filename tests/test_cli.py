@@ -169,3 +169,11 @@ def test_sft_maps_lerobot_cameras_and_state_from_flags():
     assert sft.lerobot_options(parser.parse_args(flags[:4])) == {}
     with pytest.raises(SystemExit, match="NAME=KEY"):
         sft.lerobot_options(parser.parse_args([*flags[:4], "--lerobot-camera", "front"]))
+
+
+def test_quickstart_takes_env_kwargs_in_the_common_syntax():
+    from trainers import quickstart
+
+    argv = ["--env-kwargs", "{max_steps: 7, reward_type: sparse}", "env.kwargs.max_steps=9"]
+    config = quickstart.make_config(quickstart.build_parser().parse_args(argv))
+    assert config.env.kwargs["max_steps"] == 9 and config.env.kwargs["reward_type"] == "sparse"

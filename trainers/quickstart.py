@@ -20,7 +20,9 @@ On ``VLA/PandaPickCube-v0`` (flat state observation, chunks of 5 actions, no ren
 
 ``--seed`` seeds every stage (demo layouts, SFT, PPO); the held-out seeds are the same for every
 seed. Everything is written under ``--out`` (demos, SFT and PPO checkpoints, TensorBoard logs,
-``result.json``); a second run starts afresh.
+``result.json``); a second run starts afresh. ``dotted.key=value`` overrides of the recipe
+follow the options, env kwargs as in every command (``env.kwargs.KEY=VALUE`` or
+``--env-kwargs '{KEY: VALUE}'``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainers.cli import mapping_overrides
 from trainers.config import TrainConfig, load_config
 from trainers.tracking import ProgressBar, progress_bar_enabled
+from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
 CONFIG = "flow_panda_state_ppo_cpu"
 EVAL_SEED = 900_000  # held out from the demos and the PPO rollouts of every seed below 90
@@ -60,6 +64,7 @@ def make_config(args: argparse.Namespace, extra: list[str] = ()) -> TrainConfig:
             f"runner.log_dir={args.out}",
             "runner.progress_bar='off'",
             f"runner.torch_threads={args.torch_threads}",
+            *mapping_overrides(parse_mapping(args.env_kwargs)),
             *args.overrides,
             *extra,
         ],
@@ -245,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--progress", default="auto", choices=["auto", "on", "off"], help="PPO progress bar"
     )
-    parser.add_argument("overrides", nargs="*", help=f"dotted overrides of {CONFIG}")
+    add_env_kwargs_flag(parser)
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help=f"dotted overrides of {CONFIG}, env kwargs too (env.kwargs.KEY=VALUE)",
+    )
     return parser
 
 
