@@ -245,19 +245,23 @@ def format_report(result: EvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> EvalResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vla_gym.eval.calvin", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--policy", default="expert", help=POLICY_HELP.format("expert | random"))
     parser.add_argument("--num-sequences", type=int, default=NUM_SEQUENCES)
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0, help="policy seed (the chains are fixed)")
     parser.add_argument(
-        "--assets", choices=["auto", "official", "builtin"], help="env.kwargs.assets"
+        "--assets", choices=["auto", "official", "builtin"], help="short for env.kwargs.assets"
     )
-    parser.add_argument("--calvin-root", help="env.kwargs.calvin_root")
-    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="env.kwargs.obs_mode")
+    parser.add_argument("--calvin-root", help="short for env.kwargs.calvin_root")
+    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="short for env.kwargs.obs_mode")
     parser.add_argument(
-        "--render-quality", choices=["auto", "fast", "full"], help="env.kwargs.render_quality"
+        "--render-quality",
+        choices=["auto", "fast", "full"],
+        help="short for env.kwargs.render_quality",
     )
     add_arguments(parser)
     args = parser.parse_args(argv)

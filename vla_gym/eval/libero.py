@@ -228,7 +228,9 @@ def format_report(result: EvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> EvalResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vla_gym.eval.libero", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--suite", default="spatial", choices=list(SUITES))
     parser.add_argument(
         "--policy", default="random", help=POLICY_HELP.format("random | zero | expert")
@@ -237,9 +239,13 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument("--tasks", default=None, help="comma-separated task ids (default all)")
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
-    parser.add_argument("--max-steps", type=int, help="env.kwargs.max_steps (default: the suite's)")
-    parser.add_argument("--image-size", type=int, help="env.kwargs.image_size (default 256)")
-    parser.add_argument("--libero-assets", help="env.kwargs.libero_assets")
+    parser.add_argument(
+        "--max-steps", type=int, help="short for env.kwargs.max_steps (default: the suite's)"
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="short for env.kwargs.image_size (default 256)"
+    )
+    parser.add_argument("--libero-assets", help="short for env.kwargs.libero_assets")
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
     add_arguments(parser)
     args = parser.parse_args(argv)

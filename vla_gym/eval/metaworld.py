@@ -222,20 +222,24 @@ def format_report(result: EvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> EvalResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vla_gym.eval.metaworld", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--policy", default="expert", help=POLICY_HELP.format("expert | random"))
     parser.add_argument("--suite", default="MT50", choices=list(SUITE_IDS))
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--num-trials", type=int, default=None, help="override trials per task")
     parser.add_argument(
-        "--max-episode-steps", type=int, help="env.kwargs.max_steps (default: the env's)"
+        "--max-episode-steps", type=int, help="short for env.kwargs.max_steps (default: the env's)"
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
-    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="env.kwargs.obs_mode")
-    parser.add_argument("--image-size", type=int, help="env.kwargs.image_size")
+    parser.add_argument("--obs-mode", choices=["vla", "flat"], help="short for env.kwargs.obs_mode")
+    parser.add_argument("--image-size", type=int, help="short for env.kwargs.image_size")
     parser.add_argument(
-        "--render-quality", choices=["auto", "fast", "full"], help="env.kwargs.render_quality"
+        "--render-quality",
+        choices=["auto", "fast", "full"],
+        help="short for env.kwargs.render_quality",
     )
     parser.add_argument(
         "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
