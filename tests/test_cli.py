@@ -111,6 +111,9 @@ def test_benchmark_command_lines_pass_env_kwargs_in_the_common_syntax(
         protocol.main(["env.kwargs.seed=3"])
     with pytest.raises(SystemExit, match="must look like env.kwargs.KEY=VALUE"):
         protocol.main(["env.kwargs.obs_mode"])
+    fixed = protocol.FIXED_KWARGS[-1]  # not `suite`: that one is also an evaluate() option
+    with pytest.raises(SystemExit, match=f"env.kwargs.{fixed}: the evaluation protocol sets"):
+        protocol.main([f"env.kwargs.{fixed}=1"])
     assert len(calls) == 2
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     protocol = protocol_for(args.env_id)
-    env_kwargs = command_env_kwargs(args, protocol.evaluate)
+    env_kwargs = command_env_kwargs(args, protocol.evaluate, fixed=protocol.fixed_kwargs)
     result = protocol.run(
         args.policy,
         episodes=args.episodes,

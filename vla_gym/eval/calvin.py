@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         check_policy_spec(args.policy)
     except ValueError as exc:
         parser.error(str(exc))
-    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS)
+    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS, FIXED_KWARGS)
     result = evaluate(
         args.policy,
         episodes=args.num_sequences,

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         check_policy_spec(args.policy)
     except ValueError as exc:
         parser.error(str(exc))
-    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS)
+    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS, FIXED_KWARGS)
     tasks = [int(t) for t in args.tasks.split(",")] if args.tasks else None
     result = evaluate(
         args.suite,

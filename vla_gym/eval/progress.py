@@ -28,7 +28,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,21 +76,23 @@ def command_env_kwargs(
     args: argparse.Namespace,
     evaluate: Callable[..., Any],
     shorthands: Mapping[str, str] | None = None,
+    fixed: Collection[str] = (),
 ) -> dict[str, Any]:
     """The env kwargs of an evaluation command line (``shorthands``: its own flags for some, see
-    :func:`vla_gym.cli.env_kwargs_from_args`). A name of one of ``evaluate``'s own parameters is
-    refused: passed on, it would set that parameter instead of reaching the env."""
+    :func:`vla_gym.cli.env_kwargs_from_args`). Refused before any env is built: a name of one of
+    ``evaluate``'s own parameters (passed on, it would set that parameter instead of reaching
+    the env) and one of the ``fixed`` kwargs the protocol sets itself."""
     kwargs = env_kwargs_from_args(args, shorthands)
-    own = [
-        name
-        for name, parameter in inspect.signature(evaluate).parameters.items()
-        if parameter.kind is not inspect.Parameter.VAR_KEYWORD and name in kwargs
-    ]
-    if own:
-        raise SystemExit(
-            f"{ENV_KWARGS}.{own[0]}: {own[0]!r} is an option of the evaluation, not an env "
-            "kwarg (see --help)"
-        )
+    parameters = inspect.signature(evaluate).parameters
+    for name in kwargs:
+        parameter = parameters.get(name)
+        if parameter is not None and parameter.kind is not inspect.Parameter.VAR_KEYWORD:
+            raise SystemExit(
+                f"{ENV_KWARGS}.{name}: {name!r} is an option of the evaluation, not an env "
+                "kwarg (see --help)"
+            )
+        if name in fixed:
+            raise SystemExit(f"{ENV_KWARGS}.{name}: the evaluation protocol sets {name!r} itself")
     return kwargs
 
 
