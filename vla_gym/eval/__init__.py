@@ -11,7 +11,8 @@ dict per env in, one action or action chunk per env out) and ``episode_done(env_
 (:class:`Policy`), a factory building one from the protocol's vector env, or a built-in name
 (``"expert"``, ``"random"``, ``"zero"``). Every protocol returns an :class:`EvalResult`. From the
 shell: ``python -m vla_gym.eval --env-id ID --policy expert`` or the benchmark modules
-(``python -m vla_gym.eval.calvin|metaworld|libero --help``).
+(``python -m vla_gym.eval.calvin|metaworld|libero --help``), env kwargs as
+``env.kwargs.KEY=VALUE`` or ``--env-kwargs '{KEY: VALUE}'`` (:mod:`vla_gym.cli`).
 """
 
 from vla_gym.eval.envs import make_vector_env
