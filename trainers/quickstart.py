@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--validation-episodes", type=int, default=50)
-    parser.add_argument("--validate-every", type=int, default=10, help="PPO iterations")
+    parser.add_argument("--validate-every", type=int, default=5, help="PPO iterations")
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--backend", default="sync", help="vector env backend (sync|subproc)")
     parser.add_argument("--torch-threads", type=int, default=1)
