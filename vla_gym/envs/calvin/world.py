@@ -31,8 +31,8 @@ class CalvinWorld:
         self.p.setTimeStep(1.0 / PHYSICS_HZ)
         self.egl = bool(use_egl and load_egl_plugin(self.p))
         self.layout, self.files = layout, files
-        self.scene = PlayTable(self.p, layout, files)
         self.robot = PandaRobot(self.p, files.robot)
+        self.scene = PlayTable(self.p, layout, files)
         self.cameras = Cameras(self.p, camera_sizes, self.egl)
         # A snapshot of the freshly built world: restoring it first makes every reset (and the
         # contact solver's warm start) independent of the previous episode.
