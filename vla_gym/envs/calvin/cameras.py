@@ -3,12 +3,18 @@
 ``render_quality="fast"`` renders with PyBullet's CPU TinyRenderer, shadows off.
 ``"full"`` loads the EGL hardware renderer plugin (CALVIN's own setting) when it can be loaded
 and falls back to TinyRenderer otherwise; ``CalvinEnv`` reports the renderer in ``info``.
+
+TinyRenderer transforms every triangle of every body for every image, also those outside the
+view: the official Panda meshes (about 108k triangles) cost more than the gripper camera's own
+pixels. :class:`LinkCulling` skips, per image, the robot links whose bounding sphere lies wholly
+outside the camera's view, so the images are the same as without it.
 """
 
 from __future__ import annotations
 
 import os
 import pkgutil
+from functools import cache
 
 import numpy as np
 
@@ -38,7 +44,9 @@ def load_egl_plugin(client) -> bool:
 class Cameras:
     """Renders ``static`` and ``gripper`` RGB images at configurable square sizes."""
 
-    def __init__(self, client, sizes: dict[str, int], use_egl: bool) -> None:
+    def __init__(
+        self, client, sizes: dict[str, int], use_egl: bool, robot: int | None = None
+    ) -> None:
         unknown = set(sizes) - set(DEFAULT_SIZES)
         if unknown:
             raise ValueError(f"CALVIN cameras are 'static' and 'gripper', got {sorted(unknown)}")
@@ -53,6 +61,8 @@ class Cameras:
         self.gripper_proj = client.computeProjectionMatrixFOV(
             GRIPPER_FOV, 1.0, GRIPPER_NEAR, GRIPPER_FAR
         )
+        # Only TinyRenderer skips zero-alpha shapes; a GPU renderer may still write their depth.
+        self.culling = LinkCulling(client, robot) if robot is not None and not use_egl else None
 
     def render(self, robot_camera_pose) -> dict[str, np.ndarray]:
         images = {}
@@ -66,15 +76,20 @@ class Cameras:
         return images
 
     def _render(self, size: int, view, proj) -> np.ndarray:
-        _, _, rgba, _, _ = self.p.getCameraImage(
-            size,
-            size,
-            viewMatrix=view,
-            projectionMatrix=proj,
-            renderer=self.renderer,
-            shadow=0,
-            flags=self.p.ER_NO_SEGMENTATION_MASK,
-        )
+        hidden = self.culling.hide_outside(view, proj) if self.culling is not None else []
+        try:
+            _, _, rgba, _, _ = self.p.getCameraImage(
+                size,
+                size,
+                viewMatrix=view,
+                projectionMatrix=proj,
+                renderer=self.renderer,
+                shadow=0,
+                flags=self.p.ER_NO_SEGMENTATION_MASK,
+            )
+        finally:
+            if hidden:
+                self.culling.restore(hidden)
         return np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3].copy()
 
 
@@ -83,3 +98,106 @@ def gripper_view_matrix(client, position, orientation):
     rot = np.array(client.getMatrixFromQuaternion(orientation)).reshape(3, 3)
     target = np.asarray(position) + rot[:, 1]
     return client.computeViewMatrix(position, target.tolist(), (-rot[:, 2]).tolist())
+
+
+class LinkCulling:
+    """Hides (alpha 0, which TinyRenderer skips) the links of one body that a view cannot see.
+
+    A link qualifies when it has exactly one visual shape (so its colour can be put back exactly)
+    of a known extent: a primitive or an OBJ mesh. Its bounding sphere is fixed in the URDF link
+    frame, where PyBullet places the visual (``getVisualShapeData``'s local frame).
+    """
+
+    MARGIN = 0.01  # metres added to every radius; the view's half-angles are widened by 5%
+
+    def __init__(self, client, body: int) -> None:
+        self.p, self.body = client, body
+        shapes: dict[int, list] = {}
+        for shape in client.getVisualShapeData(body):
+            shapes.setdefault(shape[1], []).append(shape)
+        self.links: list[int] = []
+        centres, radii = [], []
+        for link, link_shapes in sorted(shapes.items()):
+            sphere = shape_sphere(link_shapes[0]) if len(link_shapes) == 1 else None
+            if sphere is None:
+                continue
+            centre, radius = sphere
+            pos, orn = link_shapes[0][5], link_shapes[0][6]
+            self.links.append(link)
+            centres.append(np.asarray(pos) + rotate(np.asarray(orn), centre))
+            radii.append(radius + self.MARGIN)
+        self.local_centres = np.array(centres).reshape(-1, 3)
+        self.radii = np.array(radii)
+        self.arm_links = [link for link in self.links if link >= 0]
+
+    def link_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """World positions and quaternions (xyzw) of the qualifying links' URDF frames."""
+        frames = []
+        if -1 in self.links:  # the base pose is its inertial frame: back to the URDF frame
+            com = self.p.getBasePositionAndOrientation(self.body)
+            inertial = self.p.getDynamicsInfo(self.body, -1)[3:5]
+            frames.append(self.p.multiplyTransforms(*com, *self.p.invertTransform(*inertial)))
+        states = self.p.getLinkStates(self.body, self.arm_links, computeForwardKinematics=True)
+        frames += [(state[4], state[5]) for state in states]
+        return np.array([f[0] for f in frames]), np.array([f[1] for f in frames])
+
+    def hide_outside(self, view, proj) -> list[tuple[int, tuple[float, ...]]]:
+        """Hide the links wholly outside the view; returns (link, colour) pairs to restore."""
+        if not self.links:
+            return []
+        positions, orientations = self.link_frames()
+        centres = positions + rotate(orientations, self.local_centres)
+        view_m = np.array(view).reshape(4, 4).T  # column-major -> world to eye
+        eye = centres @ view_m[:3, :3].T + view_m[:3, 3]
+        depth = -eye[:, 2]  # the camera looks along -z
+        outside = depth + self.radii < 0  # wholly behind the eye
+        for axis, focal in ((0, proj[0]), (1, proj[5])):
+            slope = 1.05 / focal  # inside the view: |x| <= slope * depth
+            norm = np.sqrt(1 + slope**2)
+            for sign in (1, -1):
+                outside |= (sign * eye[:, axis] - slope * depth) / norm > self.radii
+        hidden = [self.links[i] for i in np.flatnonzero(outside)]
+        if not hidden:
+            return []
+        colours = {shape[1]: shape[7] for shape in self.p.getVisualShapeData(self.body)}
+        for link in hidden:
+            self.p.changeVisualShape(self.body, link, rgbaColor=[0, 0, 0, 0])
+        return [(link, colours[link]) for link in hidden]
+
+    def restore(self, hidden: list[tuple[int, tuple[float, ...]]]) -> None:
+        for link, colour in hidden:
+            self.p.changeVisualShape(self.body, link, rgbaColor=colour)
+
+
+def rotate(quaternions: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Rotate vectors (..., 3) by unit quaternions (..., 4), xyzw as PyBullet orders them."""
+    q, w = quaternions[..., :3], quaternions[..., 3:]
+    t = 2 * np.cross(q, vectors)
+    return vectors + w * t + np.cross(q, t)
+
+
+def shape_sphere(shape) -> tuple[np.ndarray, float] | None:
+    """Centre and radius, in the shape's own frame, of a sphere around a visual shape (None:
+    extent unknown)."""
+    geometry, dims, filename = shape[2], shape[3], shape[4]
+    origin = np.zeros(3)
+    if geometry == 2:  # GEOM_SPHERE: dims[0] is the radius
+        return origin, float(dims[0])
+    if geometry == 3:  # GEOM_BOX: dims are the full extents
+        return origin, float(np.linalg.norm(dims)) / 2
+    if geometry in (4, 7):  # GEOM_CYLINDER, GEOM_CAPSULE: dims = (length, radius)
+        cap = float(dims[1]) if geometry == 7 else 0.0
+        return origin, float(np.hypot(dims[0] / 2, dims[1])) + cap
+    name = filename.decode() if isinstance(filename, bytes) else str(filename)
+    if geometry == 5 and name.lower().endswith(".obj"):  # GEOM_MESH, dims = the mesh scale
+        vertices = obj_vertices(name) * np.asarray(dims)
+        centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+        return centre, float(np.max(np.linalg.norm(vertices - centre, axis=1)))
+    return None
+
+
+@cache
+def obj_vertices(path: str) -> np.ndarray:
+    with open(path) as file:
+        vertices = [line.split()[1:4] for line in file if line.startswith("v ")]
+    return np.array(vertices, dtype=float).reshape(-1, 3)

@@ -33,7 +33,7 @@ class CalvinWorld:
         self.layout, self.files = layout, files
         self.robot = PandaRobot(self.p, files.robot)
         self.scene = PlayTable(self.p, layout, files)
-        self.cameras = Cameras(self.p, camera_sizes, self.egl)
+        self.cameras = Cameras(self.p, camera_sizes, self.egl, robot=self.robot.uid)
         # A snapshot of the freshly built world: restoring it first makes every reset (and the
         # contact solver's warm start) independent of the previous episode.
         self._pristine = self.p.saveState()
