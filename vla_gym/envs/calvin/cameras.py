@@ -129,16 +129,18 @@ class LinkCulling:
         self.local_centres = np.array(centres).reshape(-1, 3)
         self.radii = np.array(radii)
         self.arm_links = [link for link in self.links if link >= 0]
+        # The base's pose is its inertial frame; this takes it back to the URDF frame.
+        self.base_from_inertial = client.invertTransform(*client.getDynamicsInfo(body, -1)[3:5])
 
     def link_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """World positions and quaternions (xyzw) of the qualifying links' URDF frames."""
         frames = []
-        if -1 in self.links:  # the base pose is its inertial frame: back to the URDF frame
-            com = self.p.getBasePositionAndOrientation(self.body)
-            inertial = self.p.getDynamicsInfo(self.body, -1)[3:5]
-            frames.append(self.p.multiplyTransforms(*com, *self.p.invertTransform(*inertial)))
-        states = self.p.getLinkStates(self.body, self.arm_links, computeForwardKinematics=True)
-        frames += [(state[4], state[5]) for state in states]
+        if -1 in self.links:
+            inertial = self.p.getBasePositionAndOrientation(self.body)
+            frames.append(self.p.multiplyTransforms(*inertial, *self.base_from_inertial))
+        if self.arm_links:
+            states = self.p.getLinkStates(self.body, self.arm_links, computeForwardKinematics=True)
+            frames += [(state[4], state[5]) for state in states]
         return np.array([f[0] for f in frames]), np.array([f[1] for f in frames])
 
     def hide_outside(self, view, proj) -> list[tuple[int, tuple[float, ...]]]:
