@@ -62,7 +62,9 @@ class Cameras:
             GRIPPER_FOV, 1.0, GRIPPER_NEAR, GRIPPER_FAR
         )
         # Only TinyRenderer skips zero-alpha shapes; a GPU renderer may still write their depth.
-        self.culling = LinkCulling(client, robot) if robot is not None and not use_egl else None
+        culling = LinkCulling(client, robot) if robot is not None and not use_egl else None
+        # None when no link is heavy enough to be worth it (the builtin robot's light meshes).
+        self.culling = culling if culling is not None and culling.links else None
 
     def render(self, robot_camera_pose) -> dict[str, np.ndarray]:
         images = {}
@@ -104,11 +106,13 @@ class LinkCulling:
     """Hides (alpha 0, which TinyRenderer skips) the links of one body that a view cannot see.
 
     A link qualifies when it has exactly one visual shape (so its colour can be put back exactly)
-    of a known extent: a primitive or an OBJ mesh. Its bounding sphere is fixed in the URDF link
-    frame, where PyBullet places the visual (``getVisualShapeData``'s local frame).
+    and that is an OBJ mesh of at least ``MIN_TRIANGLES`` faces: for lighter shapes the check
+    costs more than drawing them. Its bounding sphere is fixed in the URDF link frame, where
+    PyBullet places the visual (``getVisualShapeData``'s local frame).
     """
 
     MARGIN = 0.01  # metres added to every radius; the view's half-angles are widened by 5%
+    MIN_TRIANGLES = 1000
 
     def __init__(self, client, body: int) -> None:
         self.p, self.body = client, body
@@ -118,10 +122,12 @@ class LinkCulling:
         self.links: list[int] = []
         centres, radii = [], []
         for link, link_shapes in sorted(shapes.items()):
-            sphere = shape_sphere(link_shapes[0]) if len(link_shapes) == 1 else None
-            if sphere is None:
+            mesh = obj_mesh(link_shapes[0]) if len(link_shapes) == 1 else None
+            if mesh is None or mesh[1] < self.MIN_TRIANGLES:
                 continue
-            centre, radius = sphere
+            vertices = mesh[0] * np.asarray(link_shapes[0][3])  # the mesh scale
+            centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+            radius = float(np.max(np.linalg.norm(vertices - centre, axis=1)))
             pos, orn = link_shapes[0][5], link_shapes[0][6]
             self.links.append(link)
             centres.append(np.asarray(pos) + rotate(np.asarray(orn), centre))
@@ -178,28 +184,21 @@ def rotate(quaternions: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return vectors + w * t + np.cross(q, t)
 
 
-def shape_sphere(shape) -> tuple[np.ndarray, float] | None:
-    """Centre and radius, in the shape's own frame, of a sphere around a visual shape (None:
-    extent unknown)."""
-    geometry, dims, filename = shape[2], shape[3], shape[4]
-    origin = np.zeros(3)
-    if geometry == 2:  # GEOM_SPHERE: dims[0] is the radius
-        return origin, float(dims[0])
-    if geometry == 3:  # GEOM_BOX: dims are the full extents
-        return origin, float(np.linalg.norm(dims)) / 2
-    if geometry in (4, 7):  # GEOM_CYLINDER, GEOM_CAPSULE: dims = (length, radius)
-        cap = float(dims[1]) if geometry == 7 else 0.0
-        return origin, float(np.hypot(dims[0] / 2, dims[1])) + cap
-    name = filename.decode() if isinstance(filename, bytes) else str(filename)
-    if geometry == 5 and name.lower().endswith(".obj"):  # GEOM_MESH, dims = the mesh scale
-        vertices = obj_vertices(name) * np.asarray(dims)
-        centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-        return centre, float(np.max(np.linalg.norm(vertices - centre, axis=1)))
-    return None
+def obj_mesh(shape) -> tuple[np.ndarray, int] | None:
+    """A visual shape's OBJ vertices (unscaled) and face count; None for other shapes."""
+    filename = shape[4].decode() if isinstance(shape[4], bytes) else str(shape[4])
+    if shape[2] != 5 or not filename.lower().endswith(".obj"):  # 5 = GEOM_MESH
+        return None
+    return read_obj(filename)
 
 
 @cache
-def obj_vertices(path: str) -> np.ndarray:
+def read_obj(path: str) -> tuple[np.ndarray, int]:
+    vertices, faces = [], 0
     with open(path) as file:
-        vertices = [line.split()[1:4] for line in file if line.startswith("v ")]
-    return np.array(vertices, dtype=float).reshape(-1, 3)
+        for line in file:
+            if line.startswith("v "):
+                vertices.append(line.split()[1:4])
+            elif line.startswith("f "):
+                faces += 1
+    return np.array(vertices, dtype=float).reshape(-1, 3), faces
