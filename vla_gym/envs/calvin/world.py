@@ -31,6 +31,7 @@ class CalvinWorld:
         self.p.setTimeStep(1.0 / PHYSICS_HZ)
         self.egl = bool(use_egl and load_egl_plugin(self.p))
         self.layout, self.files = layout, files
+        # The robot first, as calvin_env loads it: the CPU renderer draws in load order.
         self.robot = PandaRobot(self.p, files.robot)
         self.scene = PlayTable(self.p, layout, files)
         self.cameras = Cameras(self.p, camera_sizes, self.egl, robot=self.robot.uid)
