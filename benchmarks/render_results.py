@@ -31,7 +31,10 @@ EXPECTED: dict[str, str] = {
     "vector_throughput_panda": (
         "python benchmarks/vector_throughput.py --part b --rounds 2 --panda-seconds 4"
     ),
-    "calvin_speed": "python benchmarks/calvin_speed.py --steps 150 --episodes 10",
+    "calvin_speed": (
+        "python benchmarks/calvin_speed.py --steps 100 --rounds 5 --episodes 0 "
+        "--official ../calvin_env"
+    ),
     "calvin_experts": "python benchmarks/calvin_speed.py --steps 150 --episodes 10",
     "metaworld_speed": "python benchmarks/metaworld_speed.py",
     "libero_speed": "python benchmarks/libero_speed.py --blocks 6 --block-steps 20",

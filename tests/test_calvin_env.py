@@ -288,3 +288,33 @@ def test_random_initial_state_and_scene_option():
     b = env.reset(seed=7)[1]["scene_obs"]
     np.testing.assert_array_equal(a, b)
     env.close()
+
+
+def test_links_out_of_view_are_skipped_and_images_stay_the_same():
+    """With the official Panda meshes the CPU renderer skips robot links outside a camera's
+    view: every image equals a full render of the same state, and the links' colours are back
+    afterwards."""
+    from vla_gym.envs.calvin.cameras import gripper_view_matrix
+
+    kwargs = official_kwargs()
+    env = gym.make("VLA/CALVIN-D-v0", task="open_drawer", render_quality="fast", **kwargs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    world = env.unwrapped.world
+    cameras, culling = world.cameras, world.cameras.culling
+    colours = world.p.getVisualShapeData(world.robot.uid)
+    skipped = 0
+    for _ in range(25):
+        obs, *_ = env.step(env.action_space.sample())
+        view = gripper_view_matrix(world.p, *world.robot.camera_pose())
+        hidden = culling.hide_outside(view, cameras.gripper_proj)
+        culling.restore(hidden)
+        skipped += len(hidden)
+        cameras.culling = None
+        full = world.render()
+        cameras.culling = culling
+        for name, image in full.items():
+            np.testing.assert_array_equal(obs["images"][name], image)
+    assert skipped > 0  # the gripper camera does not see the whole arm
+    assert world.p.getVisualShapeData(world.robot.uid) == colours
+    env.close()

@@ -69,7 +69,15 @@ class PlayTable:
     def __init__(self, client, layout: SceneLayout, files: SceneFiles) -> None:
         self.p = client
         self.layout = layout
-        self.plane = client.loadURDF(str(files.plane), useFixedBase=True)
+        # calvin_env's load order (after the robot): the CPU renderer draws bodies in load order
+        # and shades only fragments nearer than what is already drawn, so front-most first.
+        self._add_pedestal()
+        self.blocks = {
+            colour: client.loadURDF(
+                str(files.blocks[colour]), parking_spot(i), globalScaling=files.scaling
+            )
+            for i, colour in enumerate(BLOCKS)
+        }
         self.table = client.loadURDF(
             str(files.table),
             [0, 0, 0],
@@ -77,13 +85,7 @@ class PlayTable:
             useFixedBase=True,
             globalScaling=files.scaling,
         )
-        self.blocks = {
-            colour: client.loadURDF(
-                str(files.blocks[colour]), parking_spot(i), globalScaling=files.scaling
-            )
-            for i, colour in enumerate(BLOCKS)
-        }
-        self._add_pedestal()
+        self.plane = client.loadURDF(str(files.plane), useFixedBase=True)
         self.joints: dict[str, int] = {}
         self.table_links = {-1: "base_link"}
         for j in range(client.getNumJoints(self.table)):

@@ -31,9 +31,10 @@ class CalvinWorld:
         self.p.setTimeStep(1.0 / PHYSICS_HZ)
         self.egl = bool(use_egl and load_egl_plugin(self.p))
         self.layout, self.files = layout, files
-        self.scene = PlayTable(self.p, layout, files)
+        # The robot first, as calvin_env loads it: the CPU renderer draws in load order.
         self.robot = PandaRobot(self.p, files.robot)
-        self.cameras = Cameras(self.p, camera_sizes, self.egl)
+        self.scene = PlayTable(self.p, layout, files)
+        self.cameras = Cameras(self.p, camera_sizes, self.egl, robot=self.robot.uid)
         # A snapshot of the freshly built world: restoring it first makes every reset (and the
         # contact solver's warm start) independent of the previous episode.
         self._pristine = self.p.saveState()
