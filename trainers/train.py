@@ -29,7 +29,7 @@ from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
 from trainers.cli import add_env_kwargs_flag, mapping_overrides, parse_mapping
-from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks
+from trainers.config import TrainConfig, env_kwargs, load_config, ray_options, validate_ranks
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -87,6 +87,7 @@ class Trainer:
             **kwargs,
             "restart_on_failure": env.restart_on_failure,
             "step_timeout": env.step_timeout,
+            **ray_options(env),
         }
         self.collector = RolloutCollector(
             lambda n: make_vector_env(
