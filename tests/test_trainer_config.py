@@ -237,3 +237,23 @@ def test_ray_settings_are_read_and_handed_to_make_vec(monkeypatch, tmp_path):
     for collector in collectors:
         collector.close()
     assert calls == [("ray", "auto", {"sim": 1.0})] * 2
+
+
+def test_ray_recipe_puts_envs_on_sim_nodes_and_the_learner_on_a_gpu():
+    config = load_config("libero_spatial_ppo_flow_ray")
+    base = load_config("libero_spatial_ppo_flow")
+    assert (config.env.backend, config.env.ray_address) == ("ray", "auto")
+    assert config.env.ray_resources == {"sim": 1}
+    assert config.env.num_envs == base.env.num_envs == 16 * config.env.envs_per_worker
+    assert config.cluster.component_placement == {
+        "env": "cpu",
+        "rollout": "cuda:0",
+        "actor": "cuda:0",
+    }
+    assert (config.algorithm, config.policy) == (base.algorithm, base.policy)  # the same recipe
+    smoke = load_config("libero_spatial_ppo_flow_ray", smoke=True)  # in process, no cluster
+    assert (smoke.env.backend, smoke.env.ray_address, smoke.env.ray_resources) == (
+        "sync",
+        None,
+        None,
+    )
