@@ -10,7 +10,8 @@ TensorBoard scalars, first iteration excluded, medians over the others):
   (``env.ray_resources={sim: 1}``: one env worker per node), each answer a Ray call.
 
 All nodes run on this machine, so the ratio is the cost of Ray's calls and object transfer
-over the shared-memory protocol, not of a network.
+over the shared-memory protocol, not of a network. ``--rounds`` pairs of runs, in alternating
+order (a shared machine's load changes over minutes); the result is the median ratio.
 
     nice -n 10 python benchmarks/ray_rollout.py                 # writes the result
     python benchmarks/ray_rollout.py --iterations 2 --num-envs 4 --num-steps 8 --no-result
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +53,8 @@ def start_cluster(nodes: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs")
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-steps", type=int, default=128, help="policy steps per rollout")
     parser.add_argument("--workers", type=int, default=2, help="env workers (and Ray nodes)")
@@ -59,7 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.num_envs % args.workers:
         parser.error("--num-envs must be divisible by --workers")
-    rows = []
+    rows: list[dict] = []
+    ratios: list[float] = []
     cluster = start_cluster(args.workers)
     try:
         ray = (
@@ -67,16 +71,21 @@ def main() -> None:
             f"env.ray_address={cluster.address}",
             "env.step_timeout=600",  # the first actors wait for Ray to start their processes
         )
+        pair = [("subproc", ()), ("ray", ray)]
         with tempfile.TemporaryDirectory(prefix="ray_rollout_") as tmp:
-            for backend, overrides in (("subproc", ()), ("ray", ray)):
-                rows.append(run(1, backend, args, Path(tmp), overrides))
-                print(rows[-1], flush=True)
+            for round_ in range(args.rounds):
+                rates = {}
+                for backend, overrides in pair if round_ % 2 == 0 else pair[::-1]:
+                    name = f"{backend}_{round_}"
+                    row = run(1, backend, args, Path(tmp), overrides, name)
+                    del row["ranks"], row["envs per rank"]
+                    rows.append({"round": round_ + 1, **row, "env workers": args.workers})
+                    rates[backend] = row["rollout env steps/s"]
+                    print(rows[-1], flush=True)
+                ratios.append(rates["ray"] / rates["subproc"])
     finally:
         cluster.shutdown()
-    for row in rows:
-        del row["ranks"], row["envs per rank"]
-        row["env workers"] = args.workers
-    subproc, ray_rate = (row["rollout env steps/s"] for row in rows)
+    ratio = statistics.median(ratios)
     if args.no_result:
         return
     write_result(
@@ -84,14 +93,15 @@ def main() -> None:
         title="Env workers on 2 Ray nodes vs worker processes: training rollout (PandaPickCube)",
         claim=(
             f"With {args.num_envs} envs in {args.workers} env workers, a training rollout "
-            f"steps {ray_rate:.0f} env steps/s with the workers as Ray actors on "
-            f"{args.workers} simulated nodes (ray.cluster_utils.Cluster, all on this machine), "
-            f"{ray_rate / subproc:.2f}x the {subproc:.0f} of worker processes (subproc) on "
-            f"{os.cpu_count()} cores (medians over iterations 2..{args.iterations})."
+            f"with the workers as Ray actors on {args.workers} simulated nodes "
+            f"(ray.cluster_utils.Cluster, all on this machine) steps {ratio:.2f}x the env "
+            f"steps/s of worker processes (subproc) on {os.cpu_count()} cores: the median over "
+            f"{args.rounds} pairs of runs (ratios {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"each run's median over iterations 2..{args.iterations})."
         ),
         metric="ray vs subproc",
         unit="x",
-        per_seed={"run": ray_rate / subproc},
+        per_seed={"run": ratio},
         rows=rows,
     )
 
