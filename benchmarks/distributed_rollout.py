@@ -35,9 +35,17 @@ from _results import write_result  # noqa: E402
 CONFIG = "panda_pick_cube_ppo_mlp_cpu"
 
 
-def run(ranks: int, backend: str, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
-    """One training run; its median per-iteration throughput."""
-    name = f"{ranks}rank_{backend}"
+def run(
+    ranks: int,
+    backend: str,
+    args: argparse.Namespace,
+    log_dir: Path,
+    overrides: tuple[str, ...] = (),
+    name: str = "",
+) -> dict[str, float]:
+    """One training run (``overrides``: more config settings); its median per-iteration
+    throughput."""
+    name = name or f"{ranks}rank_{backend}"
     per_rank = args.num_envs // ranks
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
@@ -57,6 +65,7 @@ def run(ranks: int, backend: str, args: argparse.Namespace, log_dir: Path) -> di
         f"algorithm.global_batch_size={args.num_envs * args.num_steps}",
         f"algorithm.micro_batch_size={args.num_envs * args.num_steps}",
         "algorithm.update_epochs=1",
+        *overrides,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()

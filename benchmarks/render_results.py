@@ -39,6 +39,7 @@ EXPECTED: dict[str, str] = {
     "metaworld_speed": "python benchmarks/metaworld_speed.py",
     "libero_speed": "python benchmarks/libero_speed.py --blocks 6 --block-steps 20",
     "distributed_rollout": "python benchmarks/distributed_rollout.py",
+    "ray_rollout": "python benchmarks/ray_rollout.py",
     "learning_panda": (
         "python benchmarks/learning_panda.py --algos ours_ppo,sb3_ppo --seeds 0 1 2 "
         "--budget-steps 196608 --max-minutes 30 --eval-every 32768 --eval-episodes 32"

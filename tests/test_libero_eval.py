@@ -108,3 +108,12 @@ def test_trainer_checkpoint_runs_the_libero_protocol(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"LIBERO-goal, policy {checkpoint}: 2 trials (1 init states per task), 3-step" in out
     assert '"protocol": "libero/goal"' in out and '"eval/num_episodes": 2.0' in out
+
+
+def test_task_count_ignores_the_vector_env_options():
+    """The trainer hands make_vec's options (GPU devices, Ray settings) along with the env
+    kwargs; the one env that counts the suite's tasks is built without them."""
+    from vla_gym.eval.libero import _num_tasks
+
+    kwargs = {"libero_assets": str(ASSETS), "devices": "0", "resources_per_worker": {"sim": 1}}
+    assert _num_tasks("VLA/LIBERO-Spatial-v0", kwargs) == 10

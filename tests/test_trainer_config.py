@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from trainers.config import ConfigError, available_configs, load_config
 
@@ -111,6 +112,13 @@ def test_smoke_is_two_tiny_iterations():
         (["policy.hidden_sizez=[3]"], "unknown key 'policy.hidden_sizez'"),
         (["algorithm.logprob_level=word"], "logprob_level must be chunk or token"),
         (["env.num_envs"], "must look like dotted.key=value"),
+        (["env.backend=threads"], "env.backend must be one of ('sync', 'subproc', 'ray')"),
+        (["env.ray_resources={sim: 1}"], "env.ray_resources is for env.backend=ray, not 'subproc'"),
+        (["env.ray_address=auto"], "env.ray_address is for env.backend=ray"),
+        (["env.backend=ray", "env.ray_resources={sim: 0}"], "env.ray_resources.sim must be a"),
+        (["env.backend=ray", "env.ray_resources=[sim]"], "env.ray_resources must be a dict"),
+        (["env.backend=ray", "env.ray_address="], "env.ray_address must not be empty"),
+        (["env.kwargs.resources_per_worker={sim: 1}"], "setting: use env.ray_resources"),
     ],
 )
 def test_validation_errors_name_the_problem(overrides, message):
@@ -192,3 +200,60 @@ def test_policy_settings_are_checked_by_the_policy_config():
         load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.activation=gelu"])
     with pytest.raises(ConfigError, match="policy.hidden_sizes must be positive integers"):
         load_config("panda_pick_cube_ppo_mlp_cpu", ["policy.hidden_sizes=[64,0]"])
+
+
+RAY_OVERRIDES = ["env.backend=ray", "env.ray_address=auto", "env.ray_resources={sim: 1}"]
+
+
+def test_ray_settings_are_read_and_handed_to_make_vec(monkeypatch, tmp_path):
+    import vla_gym.vector
+    from trainers.config import ray_options
+    from trainers.evaluate import make_eval_collector
+    from trainers.train import Trainer
+
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", RAY_OVERRIDES)
+    assert (config.env.ray_address, config.env.ray_resources) == ("auto", {"sim": 1.0})
+    assert ray_options(config.env) == {"ray_address": "auto", "resources_per_worker": {"sim": 1}}
+    assert ray_options(load_config("panda_pick_cube_ppo_mlp_cpu").env) == {}
+    # off ray the settings must be unset again
+    load_config("panda_pick_cube_ppo_mlp_cpu", [*RAY_OVERRIDES, "env.backend=subproc",
+        "env.ray_address=null", "env.ray_resources=null"])  # fmt: skip
+
+    calls = []
+    make_vec = vla_gym.vector.make_vec
+
+    def in_process(env_id, num_envs, *, backend, ray_address, resources_per_worker, **kwargs):
+        calls.append((backend, ray_address, resources_per_worker))
+        return make_vec(env_id, num_envs, backend="sync", **kwargs)
+
+    monkeypatch.setattr(vla_gym.vector, "make_vec", in_process)
+    config = load_config(
+        "panda_pick_cube_ppo_mlp_cpu", [*RAY_OVERRIDES, f"runner.log_dir={tmp_path}"], smoke=True
+    )
+    collectors = [
+        Trainer(config).collector,  # training envs
+        make_eval_collector(config, torch.device("cpu")),  # validation envs
+    ]
+    for collector in collectors:
+        collector.close()
+    assert calls == [("ray", "auto", {"sim": 1.0})] * 2
+
+
+def test_ray_recipe_puts_envs_on_sim_nodes_and_the_learner_on_a_gpu():
+    config = load_config("libero_spatial_ppo_flow_ray")
+    base = load_config("libero_spatial_ppo_flow")
+    assert (config.env.backend, config.env.ray_address) == ("ray", "auto")
+    assert config.env.ray_resources == {"sim": 1}
+    assert config.env.num_envs == base.env.num_envs == 16 * config.env.envs_per_worker
+    assert config.cluster.component_placement == {
+        "env": "cpu",
+        "rollout": "cuda:0",
+        "actor": "cuda:0",
+    }
+    assert (config.algorithm, config.policy) == (base.algorithm, base.policy)  # the same recipe
+    smoke = load_config("libero_spatial_ppo_flow_ray", smoke=True)  # in process, no cluster
+    assert (smoke.env.backend, smoke.env.ray_address, smoke.env.ray_resources) == (
+        "sync",
+        None,
+        None,
+    )

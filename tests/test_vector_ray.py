@@ -82,8 +82,10 @@ def test_ray_env_error_and_dead_actor_are_reported(local_ray):
         with pytest.raises(EnvError, match="env 1 raised ValueError: boom"):
             envs.step(np.zeros((2, 2), np.float32))
         kill_and_wait(envs.workers[0].actor)
-        with pytest.raises(WorkerDiedError, match=r"worker 0 \(envs \[0\]\)"):
+        with pytest.raises(WorkerDiedError, match=r"worker 0 \(envs \[0\]\) \(Ray actor\) died"):
             envs.step(np.zeros((2, 2), np.float32))
+        with pytest.raises(WorkerDiedError, match=r"worker 0 .* is dead \(an earlier failure\)"):
+            envs.step(np.zeros((2, 2), np.float32))  # stays reported, the actor is not asked
     finally:
         envs.close()
 
@@ -115,7 +117,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
         )
         sim = make_vec(ImageEnv, 2, backend="ray", resources_per_worker={{"sim": 1}})
         sim.reset(seed=0)
-        print(json.dumps({{
+        print("RESULT", json.dumps({{
             "head": cluster.head_node.node_id,
             "sim": sim_node.node_id,
             "render_workers": [w["node_id"] for w in render.worker_info()],
@@ -130,9 +132,12 @@ CLUSTER_SCRIPT = textwrap.dedent(
 )
 
 
-def test_workers_are_placed_by_custom_resources_on_a_two_node_cluster(tmp_path):
+def run_cluster_script(tmp_path: Path, source: str) -> dict:
+    """Run ``source`` (a script building its own ``Cluster``) in a fresh interpreter, so that
+    the cluster's processes end with it; what it printed after ``RESULT``, as JSON (Ray also
+    prints its nodes' logs)."""
     script = tmp_path / "cluster.py"
-    script.write_text(CLUSTER_SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(source.format(tests=str(Path(__file__).parent)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # a busy machine starts Ray's agents slowly: give the raylets time to see them
     env.update(
@@ -144,11 +149,129 @@ def test_workers_are_placed_by_custom_resources_on_a_two_node_cluster(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    placed = json.loads(done.stdout.strip().splitlines()[-1])
+    [result] = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(result.removeprefix("RESULT "))
+
+
+def test_workers_are_placed_by_custom_resources_on_a_two_node_cluster(tmp_path):
+    placed = run_cluster_script(tmp_path, CLUSTER_SCRIPT)
     assert placed["head"] != placed["sim"]
     assert placed["render_workers"] == [placed["head"]]
     assert placed["sim_workers"] == [placed["sim"], placed["sim"]]
     assert placed["resources"] == {"sim": 1.0}
+
+
+NODE_DEATH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading, time, warnings
+    sys.path.insert(0, {tests!r})
+    import cloudpickle, numpy as np, ray, test_vector_helpers
+    from ray.cluster_utils import Cluster
+    from test_vector_helpers import FaultyEnv
+    from vla_gym.vector import make_vec
+
+    HANG = 99  # the env reset with this seed hangs at its second step: a step in flight
+    TIMEOUT = 40.0
+
+    if __name__ == "__main__":
+        cloudpickle.register_pickle_by_value(test_vector_helpers)
+        head = {{"num_cpus": 1, "resources": {{"sim": 1}}, "include_dashboard": False}}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        doomed = cluster.add_node(num_cpus=2, resources={{"sim": 1, "edge": 1}})
+        cluster.wait_for_nodes()
+        options = dict(
+            backend="ray", ray_address=cluster.address, step_timeout=TIMEOUT, fault="hang"
+        )
+        # one worker on each sim node; the edge worker only fits the doomed node
+        sim = make_vec(
+            FaultyEnv, 2, resources_per_worker={{"sim": 1}}, restart_on_failure=True,
+            faulty_seed=HANG, **options,
+        )
+        edge = make_vec(
+            FaultyEnv, 1, resources_per_worker={{"edge": 1}}, faulty_seed=HANG, **options
+        )
+        placed = [w["node_id"] for w in sim.worker_info()]
+        lost = placed.index(doomed.node_id)
+        spare = cluster.add_node(num_cpus=1, resources={{"sim": 1}})  # where `lost` can go
+        cluster.wait_for_nodes()
+        sim.reset(seed=[HANG if w == lost else w for w in range(2)])
+        edge.reset(seed=HANG)
+        action = np.zeros((2, 2), np.float32)
+        sim.step(action)
+        edge.step(action[:1])
+        edge.send(action[:1])  # both envs on the doomed node now hang in their second step
+
+        def kill_node():
+            time.sleep(1.0)
+            cluster.remove_node(doomed, allow_graceful=False)  # SIGKILL its raylet
+
+        killer = threading.Thread(target=kill_node)
+        start = time.monotonic()
+        killer.start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _, _, _, truncations, infos = sim.step(action)
+        sim_seconds = time.monotonic() - start
+        killer.join()
+        errors = []
+        for call in (edge.recv, lambda: edge.step(action[:1])):
+            try:
+                call()
+                errors.append(None)
+            except Exception as error:
+                errors.append([type(error).__name__, str(error)])
+        edge_seconds = time.monotonic() - start
+        after = [sim.step(action)[4]["t"].tolist() for _ in range(2)]
+        print("RESULT", json.dumps({{
+            "timeout": TIMEOUT,
+            "lost": lost,
+            "placed": placed,
+            "head": cluster.head_node.node_id,
+            "doomed": doomed.node_id,
+            "spare": spare.node_id,
+            "replaced": [w["node_id"] for w in sim.worker_info()],
+            "edge_node": edge.worker_info()[0]["node_id"],
+            "warnings": [str(w.message) for w in caught],
+            "restarted": infos["worker_restarted"].tolist(),
+            "truncations": truncations.tolist(),
+            "sim_seconds": sim_seconds,
+            "edge_errors": errors,
+            "edge_seconds": edge_seconds,
+            "after": after,
+        }}))
+        edge.close()
+        sim.close()
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def test_node_death_is_reported_and_its_workers_are_replaced_elsewhere(tmp_path):
+    """A node dies with steps in flight on it: an env without restart_on_failure reports its
+    worker dead (not timed out), one with it gets the worker re-placed on a node that still
+    has the resource, and its other worker steps on."""
+    r = run_cluster_script(tmp_path, NODE_DEATH_SCRIPT)
+    lost, kept = r["lost"], 1 - r["lost"]
+    assert sorted(r["placed"]) == sorted([r["head"], r["doomed"]])
+    assert r["edge_node"] == r["doomed"]
+    # the restarted worker: reported like a dead subprocess worker, re-placed on the spare node
+    assert r["sim_seconds"] < r["timeout"]
+    [message] = r["warnings"]
+    assert f"worker {lost} (envs [{lost}]) (Ray actor) died" in message
+    assert f"restarting worker {lost}; envs [{lost}] are reset" in message
+    assert r["replaced"][lost] == r["spare"] and r["replaced"][kept] == r["head"]
+    assert r["restarted"] == [w == lost for w in range(2)]
+    assert r["truncations"] == [w == lost for w in range(2)]
+    # the surviving env went on counting; the re-placed one is reset by the next step (NEXT_STEP)
+    assert [t[kept] for t in r["after"]] == [3, 4]
+    assert [t[lost] for t in r["after"]] == [0, 1]
+    # no restart: the dead worker is reported, now and at every later step
+    assert r["edge_seconds"] < r["timeout"]
+    [(name, first), (again, later)] = r["edge_errors"]
+    assert name == again == "WorkerDiedError"
+    assert first.startswith("worker 0 (envs [0]) (Ray actor) died")
+    assert later == "worker 0 (envs [0]) is dead (an earlier failure)"
 
 
 def test_bad_resources_per_worker_are_refused_before_ray_starts():

@@ -34,7 +34,14 @@ PROJECT_ROOT = CONFIG_DIR.parents[1]
 SMOKE_FILE = CONFIG_DIR / "_smoke.yaml"
 # old key -> its name now (read from YAML files, smoke sections and CLI overrides)
 KEY_ALIASES = {"env.max_episode_steps": "env.max_steps"}
-VECTOR_SETTINGS = ("restart_on_failure", "step_timeout")  # env.* settings of make_vec, not envs
+# make_vec's own settings (not the envs'), as it names them -> their env.* key here
+VECTOR_SETTINGS = {
+    "restart_on_failure": "restart_on_failure",
+    "step_timeout": "step_timeout",
+    "ray_address": "ray_address",
+    "resources_per_worker": "ray_resources",
+}
+BACKENDS = ("sync", "subproc", "ray")
 
 
 @dataclass
@@ -56,6 +63,11 @@ class EnvConfig:
     # a crashed or hung env worker is replaced and training goes on; its envs count as truncated
     restart_on_failure: bool = True
     step_timeout: float = 300.0  # seconds an env worker may take for one step or reset
+    # backend ray: the cluster to join ("auto": the one this machine joined with `ray start`;
+    # unset: $RAY_ADDRESS, else a local instance) and the custom resources each env worker asks
+    # for, e.g. {sim: 1} to place env workers only on nodes started with a `sim` resource
+    ray_address: str | None = None
+    ray_resources: dict[str, float] | None = None
 
 
 @dataclass
@@ -125,6 +137,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def ray_options(env: EnvConfig) -> dict[str, Any]:
+    """The Ray settings of ``make_vec`` that ``env`` sets (none unless its backend is ray)."""
+    options: dict[str, Any] = {}
+    if env.ray_address is not None:
+        options["ray_address"] = env.ray_address
+    if env.ray_resources is not None:
+        options["resources_per_worker"] = dict(env.ray_resources)
+    return options
 
 
 def env_kwargs(env: EnvConfig, *, evaluation: bool = False) -> dict[str, Any]:
@@ -309,8 +331,10 @@ def validate(config: TrainConfig) -> None:
     check(env.max_steps >= 1, "env.max_steps must be >= 1")
     check(env.obs_mode in ("vla", "flat"), f"env.obs_mode must be vla or flat: {env.obs_mode!r}")
     check(env.step_timeout > 0, f"env.step_timeout must be > 0 seconds, got {env.step_timeout}")
-    for key in VECTOR_SETTINGS:
-        check(key not in env.kwargs, f"env.kwargs.{key} is a vector-env setting: use env.{key}")
+    for key, setting in VECTOR_SETTINGS.items():
+        check(key not in env.kwargs, f"env.kwargs.{key} is a vector-env setting: use env.{setting}")
+    check(env.backend in BACKENDS, f"env.backend must be one of {BACKENDS}, got {env.backend!r}")
+    _validate_ray(env)
     check(
         config.batch_size % algo.global_batch_size == 0,
         f"the rollout batch (num_envs {env.num_envs} x steps {config.steps_per_rollout} x "
@@ -359,6 +383,22 @@ def validate(config: TrainConfig) -> None:
         except ValueError as exc:
             raise ConfigError(f"cluster.component_placement.{component}: {exc}") from None
     parse_policy_config(config.policy)
+
+
+def _validate_ray(env: EnvConfig) -> None:
+    for key in ("ray_address", "ray_resources"):
+        check(
+            getattr(env, key) is None or env.backend == "ray",
+            f"env.{key} is for env.backend=ray, not {env.backend!r} (unset it: env.{key}=null)",
+        )
+    check(env.ray_address != "", "env.ray_address must not be empty (null: $RAY_ADDRESS)")
+    for name, amount in (env.ray_resources or {}).items():
+        # CPUs and GPUs are not custom resources: make_vec refuses them by name
+        check(isinstance(name, str) and name, f"env.ray_resources: bad resource name {name!r}")
+        check(
+            isinstance(amount, int | float) and not isinstance(amount, bool) and amount > 0,
+            f"env.ray_resources.{name} must be a positive number, got {amount!r}",
+        )
 
 
 def validate_ranks(config: TrainConfig, ranks: int) -> None:

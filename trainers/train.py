@@ -29,7 +29,7 @@ from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
 from trainers.cli import mapping_overrides
-from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks
+from trainers.config import TrainConfig, env_kwargs, load_config, ray_options, validate_ranks
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -88,6 +88,7 @@ class Trainer:
             **kwargs,
             "restart_on_failure": env.restart_on_failure,
             "step_timeout": env.step_timeout,
+            **ray_options(env),
         }
         self.collector = RolloutCollector(
             lambda n: make_vector_env(

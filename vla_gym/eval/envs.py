@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -9,6 +10,12 @@ import gymnasium as gym
 from vla_gym.vector import BatchedVectorEnv, make_vec
 
 BACKENDS = ("auto", "sync", "subproc", "ray")
+# make_vec's own options (devices=, resources_per_worker=, ...): they travel with the env kwargs
+VECTOR_OPTIONS = frozenset(inspect.signature(make_vec).parameters) - {
+    "env_id",
+    "num_envs",
+    "env_kwargs",
+}
 
 
 def make_vector_env(
@@ -30,6 +37,11 @@ def make_vector_env(
     return make_vec(
         env_id, num_envs, backend=backend, autoreset_mode=autoreset_mode, **timeout, **env_kwargs
     )
+
+
+def env_only(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` less make_vec's own options: what ``gym.make`` takes."""
+    return {key: value for key, value in env_kwargs.items() if key not in VECTOR_OPTIONS}
 
 
 def check_protocol_kwargs(

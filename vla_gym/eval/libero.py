@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla_gym.envs.libero.suites import SUITES, get_suite
-from vla_gym.eval.envs import check_protocol_kwargs, make_vector_env, trials_per_task
+from vla_gym.eval.envs import check_protocol_kwargs, env_only, make_vector_env, trials_per_task
 from vla_gym.eval.policy import (
     POLICY_HELP,
     Policy,
@@ -164,7 +164,7 @@ def evaluate(
 
 def _num_tasks(env_id: str, env_kwargs: dict[str, Any]) -> int:
     """The suite's task count, from one env (built without its scene: no reset)."""
-    env = gym.make(env_id, **env_kwargs)
+    env = gym.make(env_id, **env_only(env_kwargs))
     try:
         return len(env.unwrapped.task_pool)
     finally:

@@ -8,6 +8,10 @@ Ray is joined as found: an instance this process already started, the cluster at
 (or ``$RAY_ADDRESS``), else a new single-machine instance that listens on loopback only and has
 no dashboard (Ray's own default would listen on every interface). ``resources_per_worker``
 places actors by custom node resources; ``worker_info()`` names each actor's node.
+
+An actor that dies, alone or with its node, is reported as a :class:`WorkerDiedError` naming its
+envs, as a dead subprocess worker is; ``restart_on_failure`` starts a new actor on whichever node
+has the resources free then.
 """
 
 from __future__ import annotations
@@ -168,12 +172,14 @@ class RayWorker(WorkerHandle):
         self.refs: deque = deque()
         self.spec: dict[str, Any] = {}
         self.actor = None
+        self.dead = False  # killed, or found dead: never called again until restarted
 
     def start(self) -> Any:
         options: dict[str, Any] = {"num_gpus": self.num_gpus} if self.num_gpus else {}
         if self.resources:  # Ray places the actor on a node that has them free
             options["resources"] = self.resources
         self.actor = self.actor_class.options(**options).remote(*self.init_args)
+        self.dead = False
         self.refs.clear()
         return self.actor.describe.remote()
 
@@ -192,6 +198,9 @@ class RayWorker(WorkerHandle):
                 self.index, self.env_ids, f"did not finish {doing} within {timeout:g} s"
             ) from None
         except ray.exceptions.RayActorError as error:
+            # also raised while Ray cannot tell a dead actor from an unreachable one (its node
+            # lost): stop it for good, like a dead subprocess worker, whatever its state
+            self.kill()
             raise WorkerDiedError(self.index, self.env_ids, f"(Ray actor) died: {error}") from None
         except ray.exceptions.RayTaskError as error:
             raise VectorEnvError(
@@ -201,15 +210,21 @@ class RayWorker(WorkerHandle):
             raise value
         return value
 
+    def _alive_actor(self) -> Any:
+        if self.dead:
+            raise WorkerDiedError(self.index, self.env_ids, "is dead (an earlier failure)")
+        return self.actor
+
     def submit_step(self, local_ids: list[int], slot: int) -> None:
         rows = [self.first_index + i for i in local_ids]
         actions = [array[rows] for array in self.buffers().actions]
-        self.refs.append((local_ids, slot, self.actor.step.remote(local_ids, actions)))
+        self.refs.append((local_ids, slot, self._alive_actor().step.remote(local_ids, actions)))
 
     def submit_reset(
         self, local_ids: list[int], seeds: list[int | None], options: Any, slot: int
     ) -> None:
-        self.refs.append((local_ids, slot, self.actor.reset.remote(local_ids, seeds, options)))
+        actor = self._alive_actor()
+        self.refs.append((local_ids, slot, actor.reset.remote(local_ids, seeds, options)))
 
     @property
     def oldest_ref(self) -> Any:
@@ -240,7 +255,8 @@ class RayWorker(WorkerHandle):
         return result
 
     def request(self, method: str, *args: Any) -> Any:
-        return self._get(self.actor.request.remote(method, args), self.step_timeout, f"{method}()")
+        ref = self._alive_actor().request.remote(method, args)
+        return self._get(ref, self.step_timeout, f"{method}()")
 
     def restart(self, slot: int) -> GroupResult:
         self.kill()
@@ -255,6 +271,7 @@ class RayWorker(WorkerHandle):
         if self.actor is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self.actor)
+        self.dead = True
         self.refs.clear()
 
     def close(self) -> None:
@@ -262,8 +279,9 @@ class RayWorker(WorkerHandle):
 
         if self.actor is None:
             return
-        with contextlib.suppress(Exception):
-            ray.get(self.actor.close.remote(), timeout=10)
+        if not self.dead:  # a dead one (maybe only unreachable) is not waited for
+            with contextlib.suppress(Exception):
+                ray.get(self.actor.close.remote(), timeout=10)
         self.kill()
         self.actor = None
 
