@@ -157,7 +157,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
         "steps": args.sft_steps,
         "episodes": len(dataset),
         "samples": dataset.num_samples,
-        "curve": [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h],
+        "curve": [[h["step"], h["sft/loss"]] for h in history if "sft/loss" in h],
         **clock.seconds(),
     }
     return path
