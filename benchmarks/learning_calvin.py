@@ -373,16 +373,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--split", choices=sorted(CONFIGS), default="D")
     parser.add_argument("--work", default="", help="default: runs/learning_calvin_<split>")
-    parser.add_argument("--demos", type=int, default=400, help="expert episodes per seed")
+    parser.add_argument("--demos", type=int, default=1000, help="expert episodes per seed")
     parser.add_argument("--demo-subtasks", type=int, default=1, choices=range(1, 6))
     parser.add_argument("--collect-envs", type=int, default=4)
     parser.add_argument("--action-noise", type=float, default=0.0, help="DART noise (demos)")
-    parser.add_argument("--sft-steps", type=int, default=2000)
-    parser.add_argument("--sft-batch", type=int, default=32)
+    parser.add_argument("--sft-steps", type=int, default=15000)
+    parser.add_argument("--sft-batch", type=int, default=64)
     parser.add_argument("--image-shift", type=int, default=4, help="SFT random-shift pixels")
-    parser.add_argument("--chains", type=int, default=100, help="official chains per evaluation")
+    parser.add_argument(
+        "--chains", type=int, default=0, help="official chains per evaluation (0: the config's)"
+    )
     parser.add_argument("--eval-envs", type=int, default=4)
-    parser.add_argument("--rl-iterations", type=int, default=1000)
+    parser.add_argument(
+        "--rl-iterations", type=int, default=0, help="0: the config's runner.max_iterations"
+    )
     parser.add_argument("--rl-minutes", type=float, default=90.0)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0])
@@ -391,6 +395,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env.num_envs=8")
     args = parser.parse_args(argv)
     args.work = args.work or f"runs/learning_calvin_{args.split.lower()}"
+    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
+    args.rl_iterations = args.rl_iterations or config.runner.max_iterations
     return args
 
 
