@@ -31,7 +31,7 @@ def run(tmp_path: Path, *extra: str) -> dict:
     return learning_calvin.main(argv)[0]
 
 
-def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch) -> None:
+def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -> None:
     state = run(tmp_path, "--rl-iterations", "1")
     assert state["collect"]["episodes"] == 2 and 0.0 <= state["collect"]["expert_success"] <= 1
     assert state["sft"]["steps"] == 2 and state["rl"]["iterations"] == 1
@@ -71,3 +71,16 @@ def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch) -> None:
         state = run(tmp_path, "--rl-iterations", "2")
     assert [point["iteration"] for point in state["rl_curve"]] == [1, 2]
     assert state["rl"]["iterations"] == 2 and "rl_eval" in state
+
+    # the trained checkpoint through the recipe's command line: the official table, per task
+    from trainers.__main__ import main as trainers_main
+
+    capsys.readouterr()
+    checkpoint = state["rl"]["checkpoint"]
+    argv = ["eval", "--config", "calvin_d_ppo_flow_cpu", "--checkpoint", checkpoint]
+    assert trainers_main([*argv, "--episodes", "1", "env.kwargs.assets=builtin"]) == 0
+    out = capsys.readouterr().out
+    assert f"policy {checkpoint}: 1 chains, 360 steps per subtask" in out
+    assert "| 1/5 | 2/5 | 3/5 | 4/5 | 5/5 | avg. len |" in out
+    first_task = next(iter(state["rl_eval"]["task_counts"]))
+    assert any(line.startswith(first_task) for line in out.splitlines())
