@@ -155,6 +155,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
     probe.close()
     state["sft"] = {
         "steps": args.sft_steps,
+        "batch": args.sft_batch,
         "episodes": len(dataset),
         "samples": dataset.num_samples,
         "curve": [[h["step"], h["sft/loss"]] for h in history if "sft/loss" in h],
@@ -336,13 +337,14 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
     sft_mean = np.mean([v["SFT avg. len"] for v in per_seed.values()])
     rl_mean = np.mean([v["RL avg. len"] for v in per_seed.values()])
     chains = first["rl_eval"]["chains"]
-    scenes = "D" if args.split == "D" else "A, B, C"
+    collected, trained = first["collect"], first["sft"]
+    scenes = "scene D" if args.split == "D" else "scenes A, B, C"
     return write_result(
         f"learning_calvin_{args.split.lower()}",
         title=f"CALVIN {args.split}->D: flow VLA, SFT on expert demos then RL ({config.env.id})",
         claim=(
-            f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in scene(s) "
-            f"{scenes} takes the official protocol's avg. len on the first {chains} chains in "
+            f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes} "
+            f"takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
             f"training seeds, config `{CONFIGS[args.split]}`)."
         ),
@@ -350,11 +352,11 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         unit="avg. len",
         per_seed=per_seed,
         rows=task_rows(states),
-        starts_from=(
-            f"one SFT checkpoint per training seed N: {args.demos} scripted-expert episodes of "
-            f"{args.demo_subtasks} subtask(s) in scene(s) {scenes} from env seeds N * "
-            f"{DEMO_SEED_STRIDE} on (successful ones kept), {args.sft_steps} SFT steps of batch "
-            f"{args.sft_batch} with seed N"
+        starts_from=(  # from the state: --report-only may run with other arguments
+            f"one SFT checkpoint per training seed N: {collected['episodes']} scripted-expert "
+            f"episodes of {collected['subtasks']} subtask(s) in {scenes} from env seeds N * "
+            f"{DEMO_SEED_STRIDE} on (successful ones kept), {trained['steps']} SFT steps of "
+            f"batch {trained['batch']} with seed N"
         ),
         env_steps=int(sum(s["rl"]["env_steps"] for s in states.values())),
         wall_seconds=sum(
