@@ -80,6 +80,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = 
 def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
     from trainers.collect import collect
     from trainers.demos import read_index
+    from vla_gym.envs.calvin.assets import resolve_mode
 
     out = work / "demos"
     if "collect" in state:
@@ -101,7 +102,9 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
         progress="off",
     )
     records = read_index(out)
+    assets, _ = resolve_mode(kwargs.get("assets", "auto"), kwargs.get("calvin_root"))
     state["collect"] = {
+        "assets": assets,  # builtin or official: the result says which
         "episodes": len(records),
         "subtasks": args.demo_subtasks,
         "expert_success": float(np.mean([r["success"] for r in records])),
@@ -346,7 +349,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
             f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes} "
             f"takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
-            f"training seeds, config `{CONFIGS[args.split]}`)."
+            f"training seeds, config `{CONFIGS[args.split]}`, {collected['assets']} assets)."
         ),
         metric="gain",
         unit="avg. len",

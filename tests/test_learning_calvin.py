@@ -34,6 +34,7 @@ def run(tmp_path: Path, *extra: str) -> dict:
 def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -> None:
     state = run(tmp_path, "--rl-iterations", "1")
     assert state["collect"]["episodes"] == 2 and 0.0 <= state["collect"]["expert_success"] <= 1
+    assert state["collect"]["assets"] == "builtin"
     assert state["sft"]["steps"] == 2 and state["rl"]["iterations"] == 1
     for key in ("sft_eval", "rl_eval"):
         evaluation = state[key]
@@ -45,6 +46,7 @@ def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -
 
     result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
     assert result["metric"] == "gain" and result["seeds"] == [0]
+    assert "builtin assets" in result["claim"]
     values = result["per_seed"]["0"]
     assert values["gain"] == pytest.approx(values["RL avg. len"] - values["SFT avg. len"])
     assert {f"{stage} {i}/5 (%)" for stage in ("SFT", "RL") for i in range(1, 6)} <= set(values)
