@@ -90,7 +90,7 @@ class OursPPO:
                 "env.kwargs={terminate_on_success: false}",
             ],
         )
-        self.trainer = Trainer(config, resume=True)
+        self.trainer = Trainer(config, resume_if_present=True)
 
     @property
     def env_steps(self) -> int:

@@ -122,9 +122,9 @@ def test_protocol_generic_forces_the_generic_protocol(monkeypatch, capsys, tmp_p
     argv = ["eval", "--checkpoint", checkpoint, "--protocol", "generic", "--episodes", "4"]
     assert main(argv) == 0
     # validation seeds, apart from the training rollouts'; the config's episode metrics and
-    # horizon (60 steps in the CPU recipe)
+    # horizon (120 steps in the CPU recipe)
     seed = 3 + evaluate.VALIDATION_SEED_OFFSET
-    assert calls == [("VLA/CALVIN-D-v0", 4, seed, {"avg_len": "subtasks_solved"}, 60)]
+    assert calls == [("VLA/CALVIN-D-v0", 4, seed, {"avg_len": "subtasks_solved"}, 120)]
     assert json_line(capsys.readouterr().out) == {
         "protocol": "generic",
         "eval/success_once": 0.5,

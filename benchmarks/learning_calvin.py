@@ -1,0 +1,423 @@
+"""Learning benchmark on CALVIN: expert demos, SFT of the flow VLA, RL, the official evaluation.
+
+Per training seed, with the trainer config ``calvin_d_ppo_flow_cpu`` (``--split D``) or
+``calvin_abc_ppo_flow_cpu`` (``--split ABC``: demos and RL in scenes A, B, C; evaluation in D):
+
+1. collect ``--demos`` scripted-expert episodes through the vector layer, single subtasks
+   (``--demo-subtasks 1``) or chains, from the evaluation's start states: each reset draws one
+   of the evaluation's symbolic initial states and a subtask valid in it by the official
+   preconditions. The expert's own success rate is recorded; SFT uses its successful episodes;
+2. SFT (flow matching; static + gripper cameras, MiniLM instruction, action chunks);
+3. the official long-horizon protocol (``vla_gym.eval.calvin``) on the first ``--chains`` of the
+   1000 chains, always in scene D: 1/5..5/5, avg. len and per-task success;
+4. RL (the config's algorithm, PPO with flow_sde) from the SFT weights on single-subtask episodes
+   drawn like the evaluation (as in 1.) for ``--rl-iterations`` or ``--rl-minutes`` of training
+   wall time, whichever ends first; a checkpoint after every iteration;
+5. the same evaluation of the RL policy.
+
+Every stage records its wall and CPU seconds in ``<work>/seed<N>/state.json``; a finished stage
+is skipped when the command is run again, and a killed RL stage resumes from its last
+checkpoint (the time cap counts the time of every launch). Once every seed has finished, the
+per-seed avg. len before and after RL, 1/5..5/5 and per-task success go to
+``benchmarks/results/learning_calvin_<split>.json``; ``--report-only`` prints the tables and
+writes the result from disk. Per-unit timings and the defaults: see
+``benchmarks/notes/2026-12-03-calvin-learning-plan.md``.
+
+    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split D
+    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split ABC
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import RESULTS_DIR, write_result  # noqa: E402  (benchmarks/ is on sys.path now)
+from _state import load_state, save_state  # noqa: E402
+
+CONFIGS = {"D": "calvin_d_ppo_flow_cpu", "ABC": "calvin_abc_ppo_flow_cpu"}
+DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
+CHAIN_LENGTH = 5
+
+
+class Clock:
+    """Wall and CPU seconds since creation (CPU: this process; every env runs in it)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> dict[str, float]:
+        return {
+            "seconds": time.perf_counter() - self.wall,
+            "cpu_seconds": time.process_time() - self.cpu,
+        }
+
+
+def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()):
+    from trainers.config import load_config
+
+    overrides = [
+        f"runner.log_dir={work}",
+        "runner.progress_bar='off'",
+        f"runner.torch_threads={args.torch_threads}",
+        f"runner.seed={args.seed}",
+        *args.overrides,
+        *extra,
+    ]
+    return load_config(CONFIGS[args.split], overrides)
+
+
+def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
+    from trainers.collect import collect
+    from trainers.demos import read_index
+    from vla_gym.envs.calvin.assets import resolve_mode
+
+    out = work / "demos"
+    if "collect" in state:
+        return out
+    clock = Clock()
+    env = train_config(args, work).env
+    # the expert's horizon is the env's own (360 steps per subtask), not RL's shorter one
+    kwargs = {**env.kwargs, "obs_mode": env.obs_mode, "num_subtasks": args.demo_subtasks}
+    collect(
+        env.id,
+        args.demos,
+        str(out),
+        num_envs=args.collect_envs,
+        seed=DEMO_SEED_STRIDE * args.seed,
+        only_success=False,  # failures are kept (and skipped by SFT): the expert's success rate
+        action_noise=args.action_noise,
+        env_kwargs=kwargs,
+        verbose=False,
+        progress="off",
+    )
+    records = read_index(out)
+    assets, _ = resolve_mode(kwargs.get("assets", "auto"), kwargs.get("calvin_root"))
+    state["collect"] = {
+        "assets": assets,  # builtin or official: the result says which
+        "episodes": len(records),
+        "subtasks": args.demo_subtasks,
+        "expert_success": float(np.mean([r["success"] for r in records])),
+        "steps": int(sum(r["length"] for r in records)),
+        **clock.seconds(),
+    }
+    return out
+
+
+def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
+    from trainers.config import env_kwargs
+    from trainers.demos import DemoDataset
+    from trainers.policies import make_policy
+    from trainers.rollout import make_single_env
+    from trainers.sft import SFTConfig, train_sft
+
+    path = work / "sft" / "latest.pt"
+    if "sft" in state:
+        return path
+    clock = Clock()
+    config = train_config(args, work)
+    probe = make_single_env(config.env.id, **env_kwargs(config.env))
+    torch.manual_seed(args.seed)
+    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    dataset = DemoDataset(demos)
+    sft = SFTConfig(
+        steps=args.sft_steps,
+        batch_size=args.sft_batch,
+        lr=1e-3,
+        warmup_steps=min(50, args.sft_steps // 10),
+        eval_interval=0,
+        save_interval=100,
+        log_interval=50,
+        image_shift=args.image_shift,
+        seed=args.seed,
+    )
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
+
+    history = train_sft(
+        policy,
+        dataset,
+        sft,
+        probe.action_space,
+        checkpoint_path=path,
+        resume=True,
+        log=log,
+        run_config=config.to_dict(),  # so `python -m trainers eval` needs no --config
+    )
+    probe.close()
+    state["sft"] = {
+        "steps": args.sft_steps,
+        "batch": args.sft_batch,
+        "episodes": len(dataset),
+        "samples": dataset.num_samples,
+        "curve": [[h["step"], h["sft/loss"]] for h in history if "sft/loss" in h],
+        **clock.seconds(),
+    }
+    return path
+
+
+def evaluate_chains(args: argparse.Namespace, work: Path, checkpoint: Path) -> dict[str, Any]:
+    """The official protocol on the first ``--chains`` chains (scene D) for a checkpoint."""
+    from trainers.evaluate import evaluate_checkpoint
+
+    clock = Clock()
+    config = train_config(args, work, (f"env.eval_num_envs={args.eval_envs}",))
+    result = evaluate_checkpoint(checkpoint, config, episodes=args.chains, progress=False)
+    print(result.report, flush=True)
+    return {
+        **result.metrics,  # avg_len, chain_success_1..5
+        "chains": result.episodes,
+        "env_steps": result.env_steps,
+        "task_counts": result.details["task_counts"],
+        **clock.seconds(),
+    }
+
+
+def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
+    from trainers.train import Trainer
+
+    config = train_config(
+        args,
+        work,
+        (
+            f"runner.init_checkpoint_path={sft_path}",
+            f"runner.max_iterations={args.rl_iterations}",
+            "runner.run_name=rl",
+            "runner.eval_interval=0",
+            "runner.video_interval=0",
+        ),
+    )
+    trainer = Trainer(config, resume_if_present=True)  # continues from a checkpoint if any
+    clock = Clock()
+    curve = state.setdefault("rl_curve", [])
+    cpu_before = state.get("rl_cpu_seconds", 0.0)  # earlier launches of a resumed run
+    try:
+        # trainer.elapsed is restored from the checkpoint: the cap spans every launch
+        while trainer.iteration < args.rl_iterations and trainer.elapsed < 60 * args.rl_minutes:
+            metrics = trainer.train_iteration()
+            trainer.logger.log(metrics, trainer.env_steps)
+            trainer.save()
+            curve.append(
+                {
+                    "iteration": trainer.iteration,
+                    "env_steps": trainer.env_steps,
+                    "minutes": trainer.elapsed / 60,
+                    "success": metrics.get("env/success_once", float("nan")),
+                    "iteration_seconds": metrics["time/iteration"],
+                }
+            )
+            state["rl_cpu_seconds"] = cpu_before + clock.seconds()["cpu_seconds"]
+            save_state(work / "state.json", state)
+            print(
+                f"  rl iter {trainer.iteration}: train success {curve[-1]['success']:.2f}, "
+                f"{metrics['time/iteration']:.1f} s",
+                flush=True,
+            )
+        state["rl"] = {
+            "iterations": trainer.iteration,
+            "env_steps": trainer.env_steps,
+            "minutes": trainer.elapsed / 60,
+            "cpu_seconds": state.pop("rl_cpu_seconds", 0.0),
+            "checkpoint": str(trainer.latest_path),
+        }
+    finally:
+        trainer.collector.close()
+        trainer.logger.close()
+
+
+def run_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """Every stage of one training seed (``args.seed``), skipping those already finished."""
+    work = Path(args.work) / f"seed{args.seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / "state.json"
+    state = load_state(state_path)
+    if args.report_only:
+        return state
+    torch.manual_seed(args.seed)
+    print("collecting demonstrations ...", flush=True)
+    demos = stage_collect(args, work, state)
+    save_state(state_path, state)
+    print(f"expert success {state['collect']['expert_success']:.0%}; SFT ...", flush=True)
+    sft_path = stage_sft(args, work, state, demos)
+    save_state(state_path, state)
+    if "sft_eval" not in state:
+        print(f"evaluating the SFT policy on {args.chains} chains ...", flush=True)
+        state["sft_eval"] = evaluate_chains(args, work, sft_path)
+        save_state(state_path, state)
+    if "rl" not in state:
+        print("RL ...", flush=True)
+        stage_rl(args, work, state, sft_path)
+        save_state(state_path, state)
+    if "rl_eval" not in state:
+        print(f"evaluating the RL policy on {args.chains} chains ...", flush=True)
+        state["rl_eval"] = evaluate_chains(args, work, Path(state["rl"]["checkpoint"]))
+        save_state(state_path, state)
+    return state
+
+
+# ---------------------------------------------------------------------------------- report
+def rates(evaluation: dict[str, Any]) -> str:
+    cells = [f"{100 * evaluation[f'chain_success_{i}']:.1f}%" for i in range(1, 6)]
+    return " | ".join(cells) + f" | {evaluation['avg_len']:.2f}"
+
+
+def report(seed: int, state: dict[str, Any]) -> None:
+    print(f"\nseed {seed}")
+    if "collect" in state:
+        collected = state["collect"]
+        print(
+            f"expert: {collected['expert_success']:.0%} of {collected['episodes']} episodes "
+            f"({collected['subtasks']} subtask(s) each)"
+        )
+    print("| policy | 1/5 | 2/5 | 3/5 | 4/5 | 5/5 | avg. len |\n|---|---|---|---|---|---|---|")
+    if "sft_eval" in state:
+        print(f"| SFT | {rates(state['sft_eval'])} |")
+    if "rl_eval" in state:
+        rl = state["rl"]
+        print(
+            f"| + RL ({rl['iterations']} it., {rl['minutes']:.0f} min) "
+            f"| {rates(state['rl_eval'])} |"
+        )
+
+
+def task_rows(states: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task: successes / attempts over every seed's chains, after SFT and after RL."""
+    rows = []
+    tasks = sorted(
+        {
+            t
+            for s in states.values()
+            for key in ("sft_eval", "rl_eval")
+            for t in s[key]["task_counts"]
+        }
+    )
+    for task in tasks:
+        row: dict[str, Any] = {"task": task}
+        for key, label in (("sft_eval", "SFT"), ("rl_eval", "RL")):
+            counts = [
+                s[key]["task_counts"].get(task, {"success": 0, "total": 0}) for s in states.values()
+            ]
+            success, total = sum(c["success"] for c in counts), sum(c["total"] for c in counts)
+            row[f"{label} success / attempts"] = f"{success} / {total}"
+        rows.append(row)
+    return rows
+
+
+def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> Path | None:
+    """The result file, once every seed has both evaluations."""
+    unfinished = [seed for seed, state in states.items() if "rl_eval" not in state]
+    if unfinished:
+        print(f"no result file yet: seeds {unfinished} have not finished")
+        return None
+    per_seed = {}
+    for seed, state in states.items():
+        sft, rl = state["sft_eval"], state["rl_eval"]
+        values = {
+            "expert success (%)": 100 * state["collect"]["expert_success"],
+            "SFT avg. len": sft["avg_len"],
+            "RL avg. len": rl["avg_len"],
+            "gain": rl["avg_len"] - sft["avg_len"],
+        }
+        for label, evaluation in (("SFT", sft), ("RL", rl)):
+            for i in range(1, CHAIN_LENGTH + 1):
+                values[f"{label} {i}/5 (%)"] = 100 * evaluation[f"chain_success_{i}"]
+        values["RL iterations"] = state["rl"]["iterations"]
+        values["RL minutes"] = state["rl"]["minutes"]
+        per_seed[seed] = values
+    first = next(iter(states.values()))
+    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    sft_mean = np.mean([v["SFT avg. len"] for v in per_seed.values()])
+    rl_mean = np.mean([v["RL avg. len"] for v in per_seed.values()])
+    chains = first["rl_eval"]["chains"]
+    collected, trained = first["collect"], first["sft"]
+    scenes = "scene D" if args.split == "D" else "scenes A, B, C"
+    return write_result(
+        f"learning_calvin_{args.split.lower()}",
+        title=f"CALVIN {args.split}->D: flow VLA, SFT on expert demos then RL ({config.env.id})",
+        claim=(
+            f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes} "
+            f"takes the official protocol's avg. len on the first {chains} chains in "
+            f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
+            f"training seeds, config `{CONFIGS[args.split]}`, {collected['assets']} assets)."
+        ),
+        metric="gain",
+        unit="avg. len",
+        per_seed=per_seed,
+        rows=task_rows(states),
+        starts_from=(  # from the state: --report-only may run with other arguments
+            f"one SFT checkpoint per training seed N: {collected['episodes']} scripted-expert "
+            f"episodes of {collected['subtasks']} subtask(s) in {scenes} from env seeds N * "
+            f"{DEMO_SEED_STRIDE} on (successful ones kept), {trained['steps']} SFT steps of "
+            f"batch {trained['batch']} with seed N"
+        ),
+        env_steps=int(sum(s["rl"]["env_steps"] for s in states.values())),
+        wall_seconds=sum(
+            s[key]["seconds"]
+            for s in states.values()
+            for key in ("collect", "sft", "sft_eval", "rl_eval")
+        )
+        + 60 * sum(s["rl"]["minutes"] for s in states.values()),
+        directory=Path(args.results_dir),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--split", choices=sorted(CONFIGS), default="D")
+    parser.add_argument("--work", default="", help="default: runs/learning_calvin_<split>")
+    parser.add_argument("--demos", type=int, default=1000, help="expert episodes per seed")
+    parser.add_argument("--demo-subtasks", type=int, default=1, choices=range(1, 6))
+    parser.add_argument("--collect-envs", type=int, default=4)
+    parser.add_argument("--action-noise", type=float, default=0.0, help="DART noise (demos)")
+    parser.add_argument("--sft-steps", type=int, default=15000)
+    parser.add_argument("--sft-batch", type=int, default=64)
+    parser.add_argument("--image-shift", type=int, default=4, help="SFT random-shift pixels")
+    parser.add_argument(
+        "--chains", type=int, default=0, help="official chains per evaluation (0: the config's)"
+    )
+    parser.add_argument("--eval-envs", type=int, default=4)
+    parser.add_argument(
+        "--rl-iterations", type=int, default=0, help="0: the config's runner.max_iterations"
+    )
+    parser.add_argument("--rl-minutes", type=float, default=90.0)
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env.num_envs=8")
+    args = parser.parse_args(argv)
+    args.work = args.work or f"runs/learning_calvin_{args.split.lower()}"
+    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
+    args.rl_iterations = args.rl_iterations or config.runner.max_iterations
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[int, dict[str, Any]]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    states = {}
+    for seed in args.seeds:
+        print(f"\n=== seed {seed} ({args.split}->D) ===", flush=True)
+        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+    for seed, state in states.items():
+        report(seed, state)
+    write_json(args, states)
+    return states
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""benchmarks/learning_calvin.py end to end at tiny sizes: result structure and resumption."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pybullet", reason="CALVIN needs pybullet (pip install pybullet)")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import learning_calvin  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = [
+    "--demos", "2", "--collect-envs", "2", "--sft-steps", "2", "--sft-batch", "4",
+    "--chains", "1", "--eval-envs", "1",
+    "env.kwargs.assets=builtin", "env.max_steps=10", "env.num_envs=2",
+    "algorithm.global_batch_size=4", "algorithm.micro_batch_size=2",
+]  # fmt: skip
+
+
+def run(tmp_path: Path, *extra: str) -> dict:
+    work, results = tmp_path / "work", tmp_path / "results"
+    argv = ["--work", str(work), "--results-dir", str(results), *TINY, *extra]
+    return learning_calvin.main(argv)[0]
+
+
+def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -> None:
+    state = run(tmp_path, "--rl-iterations", "1")
+    assert state["collect"]["episodes"] == 2 and 0.0 <= state["collect"]["expert_success"] <= 1
+    assert state["collect"]["assets"] == "builtin"
+    assert state["sft"]["steps"] == 2 and state["rl"]["iterations"] == 1
+    for key in ("sft_eval", "rl_eval"):
+        evaluation = state[key]
+        assert evaluation["chains"] == 1
+        rates = [evaluation[f"chain_success_{i}"] for i in range(1, 6)]
+        assert evaluation["avg_len"] == pytest.approx(sum(rates))
+        # the first of the 1000 official chains
+        assert sum(c["total"] for c in evaluation["task_counts"].values()) == 1
+
+    result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
+    assert result["metric"] == "gain" and result["seeds"] == [0]
+    assert "builtin assets" in result["claim"]
+    values = result["per_seed"]["0"]
+    assert values["gain"] == pytest.approx(values["RL avg. len"] - values["SFT avg. len"])
+    assert {f"{stage} {i}/5 (%)" for stage in ("SFT", "RL") for i in range(1, 6)} <= set(values)
+    assert [row["task"] for row in result["rows"]] == sorted(state["sft_eval"]["task_counts"])
+
+    # a second invocation runs no stage again
+    def fail(*args, **kwargs):
+        pytest.fail("a finished stage ran again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(learning_calvin, "evaluate_chains", fail)
+        patch.setattr("trainers.collect.collect", fail)
+        patch.setattr("trainers.sft.train_sft", fail)
+        patch.setattr("trainers.train.Trainer", fail)
+        assert run(tmp_path, "--rl-iterations", "1") == state
+
+    # a larger RL budget continues from the RL checkpoint, not from the SFT weights
+    path = tmp_path / "work" / "seed0" / "state.json"
+    unfinished = json.loads(path.read_text())
+    del unfinished["rl"], unfinished["rl_eval"]
+    path.write_text(json.dumps(unfinished))
+    with monkeypatch.context() as patch:
+        patch.setattr("trainers.sft.train_sft", fail)
+        state = run(tmp_path, "--rl-iterations", "2")
+    assert [point["iteration"] for point in state["rl_curve"]] == [1, 2]
+    assert state["rl"]["iterations"] == 2 and "rl_eval" in state
+
+    # the trained checkpoint through the recipe's command line: the official table, per task
+    from trainers.__main__ import main as trainers_main
+
+    capsys.readouterr()
+    checkpoint = state["rl"]["checkpoint"]
+    argv = ["eval", "--config", "calvin_d_ppo_flow_cpu", "--checkpoint", checkpoint]
+    assert trainers_main([*argv, "--episodes", "1", "env.kwargs.assets=builtin"]) == 0
+    out = capsys.readouterr().out
+    assert f"policy {checkpoint}: 1 chains, 360 steps per subtask" in out
+    assert "| 1/5 | 2/5 | 3/5 | 4/5 | 5/5 | avg. len |" in out
+    first_task = next(iter(state["rl_eval"]["task_counts"]))
+    assert any(line.startswith(first_task) for line in out.splitlines())
