@@ -41,7 +41,7 @@ EXPECTED: dict[str, str] = {
     "distributed_rollout": "python benchmarks/distributed_rollout.py",
     "ray_rollout": "python benchmarks/ray_rollout.py",
     "learning_panda": (
-        "python benchmarks/learning_panda.py --algos ours_ppo,sb3_ppo --seeds 0 1 2 "
+        "python benchmarks/learning_panda.py --algos ours_ppo,sb3_ppo,sb3_sac --seeds 0 1 2 "
         "--budget-steps 196608 --max-minutes 30 --eval-every 32768 --eval-episodes 32"
     ),
     "learning_panda_speed": (
@@ -52,6 +52,12 @@ EXPECTED: dict[str, str] = {
         "--demos 30 --expert max_speed=0.025 --sft-steps 1000 --num-envs 32 "
         "--rl-iterations 70 --rl-minutes 90 --eval-every 10 --eval-episodes 48 "
         "algorithm.global_batch_size=160"
+    ),
+    "learning_flow_panda_vision_grpo": (
+        "python benchmarks/learning_flow.py --config flow_panda_vision_grpo_cpu "
+        "--work runs/learning_flow_vision_grpo --seeds 0 1 2 --demos 30 --expert max_speed=0.025 "
+        "--sft-steps 1000 --num-envs 32 --rl-iterations 70 --rl-minutes 90 --eval-every 10 "
+        "--eval-episodes 48"
     ),
     "learning_flow_metaworld5_ppo": (
         "python benchmarks/learning_flow.py --config flow_metaworld5_ppo_cpu "
