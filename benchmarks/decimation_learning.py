@@ -69,6 +69,7 @@ def train_config(args: argparse.Namespace, mesh_budget: int | None):
             "env.kwargs.render_quality=fast",
             f"env.kwargs.mesh_budget={budget}",
             f"env.eval_num_envs={args.eval_envs}",
+            "env.backend=sync",  # one process: the envs step in turn
             f"runner.torch_threads={args.torch_threads}",
             "runner.progress_bar='off'",
         ],
