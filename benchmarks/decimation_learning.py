@@ -171,8 +171,9 @@ def main() -> None:
     print(f"sft: done ({time.perf_counter() - start:.0f} s)", flush=True)
     for label, budget in (("original", None), ("decimated", args.budget)):
         done = state.get(label, {})
-        if done.get("episodes") != args.eval_episodes:
-            state[label] = evaluate(args, policy, budget)
+        # evaluated already: the same episodes of a checkpoint with as many SFT steps
+        if (done.get("episodes"), done.get("sft_steps")) != (args.eval_episodes, args.sft_steps):
+            state[label] = {**evaluate(args, policy, budget), "sft_steps": args.sft_steps}
             save_state(state_path, state)
         print(f"{label} meshes: {state[label]}", flush=True)
 
