@@ -16,7 +16,7 @@ The difference of the two success rates is reported with its binomial standard e
 skips the stages already done (resumable). The result goes to
 ``benchmarks/results/decimation_learning.json``.
 
-    python benchmarks/decimation_learning.py --work runs/decimation_learning
+    python benchmarks/decimation_learning.py --work runs/decimation_learning --eval-episodes 200
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=DEFAULT_MESH_BUDGET)
     parser.add_argument("--demos", type=int, default=30)
     parser.add_argument("--sft-steps", type=int, default=1000)
-    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--eval-envs", type=int, default=4)
     parser.add_argument("--torch-threads", type=int, default=1)
     args = parser.parse_args()
@@ -200,8 +200,8 @@ def main() -> None:
         title="A policy trained on original meshes, evaluated on decimated meshes",
         claim=(
             f"A flow VLA trained by SFT on PandaPickCubeVision images (64 px, fast rendering) "
-            f"with the original meshes succeeds on {100 * p1:.0f} % of {n} held-out seeds with "
-            f"them and on {100 * p2:.0f} % of the same seeds with meshes decimated to "
+            f"with the original meshes succeeds on {100 * p1:.1f} % of {n} held-out seeds with "
+            f"them and on {100 * p2:.1f} % of the same seeds with meshes decimated to "
             f"{args.budget} triangles: {difference:+.1f} ± {error:.1f} points (binomial "
             "standard error)."
         ),
