@@ -9,13 +9,16 @@ actions, in interleaved blocks so that load from other processes hits both alike
 * the triangles of the model's meshes before and after;
 * the image cost: mean absolute pixel difference (0-255) between the two envs' frames over the
   trajectory (physics is identical, so the frames show the same states);
-* PandaPickCube's scripted expert (``vla_gym.make_expert``): successes over the same seeds with
-  and without decimation.
+* the scripted experts (``vla_gym.make_expert``) of PandaPickCube, LIBERO-Object (tasks 0-2) and
+  Meta-World (reach, push, pick-place), with images rendered as in training: successes over the
+  same seeds or init states with and without decimation, and in how many episodes the outcome
+  is the same.
 
     python benchmarks/decimation_speed.py [--budget 500] [--blocks 4] [--block-steps 15]
+        [--expert-episodes 5]
 
 LIBERO needs its asset pack (``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``); without it the
-LIBERO row is skipped.
+LIBERO rows are skipped.
 """
 
 from __future__ import annotations
@@ -108,20 +111,77 @@ def measure_scene(env_id: str, kwargs: dict, budget: int, args) -> dict:
     return row
 
 
-def expert_successes(budget: int | None, episodes: int) -> int:
-    env_id = "VLA/PandaPickCubeVision-v0"
-    env = gym.make(env_id, render_quality="fast", mesh_budget=budget, image_size=64)
+# The Meta-World tasks whose scripted experts are run with and without decimation.
+METAWORLD_EXPERT_TASKS = ("reach", "push", "pick-place")
+
+
+def expert_cases(episodes: int) -> dict[str, tuple[str, dict, list[dict]]]:
+    """Name -> (env id, env kwargs, the resets of its episodes); ``episodes`` seeds or init
+    states per task. The experts act on privileged state, so the meshes drawn must not matter."""
+    seeds = [{"seed": seed} for seed in range(episodes)]
+    libero = [
+        {"options": {"task_id": task, "init_state_id": init}}
+        for task in range(3)
+        for init in range(episodes)
+    ]
+    cases = {
+        f"PandaPickCube expert, 64 px, seeds 0-{episodes - 1}": (
+            "VLA/PandaPickCubeVision-v0",
+            {"image_size": 64},
+            seeds,
+        ),
+        f"LIBERO-Object expert, 64 px, tasks 0-2 x init states 0-{episodes - 1}": (
+            "VLA/LIBERO-Object-v0",
+            {"image_size": 64},
+            libero,
+        ),
+    }
+    for task in METAWORLD_EXPERT_TASKS:
+        cases[f"Meta-World {task} expert, 64 px, seeds 0-{episodes - 1}"] = (
+            "VLA/MetaWorld-v0",
+            {"task": task, "image_size": 64},
+            seeds,
+        )
+    return cases
+
+
+def expert_outcomes(env_id: str, kwargs: dict, resets: list[dict], budget: int | None) -> list:
+    """``success_once`` of the scripted expert in each episode (rendering on, as in training)."""
+    env = gym.make(env_id, render_quality="fast", mesh_budget=budget, **kwargs)
     expert = vla_gym.make_expert(env_id)
-    successes = 0
-    for seed in range(episodes):
-        obs, info = env.reset(seed=seed)
+    outcomes = []
+    for reset in resets:
+        obs, info = env.reset(**reset)
         expert.reset()
         terminated = truncated = False
         while not (terminated or truncated):
             obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
-        successes += bool(info["success_once"])
+        outcomes.append(bool(info["success_once"]))
     env.close()
-    return successes
+    return outcomes
+
+
+def expert_row(name: str, case: tuple[str, dict, list[dict]], budget: int) -> dict:
+    outcomes = {
+        label: expert_outcomes(*case, mesh_budget)
+        for label, mesh_budget in (("original", None), ("decimated", budget))
+    }
+    row = {
+        "scene": name,
+        "original successes": sum(outcomes["original"]),
+        "decimated successes": sum(outcomes["decimated"]),
+        "episodes": len(case[2]),
+        "same outcome": sum(
+            a == b for a, b in zip(outcomes["original"], outcomes["decimated"], strict=True)
+        ),
+    }
+    print(
+        f"{name}: expert successes {row['original successes']} -> "
+        f"{row['decimated successes']} of {row['episodes']}, same outcome in "
+        f"{row['same outcome']} episodes",
+        flush=True,
+    )
+    return row
 
 
 def main() -> None:
@@ -129,7 +189,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=DEFAULT_MESH_BUDGET)
     parser.add_argument("--blocks", type=int, default=4, help="interleaved blocks per scene")
     parser.add_argument("--block-steps", type=int, default=15, help="env steps per block")
-    parser.add_argument("--expert-episodes", type=int, default=5)
+    parser.add_argument(
+        "--expert-episodes", type=int, default=5, help="seeds or init states per expert task"
+    )
     parser.add_argument("--libero-assets", type=Path, default=None)
     args = parser.parse_args()
     if args.libero_assets is not None:
@@ -149,17 +211,19 @@ def main() -> None:
             f"steps/CPU s ({row['speed-up']:.2f}x), triangles {row['triangles before']} -> "
             f"{row['triangles after']}, mean abs pixel diff {row['mean abs pixel diff']:.2f}"
         )
-    experts = {
-        label: expert_successes(b, args.expert_episodes)
-        for label, b in (("original", None), ("decimated", args.budget))
-    }
-    print(f"PandaPickCube expert successes over {args.expert_episodes} seeds: {experts}")
-    rows.append(
-        {
-            "scene": f"PandaPickCube expert, seeds 0-{args.expert_episodes - 1}",
-            "original successes": experts["original"],
-            "decimated successes": experts["decimated"],
-        }
+    experts = []
+    for name, case in expert_cases(args.expert_episodes).items():
+        try:
+            experts.append(expert_row(name, case, args.budget))
+        except Exception as exc:  # e.g. the LIBERO asset pack is not here
+            print(f"{name}: skipped ({type(exc).__name__}: {exc})")
+    rows += experts
+    experts_run = ", ".join(row["scene"].split(" expert")[0] for row in experts)
+    experts_text = (
+        f"every scripted-expert episode ends as with the original meshes "
+        f"({sum(row['episodes'] for row in experts)} episodes: {experts_run})"
+        if all(row["episodes"] == row["same outcome"] for row in experts)
+        else "some scripted-expert episodes end differently (see the table)"
     )
     measured = [row for row in rows if "speed-up" in row]
     speedups = ", ".join(f"{row['speed-up']:.1f}x on {row['scene']}" for row in measured)
@@ -169,7 +233,7 @@ def main() -> None:
         claim=(
             f"With mesh_budget={args.budget}, fast rendering runs {speedups}, in steps per CPU "
             "second against fast rendering with the original meshes (same seeds and actions, "
-            "interleaved blocks); physics and the PandaPickCube expert's successes unchanged."
+            f"interleaved blocks); physics unchanged, and {experts_text}."
         ),
         metric="decimated / original steps per CPU second (lowest)",
         unit="x",

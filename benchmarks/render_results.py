@@ -27,6 +27,10 @@ EXPECTED: dict[str, str] = {
     "libero_experts": "python benchmarks/libero_experts.py --suites object,spatial",
     "render_speed": "python benchmarks/render_speed.py --frames 40 --rounds 3",
     "decimation_speed": "python benchmarks/decimation_speed.py",
+    "decimation_learning": (
+        "python benchmarks/decimation_learning.py --work runs/decimation_learning "
+        "--eval-episodes 200"
+    ),
     "vector_throughput": "python benchmarks/vector_throughput.py --part a --rounds 5 --seconds 2",
     "vector_throughput_panda": (
         "python benchmarks/vector_throughput.py --part b --rounds 2 --panda-seconds 4"

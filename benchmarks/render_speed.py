@@ -1,8 +1,10 @@
 """Frames per second of MuJoCo offscreen rendering, fast vs full quality, side by side.
 
 Renders PandaPickCubeVision's cameras (the robot, gripper and cube scene from gym-hil) at 128 and
-224 px with one and two cameras. Fast and full are measured in interleaved rounds so that load
-from other processes affects both alike; the ratio is the number to read.
+224 px with one and two cameras. Fast quality includes its decimated meshes (``mesh_budget``'s
+default; ``benchmarks/decimation_speed.py`` measures their share). Fast and full are measured in
+interleaved rounds so that load from other processes affects both alike; the ratio is the number
+to read.
 
     .venv/bin/python benchmarks/render_speed.py [--frames 30] [--rounds 3]
 """
@@ -22,6 +24,7 @@ from _machine import describe_machine  # noqa: E402
 from _results import write_result  # noqa: E402
 
 import vla_gym  # noqa: E402, F401  (registers the IDs, picks a headless GL backend)
+from vla_gym.core.decimate import DEFAULT_MESH_BUDGET  # noqa: E402
 
 
 def frames_per_second(env: gym.Env, frames: int) -> float:
@@ -74,7 +77,8 @@ def main() -> None:
         "render_speed",
         title="Rendering: fast vs full quality (PandaPickCube scene)",
         claim=(
-            "Fast rendering (no shadow map, reflections or multisampling) renders the "
+            "Fast rendering (no shadow map, reflections or multisampling; meshes decimated to "
+            f"{DEFAULT_MESH_BUDGET} triangles) renders the "
             f"PandaPickCube cameras at least {lowest:.1f}x as many frames per second as the "
             "scene's full quality, at 128 and 224 px with one and two cameras (medians of "
             f"{args.rounds} interleaved rounds)."
