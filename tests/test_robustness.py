@@ -111,8 +111,18 @@ def test_without_restarts_a_crash_leaves_a_checkpoint_to_resume(tmp_path, one_th
     assert saved_iteration(resumed) == 3
 
 
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C as in a terminal: a shell that starts the suite in the background ignores SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_and_ctrl_c_save_the_finished_iterations(tmp_path, one_thread, signum):
+def test_sigterm_and_ctrl_c_save_the_finished_iterations(
+    tmp_path, one_thread, default_sigint, signum
+):
     trainer = Trainer(small_run(tmp_path, "env.backend=sync"))
     on_policy_step(trainer, 20, lambda _: os.kill(os.getpid(), signum))  # 3rd iteration
     expected = SystemExit if signum == signal.SIGTERM else KeyboardInterrupt
