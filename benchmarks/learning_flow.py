@@ -30,7 +30,6 @@ to ``benchmarks/results/<name>.json`` (see ``benchmarks/_results.py``) with a pl
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -45,20 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _learning import load_state, save_state  # noqa: E402
+
 DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
 EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
 VALIDATION_SEED = 800_000  # checkpoint selection (--validation), apart from the held-out seeds
 DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
-
-
-def load_state(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
 
 
 def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):

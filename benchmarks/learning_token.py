@@ -32,7 +32,6 @@ their mean and sample standard deviation are written to ``benchmarks/results/<na
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -46,20 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _learning import load_state, save_state  # noqa: E402
+
 CONFIG = "token_panda_vision_ppo_cpu"
 ENV_ID = "VLA/PandaPickCubeVision-v0"
 EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
 DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
-
-
-def load_state(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
 
 
 def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()):
