@@ -367,7 +367,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
     first = next(iter(states.values()))
     episodes = first["rl_eval"]["episodes"]
     return write_result(
-        args.name or f"learning_libero_{args.config.removesuffix('_cpu')}",
+        args.name or f"learning_{args.config.removesuffix('_cpu')}",
         title=f"Flow-matching VLA: SFT then GRPO on {config.env.id} tasks {tasks}",
         claim=(
             f"GRPO takes success on held-out init states from {sft_mean:.1f} % after SFT to "

@@ -56,6 +56,7 @@ EXPECTED: dict[str, str] = {
         "--final-eval-episodes 250 --overhead-repeats 2 "
         "--validation 'env.eval_kwargs={trial_seed: 2, num_trials: 20, terminate_on_success: true}'"
     ),
+    "learning_libero_object3_grpo_flow": "python benchmarks/learning_libero.py --seeds 0 1",
     "learning_token_panda_vision_ppo": (
         "python benchmarks/learning_token.py --work runs/learning_token --seeds 0 1 2 "
         "--demos 30 --expert max_speed=0.025 --sft-steps 1000 --num-envs 32 "
