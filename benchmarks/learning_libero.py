@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--demo-max-steps", type=int, default=0, help="demo episode limit (0: the config's)"
     )
-    parser.add_argument("--sft-steps", type=int, default=2000)
+    parser.add_argument("--sft-steps", type=int, default=3000)
     parser.add_argument("--sft-batch-size", type=int, default=32)
     parser.add_argument("--rl-iterations", type=int, default=1000)
     parser.add_argument("--rl-minutes", type=float, default=90.0)
