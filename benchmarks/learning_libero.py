@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--demos", type=int, default=60, help="expert episodes per seed")
     parser.add_argument(
-        "--action-noise", type=float, default=0.0, help="DART noise on the expert's actions"
+        "--action-noise", type=float, default=0.1, help="DART noise on the expert's actions"
     )
     parser.add_argument(
         "--demo-max-steps", type=int, default=0, help="demo episode limit (0: the config's)"
