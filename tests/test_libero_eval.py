@@ -108,3 +108,9 @@ def test_trainer_checkpoint_runs_the_libero_protocol(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"LIBERO-goal, policy {checkpoint}: 2 trials (1 init states per task), 3-step" in out
     assert '"protocol": "libero/goal"' in out and '"eval/num_episodes": 2.0' in out
+
+
+def test_the_protocol_refuses_an_init_state_subset():
+    # the protocol's trials are init states 0..num_trials-1 of every task
+    with pytest.raises(ValueError, match="fixes"):
+        evaluate("object", "random", num_trials=1, init_state_ids=[25, 26])
