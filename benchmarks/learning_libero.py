@@ -26,6 +26,7 @@ RL iteration split into env / policy / update) are recorded too.
 LIBERO assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``.
 
     nice -n 10 python benchmarks/learning_libero.py --seeds 0 1
+    python benchmarks/learning_libero.py --config libero_object3_grpo_flow --device cuda  # GPU
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def evaluate(config, policy) -> dict[str, Any]:
     """Success on the held-out init states, overall and per task (deterministic actions)."""
     from trainers.evaluate import evaluate_policy, make_eval_collector
 
-    collector = make_eval_collector(config, torch.device("cpu"))
+    collector = make_eval_collector(config, next(policy.parameters()).device)
     try:
         start, cpu = time.perf_counter(), time.process_time()
         stats = evaluate_policy(collector, policy, config.env.eval_episodes, seed=EVAL_SEED)
@@ -164,7 +165,14 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
 
     start, cpu = time.perf_counter(), time.process_time()
     history = train_sft(
-        policy, dataset, sft, probe.action_space, checkpoint_path=path, resume=True, log=log
+        policy.to(args.device),
+        dataset,
+        sft,
+        probe.action_space,
+        device=args.device,
+        checkpoint_path=path,
+        resume=True,
+        log=log,
     )
     probe.close()
     state["sft"] = {
@@ -180,7 +188,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
     return path
 
 
-def load_sft_policy(config, path: Path):
+def load_sft_policy(config, path: Path, device: str):
     from trainers import checkpoint
     from trainers.config import env_kwargs
     from trainers.policies import make_policy
@@ -190,7 +198,7 @@ def load_sft_policy(config, path: Path):
     policy = make_policy(config.policy, probe.observation_space, probe.action_space)
     probe.close()
     policy.load_state_dict(checkpoint.policy_state(checkpoint.load(path)), strict=True)
-    return policy.eval()
+    return policy.to(device).eval()
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
@@ -211,7 +219,9 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
     del curve[trainer.iteration :]  # points past the checkpoint a killed run resumes from
     try:
         while trainer.iteration < args.rl_iterations:
-            if trainer.elapsed > 60 * args.rl_minutes:  # training time over all launches
+            # training time over all launches, with room for one more iteration
+            last = curve[-1]["iteration_seconds"] if curve else 0.0
+            if trainer.elapsed + last > 60 * args.rl_minutes:
                 print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
                 break
             cpu = time.process_time()
@@ -319,7 +329,7 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
         if "sft_eval" not in state:
             print(f"SFT evaluation ... ({time.perf_counter() - start:.0f} s)", flush=True)
             config = train_config(args, work)
-            state["sft_eval"] = evaluate(config, load_sft_policy(config, sft_path))
+            state["sft_eval"] = evaluate(config, load_sft_policy(config, sft_path, args.device))
             save_state(state_path, state)
         rl = state.get("rl_eval")
         # not run yet, or a larger budget (iterations and minutes) continues it
@@ -413,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--libero-assets", default=os.environ.get("VLA_GYM_LIBERO_ASSETS", ""))
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="cpu", help="SFT and evaluation device (RL: the config's placement)"
+    )
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--name", default="", help="result file stem")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
