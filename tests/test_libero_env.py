@@ -147,6 +147,31 @@ def test_bad_arguments_are_named():
     env.close()
 
 
+@needs_libero
+@needs_assets
+def test_init_state_subset_cycles_with_the_task_subset():
+    with pytest.raises(ValueError, match="init_state_ids"):
+        make(init_state_id=1, init_state_ids=[2])
+    with pytest.raises(ValueError, match="init_state_ids"):
+        make(init_state_ids=[])
+    with pytest.raises(ValueError, match="init_state_id"):
+        make(init_state_ids=[3, 50])
+    env = make("object", task_ids=[4, 6], init_state_ids=[30, 31, 32], obs_mode="flat")
+    try:
+        trials = []
+        for seed in (0, 1, 2, 5, 6):
+            _, info = env.reset(seed=seed)
+            trials.append((info["task_id"], info["init_state_id"]))
+        # tasks cycle fastest, then the subset's states (wrapping after the last)
+        assert trials == [(4, 30), (6, 30), (4, 31), (6, 32), (4, 30)]
+        env.reset(seed=None)
+        for _ in range(4):  # unseeded resets draw from the subsets too
+            _, info = env.reset()
+            assert info["task_id"] in (4, 6) and info["init_state_id"] in (30, 31, 32)
+    finally:
+        env.close()
+
+
 # ------------------------------------------------------------ one env in depth
 @pytest.fixture(scope="module")
 def spatial_env():

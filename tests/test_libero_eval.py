@@ -117,3 +117,9 @@ def test_task_count_ignores_the_vector_env_options():
 
     kwargs = {"libero_assets": str(ASSETS), "devices": "0", "resources_per_worker": {"sim": 1}}
     assert _num_tasks("VLA/LIBERO-Spatial-v0", kwargs) == 10
+
+
+def test_the_protocol_refuses_an_init_state_subset():
+    # the protocol's trials are init states 0..num_trials-1 of every task
+    with pytest.raises(ValueError, match="fixes"):
+        evaluate("object", "random", num_trials=1, init_state_ids=[25, 26])

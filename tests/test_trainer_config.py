@@ -257,3 +257,37 @@ def test_ray_recipe_puts_envs_on_sim_nodes_and_the_learner_on_a_gpu():
         None,
         None,
     )
+
+
+@pytest.mark.parametrize("name", ["libero_object3_grpo_flow", "libero_object3_grpo_flow_cpu"])
+def test_libero_subset_recipes_hold_out_init_states(name):
+    from trainers.config import env_kwargs
+
+    config = load_config(name)
+    train = env_kwargs(config.env)
+    held_out = env_kwargs(config.env, evaluation=True)
+    assert train["task_ids"] == held_out["task_ids"] == [0, 1, 2]
+    train_states, eval_states = set(train["init_state_ids"]), set(held_out["init_state_ids"])
+    assert not train_states & eval_states
+    assert train_states | eval_states == set(range(50))
+    # every held-out (task, init state) once; envs keep their task (a multiple of 3)
+    assert config.env.eval_episodes == 3 * len(eval_states)
+    assert config.env.num_envs % 3 == 0 and config.env.eval_num_envs % 3 == 0
+    assert config.env.num_envs % config.algorithm.group_size == 0
+    assert config.env.episode_metrics == {"task_id": "task_id"}
+
+
+def test_libero_gpu_recipes_pass_only_kwargs_the_env_takes():
+    import inspect
+
+    from trainers.config import env_kwargs
+    from vla_gym.envs.libero.libero_env import LiberoEnv
+
+    accepted = set(inspect.signature(LiberoEnv).parameters)
+    names = [n for n in available_configs() if n.startswith("libero_") and "cpu" not in n]
+    assert "libero_object3_grpo_flow" in names and "libero_object_grpo_flow" in names
+    for name in names:
+        config = load_config(name)
+        assert config.policy["preset"] == "base"  # the GPU size, not a CPU variant
+        for evaluation in (False, True):
+            assert set(env_kwargs(config.env, evaluation=evaluation)) <= accepted, name

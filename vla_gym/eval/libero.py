@@ -63,7 +63,7 @@ SHORTHANDS = {
 RESET_TIMEOUT = 1800.0
 # Env kwargs the protocol sets itself (a caller must not override them).
 # (``task_ids`` is allowed: the same as ``tasks``, a subset of the suite's tasks.)
-FIXED_KWARGS = ("suite", "task_id", "init_state_id")
+FIXED_KWARGS = ("suite", "task_id", "init_state_id", "init_state_ids")
 
 
 def evaluate(

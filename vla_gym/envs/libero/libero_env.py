@@ -53,9 +53,9 @@ RESET_OPTIONS = ("task_id", "init_state_id")
 MAX_SETTLE_STEPS = 10_000  # no-op steps after a reset; more is a typo
 
 
-def _task_list(value: Any) -> list[Any]:
+def _index_list(name: str, value: Any) -> list[Any]:
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"task_ids must be a non-empty list of task indices, got {value!r}")
+        raise ValueError(f"{name} must be a non-empty list of indices, got {value!r}")
     return list(value)
 
 
@@ -75,6 +75,8 @@ class LiberoEnv(VLAEnv):
         task_id: fix the task (0-based index in the suite); ``None`` cycles (see ``reset``).
         task_ids: cycle over these tasks only (e.g. a training subset); excludes ``task_id``.
         init_state_id: fix the initial state (0-49); ``None`` cycles.
+        init_state_ids: cycle over these initial states only (e.g. training states apart from
+            held-out ones); excludes ``init_state_id``.
         libero_assets: the LIBERO asset folder (else ``$VLA_GYM_LIBERO_ASSETS`` or the folders
             hf-libero uses itself); ``gym.make`` fails at once when none is complete.
         image_size: pixels of both cameras, an int or ``(height, width)``.
@@ -97,6 +99,7 @@ class LiberoEnv(VLAEnv):
         task_id: int | None = None,
         task_ids: list[int] | tuple[int, ...] | None = None,
         init_state_id: int | None = None,
+        init_state_ids: list[int] | tuple[int, ...] | None = None,
         libero_assets: str | os.PathLike | None = None,
         image_size: int | tuple[int, int] = 256,
         cameras: tuple[str, ...] | list[str] = ("agentview", "wrist"),
@@ -122,9 +125,21 @@ class LiberoEnv(VLAEnv):
         self.mesh_budget = check_mesh_budget(mesh_budget)
         if task_id is not None and task_ids is not None:
             raise ValueError("give task_id (one task) or task_ids (a subset), not both")
+        if init_state_id is not None and init_state_ids is not None:
+            raise ValueError(
+                "give init_state_id (one state) or init_state_ids (a subset), not both"
+            )
         task_id = arguments.optional_integer("task_id", task_id, 0)
         if task_ids is not None:
-            task_ids = [arguments.integer("task_ids", t, 0) for t in _task_list(task_ids)]
+            task_ids = [
+                arguments.integer("task_ids", t, 0) for t in _index_list("task_ids", task_ids)
+            ]
+        self.init_state_pool: list[int] | None = None  # None: all of a task's states
+        if init_state_ids is not None:
+            self.init_state_pool = [
+                arguments.integer("init_state_ids", i, 0)
+                for i in _index_list("init_state_ids", init_state_ids)
+            ]
         super().__init__(
             action_dim=ACTION_DIM,
             state_dim=STATE_DIM,
@@ -150,9 +165,11 @@ class LiberoEnv(VLAEnv):
         else:
             self.task_pool = list(range(self.num_tasks))
         self._init_states: dict[int, np.ndarray] = {}
-        if self.init_state_id is not None:  # every task of the pool must have it
-            for task in self.task_pool:
-                self._check_init_state_id(task, self.init_state_id)
+        for task in self.task_pool:  # every task of the pool must have the chosen states
+            for init in [self.init_state_id] if self.init_state_id is not None else []:
+                self._check_init_state_id(task, init)
+            for init in self.init_state_pool or []:
+                self._check_init_state_id(task, init)
         self._sim = None  # libero ControlEnv of the current task, built at the first reset
         self._renderer = None
         self._current_task: int | None = None
@@ -209,8 +226,10 @@ class LiberoEnv(VLAEnv):
         ``init_state_id``), the constructor's ``task_id``/``task_ids``/``init_state_id``, then
         the seed: ``reset(seed=k)`` runs trial ``k`` of the task pool (all tasks, ``task_ids``
         or the one ``task_id``): task ``pool[k % len(pool)]``, init state ``k // len(pool)``
-        (mod 50). A vector env seeded ``s`` thus puts trial ``s + i`` in env ``i``. A reset
-        without a seed draws both from the env's RNG.
+        (mod 50). With ``init_state_ids`` the init state is
+        ``init_state_ids[(k // len(pool)) % len(init_state_ids)]``. A vector env seeded ``s``
+        thus puts trial ``s + i`` in env ``i``. A reset without a seed draws both from the env's
+        RNG (the init state from ``init_state_ids`` when given).
         """
         unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
         if unknown:
@@ -227,12 +246,15 @@ class LiberoEnv(VLAEnv):
         # An explicit task option: the seed (if any) picks its init state.
         pool = [task] if task is not None else self.task_pool
         if seed is not None:
-            task, trial_init = select_trial(
-                seed, pool, len(self.init_states(pool[seed % len(pool)]))
-            )
+            task = pool[seed % len(pool)]
+            count = len(self.init_state_pool or self.init_states(task))
+            task, trial_init = select_trial(seed, pool, count)
         else:
             task = pool[int(self.np_random.integers(len(pool)))]
-            trial_init = int(self.np_random.integers(len(self.init_states(task))))
+            count = len(self.init_state_pool or self.init_states(task))
+            trial_init = int(self.np_random.integers(count))
+        if self.init_state_pool is not None:  # a position in the subset -> the state's index
+            trial_init = self.init_state_pool[trial_init]
         init = trial_init if init is None else init
         return task, self._check_init_state_id(task, init)
 
