@@ -22,12 +22,10 @@ skips the stages already done (resumable). The result goes to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _results import write_result  # noqa: E402
+from _state import load_state, save_state  # noqa: E402
 
 from vla_gym.core.decimate import DEFAULT_MESH_BUDGET  # noqa: E402
 
@@ -45,16 +44,6 @@ EVAL_SEED = 700_000  # held out: the demos come from seeds 0..
 # the vision SFT recipe of benchmarks/learning_flow.py: a speed-capped expert with DART noise
 EXPERT_KWARGS = {"max_speed": 0.025}
 ACTION_NOISE = 0.1
-
-
-def load_state(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
 
 
 def train_config(args: argparse.Namespace, mesh_budget: int | None):
