@@ -205,16 +205,21 @@ def test_policy_settings_are_checked_by_the_policy_config():
 RAY_OVERRIDES = ["env.backend=ray", "env.ray_address=auto", "env.ray_resources={sim: 1}"]
 
 
-def test_ray_settings_are_read_and_handed_to_make_vec(monkeypatch, tmp_path):
+def test_vector_settings_reach_make_vec_for_training_and_validation(monkeypatch, tmp_path):
     import vla_gym.vector
-    from trainers.config import ray_options
+    from trainers.config import vector_options
     from trainers.evaluate import make_eval_collector
     from trainers.train import Trainer
 
     config = load_config("panda_pick_cube_ppo_mlp_cpu", RAY_OVERRIDES)
     assert (config.env.ray_address, config.env.ray_resources) == ("auto", {"sim": 1.0})
-    assert ray_options(config.env) == {"ray_address": "auto", "resources_per_worker": {"sim": 1}}
-    assert ray_options(load_config("panda_pick_cube_ppo_mlp_cpu").env) == {}
+    defaults = {"restart_on_failure": True, "step_timeout": 300.0}
+    assert vector_options(config.env) == {
+        **defaults,
+        "ray_address": "auto",
+        "resources_per_worker": {"sim": 1},
+    }
+    assert vector_options(load_config("panda_pick_cube_ppo_mlp_cpu").env) == defaults
     # off ray the settings must be unset again
     load_config("panda_pick_cube_ppo_mlp_cpu", [*RAY_OVERRIDES, "env.backend=subproc",
         "env.ray_address=null", "env.ray_resources=null"])  # fmt: skip
@@ -223,20 +228,26 @@ def test_ray_settings_are_read_and_handed_to_make_vec(monkeypatch, tmp_path):
     make_vec = vla_gym.vector.make_vec
 
     def in_process(env_id, num_envs, *, backend, ray_address, resources_per_worker, **kwargs):
-        calls.append((backend, ray_address, resources_per_worker))
+        settings = {key: kwargs.pop(key) for key in ("restart_on_failure", "step_timeout")}
+        calls.append((backend, ray_address, resources_per_worker, settings))
         return make_vec(env_id, num_envs, backend="sync", **kwargs)
 
     monkeypatch.setattr(vla_gym.vector, "make_vec", in_process)
-    config = load_config(
-        "panda_pick_cube_ppo_mlp_cpu", [*RAY_OVERRIDES, f"runner.log_dir={tmp_path}"], smoke=True
-    )
+    overrides = [
+        *RAY_OVERRIDES,
+        "env.restart_on_failure=false",
+        "env.step_timeout=42",
+        f"runner.log_dir={tmp_path}",
+    ]
+    config = load_config("panda_pick_cube_ppo_mlp_cpu", overrides, smoke=True)
     collectors = [
         Trainer(config).collector,  # training envs
         make_eval_collector(config, torch.device("cpu")),  # validation envs
     ]
     for collector in collectors:
         collector.close()
-    assert calls == [("ray", "auto", {"sim": 1.0})] * 2
+    settings = {"restart_on_failure": False, "step_timeout": 42.0}
+    assert calls == [("ray", "auto", {"sim": 1.0}, settings)] * 2
 
 
 def test_ray_recipe_puts_envs_on_sim_nodes_and_the_learner_on_a_gpu():

@@ -139,9 +139,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def ray_options(env: EnvConfig) -> dict[str, Any]:
-    """The Ray settings of ``make_vec`` that ``env`` sets (none unless its backend is ray)."""
-    options: dict[str, Any] = {}
+def vector_options(env: EnvConfig) -> dict[str, Any]:
+    """``make_vec``'s own settings from ``env`` (worker restarts, the step timeout and, with the
+    ray backend, the cluster address and resources), the same for training and evaluation envs."""
+    options: dict[str, Any] = {
+        "restart_on_failure": env.restart_on_failure,
+        "step_timeout": env.step_timeout,
+    }
     if env.ray_address is not None:
         options["ray_address"] = env.ray_address
     if env.ray_resources is not None:

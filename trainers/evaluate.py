@@ -36,7 +36,7 @@ import torch
 import vla_gym.eval
 from trainers import checkpoint
 from trainers.cli import mapping_overrides
-from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config, ray_options
+from trainers.config import TrainConfig, config_from_dict, env_kwargs, load_config, vector_options
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.policies.base import ActorCriticPolicy
@@ -57,7 +57,7 @@ VALIDATION_SEED_OFFSET = 10_000_019
 
 def make_eval_collector(config: TrainConfig, device: torch.device) -> RolloutCollector:
     env = config.env
-    kwargs = {**env_kwargs(env, evaluation=True), **ray_options(env)}
+    kwargs = {**env_kwargs(env, evaluation=True), **vector_options(env)}
     devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
     env_id = env.eval_id or env.id
     return RolloutCollector(
@@ -214,7 +214,7 @@ def evaluate_checkpoint(
 
     make.__name__ = str(path)  # reports name the policy by its checkpoint
     kwargs = env_kwargs(env, evaluation=True)
-    kwargs = {**chosen.usable_kwargs(kwargs), **ray_options(env)}
+    kwargs = {**chosen.usable_kwargs(kwargs), **vector_options(env)}
     devices = env_devices(config.cluster.component_placement.get("env", "cpu"))
     if devices is not None:
         kwargs["devices"] = devices

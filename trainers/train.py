@@ -29,7 +29,7 @@ from trainers import checkpoint, distributed
 from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
 from trainers.cli import mapping_overrides
-from trainers.config import TrainConfig, env_kwargs, load_config, ray_options, validate_ranks
+from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks, vector_options
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -84,12 +84,7 @@ class Trainer:
         kwargs = env_kwargs(env)
         devices = env_devices(placement.get("env", "cpu"))
         # make_vec takes the vector-env settings alongside the env kwargs
-        vector_kwargs = {
-            **kwargs,
-            "restart_on_failure": env.restart_on_failure,
-            "step_timeout": env.step_timeout,
-            **ray_options(env),
-        }
+        vector_kwargs = {**kwargs, **vector_options(env)}
         self.collector = RolloutCollector(
             lambda n: make_vector_env(
                 env.id,
