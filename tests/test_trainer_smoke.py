@@ -276,3 +276,25 @@ def test_anneal_lr_falls_linearly_to_zero_and_survives_resume(tmp_path):
     assert resumed.train_iteration()["actor/lr"] == pytest.approx(0.5e-3)
     assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([0.5e-3, 1e-3])
     resumed.collector.close()
+
+
+def test_lr_warmup_rises_linearly_then_the_anneal_takes_over(tmp_path):
+    from trainers.algorithms import PPOConfig
+
+    config = PPOConfig(lr_warmup_iterations=3, anneal_lr=True)
+    scales = [config.lr_scale(i, max_iterations=10) for i in range(5)]
+    assert scales == pytest.approx([0.25 * 1.0, 0.5 * 0.9, 0.75 * 0.8, 0.7, 0.6])
+    assert PPOConfig(lr_warmup_iterations=2).lr_scale(7, 10) == 1.0
+    with pytest.raises(ValueError, match="lr_warmup_iterations"):
+        PPOConfig(lr_warmup_iterations=-1)
+    overrides = [
+        f"runner.log_dir={tmp_path}",
+        "algorithm.lr_warmup_iterations=1",
+        "algorithm.lr=0.001",
+        "algorithm.value_lr=0.002",
+    ]
+    trainer = Trainer(load_config("panda_pick_cube_ppo_mlp_cpu", overrides, smoke=True))
+    seen = [trainer.train_iteration()["actor/lr"] for _ in range(2)]
+    assert seen == pytest.approx([0.5e-3, 1e-3])
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3, 2e-3])
+    trainer.collector.close()

@@ -298,10 +298,9 @@ class Trainer:
         metrics = distributed.reduce_metrics(metrics)
         del rollouts
         train_actor = self.algorithm.trains_actor(self.iteration)
-        if self.config.algorithm.anneal_lr:
-            remaining = max(0.0, 1.0 - self.iteration / self.config.runner.max_iterations)
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-                group["lr"] = base * remaining
+        scale = self.config.algorithm.lr_scale(self.iteration, self.config.runner.max_iterations)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * scale
         self._consistent = False
         if distributed.total(batch.size) > 0:
             metrics.update(

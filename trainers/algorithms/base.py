@@ -43,6 +43,19 @@ class AlgorithmConfig:
     # both learning rates fall linearly to 0 at runner.max_iterations (CleanRL's anneal_lr): a
     # run whose policy peaks and then drifts makes ever smaller steps
     anneal_lr: bool = False
+    # both learning rates rise linearly from 1/(N + 1) of their value over the first N
+    # iterations: Adam's first steps move every weight by about the full rate whatever its
+    # gradient, which from an SFT start is the largest policy change of a run
+    lr_warmup_iterations: int = 0
+
+    def lr_scale(self, iteration: int, max_iterations: int) -> float:
+        """The factor on both learning rates for the update of ``iteration`` (0-based)."""
+        scale = 1.0
+        if iteration < self.lr_warmup_iterations:
+            scale = (iteration + 1) / (self.lr_warmup_iterations + 1)
+        if self.anneal_lr:
+            scale *= max(0.0, 1.0 - iteration / max_iterations)
+        return scale
 
     def __post_init__(self) -> None:
         check(
@@ -51,6 +64,7 @@ class AlgorithmConfig:
         )
         check(0 <= self.clip_ratio_low < 1, "algorithm.clip_ratio_low must be in [0, 1)")
         check(self.clip_ratio_high >= 0, "algorithm.clip_ratio_high must be >= 0")
+        check(self.lr_warmup_iterations >= 0, "algorithm.lr_warmup_iterations must be >= 0")
         check(self.update_epochs >= 1, "algorithm.update_epochs must be >= 1")
         check(self.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
         check(
