@@ -10,13 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vla_gym.eval.policy import POLICY_HELP, check_policy_spec
-from vla_gym.eval.progress import (
-    add_arguments,
-    command_env_kwargs,
-    progress_setting,
-    report_result,
-)
+from vla_gym.eval.policy import POLICY_HELP
+from vla_gym.eval.progress import evaluate_kwargs, parse_command_args, report_result
 from vla_gym.eval.protocols import protocol_for
 
 
@@ -30,23 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "sync", "subproc", "ray"])
     parser.add_argument("--seed", type=int, default=0)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        check_policy_spec(args.policy)
-    except ValueError as exc:
-        parser.error(str(exc))
+    args = parse_command_args(parser, argv)
+    # The protocol, and so its evaluate and fixed kwargs, follows from the parsed --env-id.
     protocol = protocol_for(args.env_id)
-    env_kwargs = command_env_kwargs(args, protocol.evaluate, fixed=protocol.fixed_kwargs)
+    kwargs = evaluate_kwargs(args, protocol.evaluate, fixed_kwargs=protocol.fixed_kwargs)
     result = protocol.run(
         args.policy,
         episodes=args.episodes,
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=progress_setting(args.progress),
-        results_path=args.results_jsonl,
-        **env_kwargs,
+        **kwargs,
     )
     report_result(result, args)
     return 0

@@ -46,9 +46,7 @@ from vla_gym.eval.policy import (
 )
 from vla_gym.eval.progress import (
     EvalProgress,
-    add_arguments,
-    command_env_kwargs,
-    progress_setting,
+    parse_command,
     report_result,
 )
 from vla_gym.eval.result import EvalResult
@@ -263,22 +261,14 @@ def main(argv: list[str] | None = None) -> EvalResult:
         choices=["auto", "fast", "full"],
         help="short for env.kwargs.render_quality",
     )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        check_policy_spec(args.policy)
-    except ValueError as exc:
-        parser.error(str(exc))
-    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS, FIXED_KWARGS)
+    args, kwargs = parse_command(parser, argv, evaluate, SHORTHANDS, FIXED_KWARGS)
     result = evaluate(
         args.policy,
         episodes=args.num_sequences,
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=progress_setting(args.progress),
-        results_path=args.results_jsonl,
-        **env_kwargs,
+        **kwargs,
     )
     report_result(result, args)
     return result

@@ -44,9 +44,7 @@ from vla_gym.eval.policy import (
 )
 from vla_gym.eval.progress import (
     EvalProgress,
-    add_arguments,
-    command_env_kwargs,
-    progress_setting,
+    parse_command,
     report_result,
 )
 from vla_gym.eval.result import EvalResult
@@ -247,13 +245,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
     )
     parser.add_argument("--libero-assets", help="short for env.kwargs.libero_assets")
     parser.add_argument("--seed", type=int, default=0, help="policy seed (trials are fixed)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        check_policy_spec(args.policy)
-    except ValueError as exc:
-        parser.error(str(exc))
-    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS, FIXED_KWARGS)
+    args, kwargs = parse_command(parser, argv, evaluate, SHORTHANDS, FIXED_KWARGS)
     tasks = [int(t) for t in args.tasks.split(",")] if args.tasks else None
     result = evaluate(
         args.suite,
@@ -263,9 +255,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         num_envs=args.num_envs,
         backend=args.backend,
         seed=args.seed,
-        progress=progress_setting(args.progress),
-        results_path=args.results_jsonl,
-        **env_kwargs,
+        **kwargs,
     )
     report_result(result, args)
     return result

@@ -42,9 +42,7 @@ from vla_gym.eval.policy import (
 )
 from vla_gym.eval.progress import (
     EvalProgress,
-    add_arguments,
-    command_env_kwargs,
-    progress_setting,
+    parse_command,
     report_result,
 )
 from vla_gym.eval.result import EvalResult
@@ -244,13 +242,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
     parser.add_argument(
         "--step-timeout", type=float, default=None, help="vector worker timeout (s), busy hosts"
     )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        check_policy_spec(args.policy)
-    except ValueError as exc:
-        parser.error(str(exc))
-    env_kwargs = command_env_kwargs(args, evaluate, SHORTHANDS, FIXED_KWARGS)
+    args, kwargs = parse_command(parser, argv, evaluate, SHORTHANDS, FIXED_KWARGS)
     result = evaluate(
         args.policy,
         args.suite,
@@ -259,9 +251,7 @@ def main(argv: list[str] | None = None) -> EvalResult:
         backend=args.backend,
         step_timeout=args.step_timeout,
         seed=args.seed,
-        progress=progress_setting(args.progress),
-        results_path=args.results_jsonl,
-        **env_kwargs,
+        **kwargs,
     )
     report_result(result, args)
     return result

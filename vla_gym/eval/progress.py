@@ -35,6 +35,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from vla_gym.cli import ENV_KWARGS, add_env_kwargs_arguments, env_kwargs_from_args
+from vla_gym.eval.policy import check_policy_spec
 
 PROGRESS_CHOICES = ("auto", "on", "off")
 
@@ -94,6 +95,50 @@ def command_env_kwargs(
         if name in fixed:
             raise SystemExit(f"{ENV_KWARGS}.{name}: the evaluation protocol sets {name!r} itself")
     return kwargs
+
+
+def parse_command_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace:
+    """``argv`` parsed by ``parser`` (its own flags plus :func:`add_arguments`'), with a bad
+    ``--policy`` spec reported as a usage error before anything is built."""
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        check_policy_spec(args.policy)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def evaluate_kwargs(
+    args: argparse.Namespace,
+    evaluate: Callable[..., Any],
+    shorthands: Mapping[str, str] | None = None,
+    fixed_kwargs: Collection[str] = (),
+) -> dict[str, Any]:
+    """The ``evaluate`` kwargs that every evaluation command line passes the same way:
+    ``progress``, ``results_path`` and the env kwargs (see :func:`command_env_kwargs`)."""
+    env_kwargs = command_env_kwargs(args, evaluate, shorthands, fixed_kwargs)
+    return {
+        "progress": progress_setting(args.progress),
+        "results_path": args.results_jsonl,
+        **env_kwargs,
+    }
+
+
+def parse_command(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    evaluate: Callable[..., Any],
+    shorthands: Mapping[str, str] | None = None,
+    fixed_kwargs: Collection[str] = (),
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """An evaluation command line's parsed ``args`` and the shared ``evaluate`` kwargs
+    (:func:`parse_command_args`, then :func:`evaluate_kwargs`); the caller passes its own
+    flags to ``evaluate`` beside them."""
+    args = parse_command_args(parser, argv)
+    return args, evaluate_kwargs(args, evaluate, shorthands, fixed_kwargs)
 
 
 def report_result(result: Any, args: argparse.Namespace) -> None:
