@@ -27,20 +27,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _learning_stages as stages  # noqa: E402
 from _results import write_result  # noqa: E402
 from _state import load_state, save_state  # noqa: E402
 
 from vla_gym.core.decimate import DEFAULT_MESH_BUDGET  # noqa: E402
 
 CONFIG = "flow_panda_vision_ppo_cpu"
-EVAL_SEED = 700_000  # held out: the demos come from seeds 0..
 # the vision SFT recipe of benchmarks/learning_flow.py: a speed-capped expert with DART noise
 EXPERT_KWARGS = {"max_speed": 0.025}
 ACTION_NOISE = 0.1
@@ -67,74 +66,40 @@ def train_config(args: argparse.Namespace, mesh_budget: int | None):
 
 def stage_collect(args: argparse.Namespace, work: Path) -> Path:
     """Expert demos rendered with the original meshes (continues a partial dataset)."""
-    from trainers.collect import collect
-
     env = train_config(args, None).env
-    out = work / "demos"
-    collect(
-        env.id,
-        args.demos,
-        str(out),
+    return stages.collect_successes(
+        env,
+        work / "demos",
+        episodes=args.demos,
         num_envs=2,
         seed=0,
-        only_success=True,
         action_noise=ACTION_NOISE,
-        env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
-        expert_kwargs=EXPERT_KWARGS,
-        verbose=False,
+        expert=EXPERT_KWARGS,
     )
-    return out
 
 
 def stage_sft(args: argparse.Namespace, work: Path, demos: Path):
     """The SFT policy (trained, or resumed from its checkpoint until ``--sft-steps``)."""
-    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
-    from trainers.sft import SFTConfig, train_sft
 
     config = train_config(args, None)
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    torch.manual_seed(0)
-    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    policy, action_space = stages.make_config_policy(config, seed=0)
     dataset = DemoDataset(demos)
-    sft = SFTConfig(
-        steps=args.sft_steps,
+    sft = stages.sft_config(
+        args.sft_steps,
         batch_size=32,
         lr=1e-3,
         warmup_steps=50,
-        eval_interval=0,
-        save_interval=100,
-        log_interval=50,
         image_shift=4,
     )
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
-
-    path = work / "sft" / "latest.pt"
-    train_sft(policy, dataset, sft, probe.action_space, checkpoint_path=path, resume=True, log=log)
-    probe.close()
+    stages.train_sft_resuming(policy, dataset, sft, action_space, work / "sft" / "latest.pt")
     return policy.eval(), {"episodes": len(dataset), "steps": dataset.num_samples}
 
 
 def evaluate(args: argparse.Namespace, policy, mesh_budget: int | None) -> dict[str, float]:
     """Deterministic success of ``policy`` on the held-out seeds with this mesh budget."""
-    from trainers.evaluate import evaluate_policy, make_eval_collector
-
-    collector = make_eval_collector(train_config(args, mesh_budget), torch.device("cpu"))
-    try:
-        start = time.perf_counter()
-        stats = evaluate_policy(collector, policy, args.eval_episodes, seed=EVAL_SEED)
-        return {
-            "success": float(np.mean(stats.success_once)),
-            "return": float(np.mean(stats.returns)),
-            "episodes": stats.count,
-            "seconds": time.perf_counter() - start,
-        }
-    finally:
-        collector.close()
+    config = train_config(args, mesh_budget)
+    return stages.evaluate(config, policy, args.eval_episodes, stages.EVAL_SEED)
 
 
 def main() -> None:

@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import RESULTS_DIR, write_result  # noqa: E402  (benchmarks/ is on sys.path now)
-from _state import load_state, save_state  # noqa: E402
+import _learning_stages as stages  # noqa: E402  (benchmarks/ is on sys.path now)
+from _results import RESULTS_DIR, write_result  # noqa: E402
+from _state import save_state  # noqa: E402
 
 CONFIGS = {"D": "calvin_d_ppo_flow_cpu", "ABC": "calvin_abc_ppo_flow_cpu"}
-DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 CHAIN_LENGTH = 5
 
 
@@ -94,7 +94,7 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
         args.demos,
         str(out),
         num_envs=args.collect_envs,
-        seed=DEMO_SEED_STRIDE * args.seed,
+        seed=stages.DEMO_SEED_STRIDE * args.seed,
         only_success=False,  # failures are kept (and skipped by SFT): the expert's success rate
         action_noise=args.action_noise,
         env_kwargs=kwargs,
@@ -115,47 +115,31 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
-    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
-    from trainers.sft import SFTConfig, train_sft
 
     path = work / "sft" / "latest.pt"
     if "sft" in state:
         return path
     clock = Clock()
     config = train_config(args, work)
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    torch.manual_seed(args.seed)
-    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    policy, action_space = stages.make_config_policy(config, seed=args.seed)
     dataset = DemoDataset(demos)
-    sft = SFTConfig(
-        steps=args.sft_steps,
+    sft = stages.sft_config(
+        args.sft_steps,
         batch_size=args.sft_batch,
         lr=1e-3,
         warmup_steps=min(50, args.sft_steps // 10),
-        eval_interval=0,
-        save_interval=100,
-        log_interval=50,
         image_shift=args.image_shift,
         seed=args.seed,
     )
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
-
-    history = train_sft(
+    history = stages.train_sft_resuming(
         policy,
         dataset,
         sft,
-        probe.action_space,
-        checkpoint_path=path,
-        resume=True,
-        log=log,
+        action_space,
+        path,
         run_config=config.to_dict(),  # so `python -m trainers eval` needs no --config
     )
-    probe.close()
     state["sft"] = {
         "steps": args.sft_steps,
         "batch": args.sft_batch,
@@ -185,24 +169,15 @@ def evaluate_chains(args: argparse.Namespace, work: Path, checkpoint: Path) -> d
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
-    from trainers.train import Trainer
-
-    config = train_config(
-        args,
-        work,
-        (
-            f"runner.init_checkpoint_path={sft_path}",
-            f"runner.max_iterations={args.rl_iterations}",
-            "runner.run_name=rl",
-            "runner.eval_interval=0",
-            "runner.video_interval=0",
-        ),
+    overrides = (
+        *stages.rl_overrides(sft_path, args.rl_iterations, "rl"),
+        "runner.video_interval=0",
     )
-    trainer = Trainer(config, resume_if_present=True)  # continues from a checkpoint if any
-    clock = Clock()
-    curve = state.setdefault("rl_curve", [])
-    cpu_before = state.get("rl_cpu_seconds", 0.0)  # earlier launches of a resumed run
-    try:
+    config = train_config(args, work, overrides)
+    with stages.rl_trainer(config) as trainer:  # continues from a checkpoint if any
+        clock = Clock()
+        curve = state.setdefault("rl_curve", [])
+        cpu_before = state.get("rl_cpu_seconds", 0.0)  # earlier launches of a resumed run
         # trainer.elapsed is restored from the checkpoint: the cap spans every launch
         while trainer.iteration < args.rl_iterations and trainer.elapsed < 60 * args.rl_minutes:
             metrics = trainer.train_iteration()
@@ -231,17 +206,11 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
             "cpu_seconds": state.pop("rl_cpu_seconds", 0.0),
             "checkpoint": str(trainer.latest_path),
         }
-    finally:
-        trainer.collector.close()
-        trainer.logger.close()
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     """Every stage of one training seed (``args.seed``), skipping those already finished."""
-    work = Path(args.work) / f"seed{args.seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.json"
-    state = load_state(state_path)
+    work, state_path, state = stages.open_seed(args)
     if args.report_only:
         return state
     torch.manual_seed(args.seed)
@@ -316,9 +285,7 @@ def task_rows(states: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> Path | None:
     """The result file, once every seed has both evaluations."""
-    unfinished = [seed for seed, state in states.items() if "rl_eval" not in state]
-    if unfinished:
-        print(f"no result file yet: seeds {unfinished} have not finished")
+    if not stages.all_finished(states):
         return None
     per_seed = {}
     for seed, state in states.items():
@@ -336,9 +303,9 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         values["RL minutes"] = state["rl"]["minutes"]
         per_seed[seed] = values
     first = next(iter(states.values()))
-    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
-    sft_mean = np.mean([v["SFT avg. len"] for v in per_seed.values()])
-    rl_mean = np.mean([v["RL avg. len"] for v in per_seed.values()])
+    config = train_config(stages.seed_args(args, 0), Path(args.work))
+    sft_mean = stages.mean_of(per_seed, "SFT avg. len")
+    rl_mean = stages.mean_of(per_seed, "RL avg. len")
     chains = first["rl_eval"]["chains"]
     collected, trained = first["collect"], first["sft"]
     scenes = "scene D" if args.split == "D" else "scenes A, B, C"
@@ -358,7 +325,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         starts_from=(  # from the state: --report-only may run with other arguments
             f"one SFT checkpoint per training seed N: {collected['episodes']} scripted-expert "
             f"episodes of {collected['subtasks']} subtask(s) in {scenes} from env seeds N * "
-            f"{DEMO_SEED_STRIDE} on (successful ones kept), {trained['steps']} SFT steps of "
+            f"{stages.DEMO_SEED_STRIDE} on (successful ones kept), {trained['steps']} SFT steps of "
             f"batch {trained['batch']} with seed N"
         ),
         env_steps=int(sum(s["rl"]["env_steps"] for s in states.values())),
@@ -400,7 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env.num_envs=8")
     args = parser.parse_args(argv)
     args.work = args.work or f"runs/learning_calvin_{args.split.lower()}"
-    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    config = train_config(stages.seed_args(args, 0), Path(args.work))
     args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
     args.rl_iterations = args.rl_iterations or config.runner.max_iterations
     return args
@@ -412,7 +379,7 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, Any]]:
     states = {}
     for seed in args.seeds:
         print(f"\n=== seed {seed} ({args.split}->D) ===", flush=True)
-        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+        states[seed] = run_seed(stages.seed_args(args, seed))
     for seed, state in states.items():
         report(seed, state)
     write_json(args, states)

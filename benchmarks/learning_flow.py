@@ -34,6 +34,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _state import load_state, save_state  # noqa: E402  (benchmarks/ is on sys.path now)
+import _learning_stages as stages  # noqa: E402  (benchmarks/ is on sys.path now)
+from _state import save_state  # noqa: E402
 
 DEFAULT_CONFIG = "flow_panda_vision_ppo_cpu"
-EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
 VALIDATION_SEED = 800_000  # checkpoint selection (--validation), apart from the held-out seeds
-DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 
 
-def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
+def train_config(args: argparse.Namespace, work: Path, extra: Sequence[str] = ()):
     from trainers.config import load_config
 
     overrides = [  # envs, batch sizes and backend: the config's unless given
@@ -70,93 +70,37 @@ def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
     return load_config(args.config, overrides)
 
 
-def evaluate(config, policy, episodes: int, seed: int = EVAL_SEED) -> dict[str, float]:
-    from trainers.evaluate import evaluate_policy, make_eval_collector
-
-    collector = make_eval_collector(config, torch.device("cpu"))
-    try:
-        start = time.perf_counter()
-        stats = evaluate_policy(collector, policy, episodes, seed=seed)
-        return {
-            "success": float(np.mean(stats.success_once)),
-            "return": float(np.mean(stats.returns)),
-            "episodes": stats.count,
-            "seconds": time.perf_counter() - start,
-        }
-    finally:
-        collector.close()
-
-
 def stage_collect(args: argparse.Namespace, work: Path) -> Path:
     if args.demos_dir:
         return Path(args.demos_dir)
-    from trainers.collect import collect
-
     env = train_config(args, work).env
-    out = work / "demos"
     # a Meta-World task list: one env per task (env i starts on task i), so every task is covered
     tasks = env.kwargs.get("task")
     num_envs = len(tasks) if isinstance(tasks, list) else min(args.demos, 4)
-    collect(
-        env.id,
-        args.demos,
-        str(out),
-        num_envs=num_envs,
-        seed=DEMO_SEED_STRIDE * args.seed,
-        only_success=True,
-        action_noise=args.action_noise,
-        env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
-        expert_kwargs=expert_kwargs(args),
-        verbose=False,
-    )
-    return out
-
-
-def expert_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``--expert max_speed=0.025`` -> ``{"max_speed": 0.025}`` (values read as YAML)."""
-    import yaml
-
-    pairs = (item.split("=", 1) for item in args.expert)
-    return {key: yaml.safe_load(value) for key, value in pairs}
+    return stages.collect_seed_demos(args, env, work / "demos", num_envs)
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
-    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
-    from trainers.sft import SFTConfig, train_sft
 
     config = train_config(args, work)
     path = work / "sft" / "latest.pt"
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    torch.manual_seed(args.seed)
-    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    policy, action_space = stages.make_config_policy(config, seed=args.seed)
     dataset = DemoDataset(demos)
-    sft = SFTConfig(
-        steps=args.sft_steps,
+    sft = stages.sft_config(
+        args.sft_steps,
         batch_size=32,
         lr=1e-3,
         warmup_steps=50,
-        eval_interval=0,
-        save_interval=100,
-        log_interval=50,
         image_shift=args.image_shift,
         seed=args.seed,
     )
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
-
-    history = train_sft(
-        policy, dataset, sft, probe.action_space, checkpoint_path=path, resume=True, log=log
-    )
-    probe.close()
-    state["sft_curve"] = [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h]
+    history = stages.train_sft_resuming(policy, dataset, sft, action_space, path)
+    state["sft_curve"] = stages.sft_curve(history)
     state["sft_demos"] = {"episodes": len(dataset), "steps": dataset.num_samples}
     episodes = final_episodes(args)
     if state.get("sft_eval", {}).get("episodes") != episodes:  # new, or a larger final count
-        state["sft_eval"] = evaluate(config, policy.eval(), episodes)
+        state["sft_eval"] = stages.evaluate(config, policy.eval(), episodes)
     return path
 
 
@@ -166,39 +110,24 @@ def final_episodes(args: argparse.Namespace) -> int:
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
-    from trainers.train import Trainer
-
-    config = train_config(
-        args,
-        work,
-        [
-            f"runner.init_checkpoint_path={sft_path}",
-            f"runner.max_iterations={args.rl_iterations}",
-            f"runner.run_name=rl_{args.method}",
-            "runner.eval_interval=0",
-        ],
-    )
-    trainer = Trainer(config, resume_if_present=True)
-    curve = state.setdefault("rl_curve", [])
-    # --validation: the curve's evaluations run on a validation split and the best checkpoint
-    # by validation success (the SFT one included) is kept; the held-out split only sees the
-    # final evaluations
-    validation = train_config(args, work, args.validation) if args.validation else None
-    best_path = work / "best.pt"
-    if validation is not None and "best" not in state:
-        score = evaluate(validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED)
-        shutil.copyfile(sft_path, best_path)
-        state["best"] = {"iteration": 0, "env_steps": 0, "val_success": score["success"]}
-        state["sft_validation"] = score["success"]
-        trainer.rollout_policy.train()
-    started = time.perf_counter()
-    try:
-        while trainer.iteration < args.rl_iterations:
-            if time.perf_counter() - started > 60 * args.rl_minutes:
-                print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
-                break
-            metrics = trainer.train_iteration()
-            trainer.logger.log(metrics, trainer.env_steps)
+    overrides = stages.rl_overrides(sft_path, args.rl_iterations, f"rl_{args.method}")
+    config = train_config(args, work, overrides)
+    with stages.rl_trainer(config) as trainer:
+        curve = state.setdefault("rl_curve", [])
+        # --validation: the curve's evaluations run on a validation split and the best
+        # checkpoint by validation success (the SFT one included) is kept; the held-out split
+        # only sees the final evaluations
+        validation = train_config(args, work, args.validation) if args.validation else None
+        best_path = work / "best.pt"
+        if validation is not None and "best" not in state:
+            score = stages.evaluate(
+                validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED
+            )
+            shutil.copyfile(sft_path, best_path)
+            state["best"] = {"iteration": 0, "env_steps": 0, "val_success": score["success"]}
+            state["sft_validation"] = score["success"]
+            trainer.rollout_policy.train()
+        for metrics in stages.timed_iterations(trainer, args.rl_iterations, args.rl_minutes):
             point = {
                 "iteration": trainer.iteration,
                 "env_steps": trainer.env_steps,
@@ -211,11 +140,11 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
             trainer.save()
             if args.eval_every and trainer.iteration % args.eval_every == 0:
                 if validation is None:
-                    point["eval_success"] = evaluate(
+                    point["eval_success"] = stages.evaluate(
                         config, trainer.rollout_policy, args.eval_episodes
                     )["success"]
                 else:
-                    point["val_success"] = evaluate(
+                    point["val_success"] = stages.evaluate(
                         validation, trainer.rollout_policy, args.eval_episodes, VALIDATION_SEED
                     )["success"]
                     if point["val_success"] > state["best"]["val_success"]:
@@ -237,7 +166,9 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 flush=True,
             )
         trainer.collector.close()  # its env processes and the evaluation's need not both fit
-        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
+        state["rl_eval"] = stages.evaluate(
+            config, trainer.rollout_policy.eval(), final_episodes(args)
+        )
         state["rl_eval"]["iterations"] = trainer.iteration
         state["rl_eval"]["env_steps"] = trainer.env_steps
         state["rl_eval"]["train_minutes"] = trainer.elapsed / 60
@@ -246,11 +177,8 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
 
             best = checkpoint.policy_state(checkpoint.load(best_path))
             trainer.rollout_policy.load_state_dict(best, strict=True)
-            selected = evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
+            selected = stages.evaluate(config, trainer.rollout_policy.eval(), final_episodes(args))
             state["rl_eval_selected"] = {**selected, **state["best"]}  # its iteration, steps
-    finally:
-        trainer.collector.close()
-        trainer.logger.close()
 
 
 def stage_overhead(
@@ -258,23 +186,16 @@ def stage_overhead(
 ) -> dict[str, float]:
     """Median wall time of act() per method on the same batch of 8 demo observations."""
     from trainers import checkpoint
-    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
 
     config = train_config(args, work)
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
     obs, _ = next(DemoDataset(demos).batches(8, 5, shuffle_buffer=64))
     weights = checkpoint.policy_state(checkpoint.load(sft_path))
     policies = {}
     for method in ("flow_sde", "flow_noise"):
-        policy = make_policy(
-            {**config.policy, "noise_method": method}, probe.observation_space, probe.action_space
-        )
+        policy, _ = stages.make_config_policy(config, noise_method=method)
         policy.load_state_dict(weights, strict=True)
         policies[method] = policy.eval()
-    probe.close()
     times: dict[str, list[float]] = {"flow_ode": [], "flow_sde": [], "flow_noise": []}
     for _ in range(args.overhead_repeats):  # interleaved, so load changes hit all alike
         for name in times:
@@ -391,27 +312,7 @@ def main() -> None:
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help="trainer config of the flow policy"
     )
-    parser.add_argument("--demos", type=int, default=96)
-    parser.add_argument(
-        "--action-noise",
-        type=float,
-        default=0.1,
-        help="DART noise on the expert's executed actions while collecting demos",
-    )
-    parser.add_argument(
-        "--expert",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="scripted-expert option while collecting demos, repeatable (e.g. max_speed=0.025)",
-    )
-    parser.add_argument(
-        "--demos-dir", default="", help="reuse an existing demo dataset (for every seed)"
-    )
-    parser.add_argument("--sft-steps", type=int, default=1500)
-    parser.add_argument(
-        "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
-    )
+    stages.add_demo_sft_arguments(parser)
     parser.add_argument("--method", default="flow_sde", choices=["flow_sde", "flow_noise"])
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--rl-minutes", type=float, default=60.0)
@@ -436,14 +337,7 @@ def main() -> None:
     parser.add_argument("--backend", default="", help="vector env backend (default: the config's)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--overhead-repeats", type=int, default=30)
-    parser.add_argument(
-        "--seeds",
-        "--seed",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="training seeds, each run (and resumed) in <work>/seed<N>",
-    )
+    stages.add_seeds_argument(parser)
     parser.add_argument(
         "--name", default="", help="result file stem (default: learning_flow_<config>)"
     )
@@ -452,19 +346,12 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
-    states = {}
-    for seed in args.seeds:
-        print(f"\n=== seed {seed} ===", flush=True)
-        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
-    write_json(args, states)
+    write_json(args, stages.run_seeds(args, run_seed))
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     """Demos, SFT, overhead and RL of one training seed (``args.seed``), resuming from disk."""
-    work = Path(args.work) / f"seed{args.seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.json"
-    state = load_state(state_path)
+    work, state_path, state = stages.open_seed(args)
     if not args.report_only:
         state["method"] = args.method
         state["algorithm"] = train_config(args, work).algorithm.name
@@ -494,9 +381,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
     """The result file, once every seed has its SFT and final RL evaluation."""
     from _results import RESULTS_DIR, write_result
 
-    unfinished = [s for s, state in states.items() if "rl_eval" not in state]
-    if unfinished:
-        print(f"no result file yet: seeds {unfinished} have not finished")
+    if not stages.all_finished(states):
         return
     per_seed = {}
     for seed, state in states.items():
@@ -513,22 +398,13 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
             values["act() flow_sde / ODE"] = state["overhead"]["sde_ratio"]
         per_seed[seed] = values
     first = next(iter(states.values()))
-    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    config = train_config(stages.seed_args(args, 0), Path(args.work))
     name = args.name or f"learning_flow_{args.config.removeprefix('flow_').removesuffix('_cpu')}"
     algorithm, method = first.get("algorithm", "ppo").upper(), first.get("method", "flow_sde")
-    sft_mean = np.mean([v["SFT success (%)"] for v in per_seed.values()])
-    rl_mean = np.mean([v["RL success (%)"] for v in per_seed.values()])
+    sft_mean = stages.mean_of(per_seed, "SFT success (%)")
+    rl_mean = stages.mean_of(per_seed, "RL success (%)")
     episodes = first["rl_eval"]["episodes"]
-    demos = first.get("sft_demos", {})
-    if args.demos_dir:
-        source = f"the dataset {args.demos_dir} ({demos.get('episodes', '?')} episodes)"
-    else:
-        source = (
-            f"{args.demos} scripted-expert demos collected from env seeds N * "
-            f"{DEMO_SEED_STRIDE} on (action noise {args.action_noise}"
-            + "".join(f", {item}" for item in args.expert)
-            + ")"
-        )
+    source = stages.demos_source(args, first.get("sft_demos", {}))
     plot = RESULTS_DIR / f"{name}.png"
     plot_seeds(states, plot)
     write_result(

@@ -36,6 +36,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _state import load_state, save_state  # noqa: E402
+import _learning_stages as stages  # noqa: E402
+from _state import save_state  # noqa: E402
 
 DEFAULT_CONFIG = "libero_object3_grpo_flow_cpu"
-DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 EVAL_SEED = 0  # seeds 0..74 run each held-out (task, init state) once (LiberoEnv.reset)
 DEMO_ENVS = 3  # one per task at the first (seeded) reset; later resets draw task and state
 
 
-def train_config(args: argparse.Namespace, work: Path, extra: list[str] = ()):
+def train_config(args: argparse.Namespace, work: Path, extra: Sequence[str] = ()):
     from trainers.config import load_config
 
     assets = [f"env.kwargs.libero_assets={args.libero_assets}"] if args.libero_assets else []
@@ -114,7 +115,7 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
         args.demos,
         str(out),
         num_envs=DEMO_ENVS,
-        seed=DEMO_SEED_STRIDE * args.seed,
+        seed=stages.DEMO_SEED_STRIDE * args.seed,
         only_success=False,
         action_noise=args.action_noise,
         env_kwargs=kwargs,
@@ -134,47 +135,26 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
-    from trainers.config import env_kwargs
     from trainers.demos import DemoDataset
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
-    from trainers.sft import SFTConfig, train_sft
 
     path = work / "sft" / "latest.pt"
     if state.get("sft", {}).get("steps") == args.sft_steps and path.exists():
         return path
     config = train_config(args, work)
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    torch.manual_seed(args.seed)
-    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
+    policy, action_space = stages.make_config_policy(config, seed=args.seed)
     dataset = DemoDataset(demos)  # the successful episodes
-    sft = SFTConfig(
-        steps=args.sft_steps,
+    sft = stages.sft_config(
+        args.sft_steps,
         batch_size=args.sft_batch_size,
         lr=1e-3,
         warmup_steps=min(50, args.sft_steps // 10),
-        eval_interval=0,
-        save_interval=100,
-        log_interval=50,
         image_shift=4,
         seed=args.seed,
     )
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
-
     start, cpu = time.perf_counter(), time.process_time()
-    history = train_sft(
-        policy.to(args.device),
-        dataset,
-        sft,
-        probe.action_space,
-        device=args.device,
-        checkpoint_path=path,
-        resume=True,
-        log=log,
+    history = stages.train_sft_resuming(
+        policy.to(args.device), dataset, sft, action_space, path, device=args.device
     )
-    probe.close()
     state["sft"] = {
         "steps": args.sft_steps,
         "episodes": len(dataset),
@@ -182,7 +162,7 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
         # of this launch (a resumed SFT counts only its remaining steps)
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu,
-        "curve": [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h],
+        "curve": stages.sft_curve(history),
     }
     state.pop("sft_eval", None)  # new weights
     return path
@@ -190,34 +170,17 @@ def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos
 
 def load_sft_policy(config, path: Path, device: str):
     from trainers import checkpoint
-    from trainers.config import env_kwargs
-    from trainers.policies import make_policy
-    from trainers.rollout import make_single_env
 
-    probe = make_single_env(config.env.id, **env_kwargs(config.env))
-    policy = make_policy(config.policy, probe.observation_space, probe.action_space)
-    probe.close()
+    policy, _ = stages.make_config_policy(config)
     policy.load_state_dict(checkpoint.policy_state(checkpoint.load(path)), strict=True)
     return policy.to(device).eval()
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
-    from trainers.train import Trainer
-
-    config = train_config(
-        args,
-        work,
-        [
-            f"runner.init_checkpoint_path={sft_path}",
-            f"runner.max_iterations={args.rl_iterations}",
-            "runner.run_name=rl",
-            "runner.eval_interval=0",
-        ],
-    )
-    trainer = Trainer(config, resume_if_present=True)
-    curve = state.setdefault("rl_curve", [])
-    del curve[trainer.iteration :]  # points past the checkpoint a killed run resumes from
-    try:
+    config = train_config(args, work, stages.rl_overrides(sft_path, args.rl_iterations, "rl"))
+    with stages.rl_trainer(config) as trainer:
+        curve = state.setdefault("rl_curve", [])
+        del curve[trainer.iteration :]  # points past the checkpoint a killed run resumes from
         while trainer.iteration < args.rl_iterations:
             # training time over all launches, with room for one more iteration
             last = curve[-1]["iteration_seconds"] if curve else 0.0
@@ -264,9 +227,6 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
             "rl_env_steps": trainer.env_steps,
             "train_minutes": trainer.elapsed / 60,
         }
-    finally:
-        trainer.collector.close()
-        trainer.logger.close()
 
 
 def unit_costs(state: dict[str, Any]) -> dict[str, float]:
@@ -314,10 +274,7 @@ def report(state: dict[str, Any]) -> None:
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     """Demos, SFT, evaluations and RL of one training seed, resuming from its state file."""
-    work = Path(args.work) / f"seed{args.seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.json"
-    state = load_state(state_path)
+    work, state_path, state = stages.open_seed(args)
     if not args.report_only:
         start = time.perf_counter()
         print("collecting demonstrations ...", flush=True)
@@ -350,9 +307,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
     """The result file, once every seed has its SFT and final RL evaluation."""
     from _results import write_result
 
-    unfinished = [seed for seed, state in states.items() if "rl_eval" not in state]
-    if unfinished:
-        print(f"no result file yet: seeds {unfinished} have not finished")
+    if not stages.all_finished(states):
         return None
     per_seed = {}
     for seed, state in states.items():
@@ -370,10 +325,10 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
             values[f"task {task} RL (%)"] = 100 * rl["per_task"].get(task, float("nan"))
         values.update(unit_costs(state))
         per_seed[seed] = values
-    config = train_config(argparse.Namespace(**{**vars(args), "seed": 0}), Path(args.work))
+    config = train_config(stages.seed_args(args, 0), Path(args.work))
     tasks = config.env.kwargs["task_ids"]
-    sft_mean = np.mean([v["SFT success (%)"] for v in per_seed.values()])
-    rl_mean = np.mean([v["RL success (%)"] for v in per_seed.values()])
+    sft_mean = stages.mean_of(per_seed, "SFT success (%)")
+    rl_mean = stages.mean_of(per_seed, "RL success (%)")
     first = next(iter(states.values()))
     episodes = first["rl_eval"]["episodes"]
     return write_result(
@@ -389,7 +344,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         per_seed=per_seed,
         starts_from=(
             f"one SFT checkpoint per training seed N: {args.demos} scripted-expert episodes on "
-            f"the training init states (env seeds from N * {DEMO_SEED_STRIDE}, action noise "
+            f"the training init states (env seeds from N * {stages.DEMO_SEED_STRIDE}, action noise "
             f"{args.action_noise}), {args.sft_steps} SFT steps with seed N"
         ),
         env_steps=int(sum(state["rl_eval"]["rl_env_steps"] for state in states.values())),
@@ -434,11 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
-    states = {}
-    for seed in args.seeds:
-        print(f"\n=== seed {seed} ===", flush=True)
-        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
-    write_json(args, states)
+    write_json(args, stages.run_seeds(args, run_seed))
 
 
 if __name__ == "__main__":

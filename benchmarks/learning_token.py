@@ -45,12 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _state import load_state, save_state  # noqa: E402  (benchmarks/ is on sys.path now)
+import _learning_stages as stages  # noqa: E402  (benchmarks/ is on sys.path now)
+from _state import save_state  # noqa: E402
 
 CONFIG = "token_panda_vision_ppo_cpu"
 ENV_ID = "VLA/PandaPickCubeVision-v0"
-EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
-DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 
 
 def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()):
@@ -71,125 +70,36 @@ def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = 
     return load_config(CONFIG, overrides)
 
 
-def make_token_policy(config, **policy_overrides):
-    import gymnasium as gym
-
-    import vla_gym  # noqa: F401  (registers the IDs)
-    from trainers.config import env_kwargs
-    from trainers.policies import make_policy
-
-    probe = gym.make(config.env.id, **env_kwargs(config.env))
-    try:
-        policy = make_policy(
-            {**config.policy, **policy_overrides}, probe.observation_space, probe.action_space
-        )
-        return policy, probe.action_space
-    finally:
-        probe.close()
-
-
-def evaluate(config, policy, episodes: int) -> dict[str, float]:
-    from trainers.evaluate import evaluate_policy, make_eval_collector
-
-    collector = make_eval_collector(config, torch.device("cpu"))
-    try:
-        start = time.perf_counter()
-        stats = evaluate_policy(collector, policy, episodes, seed=EVAL_SEED)
-        return {
-            "success": float(np.mean(stats.success_once)),
-            "return": float(np.mean(stats.returns)),
-            "episodes": stats.count,
-            "seconds": time.perf_counter() - start,
-        }
-    finally:
-        collector.close()
-
-
 # -------------------------------------------------------------------------------- stages
 def stage_demos(args: argparse.Namespace, work: Path) -> Path:
     if args.demos_dir:
         return Path(args.demos_dir)
-    from trainers.collect import collect
-
     env = train_config(args, work).env  # the RL env's kwargs (e.g. terminate_on_success)
-    out = work / "demos"
-    collect(
-        env.id,
-        args.demos,
-        str(out),
-        num_envs=min(args.demos, 4),
-        seed=DEMO_SEED_STRIDE * args.seed,
-        only_success=True,
-        action_noise=args.action_noise,
-        env_kwargs={**env.kwargs, "obs_mode": env.obs_mode},
-        expert_kwargs=expert_kwargs(args),
-        verbose=False,
-    )
-    return out
-
-
-def expert_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``--expert max_speed=0.025`` -> ``{"max_speed": 0.025}`` (values read as YAML)."""
-    import yaml
-
-    pairs = (item.split("=", 1) for item in args.expert)
-    return {key: yaml.safe_load(value) for key, value in pairs}
+    return stages.collect_seed_demos(args, env, work / "demos", num_envs=min(args.demos, 4))
 
 
 def stage_sft(args: argparse.Namespace, work: Path, state: dict[str, Any], demos: Path) -> Path:
     from trainers.demos import DemoDataset
-    from trainers.sft import SFTConfig, train_sft
 
     config = train_config(args, work)
     path = work / "sft" / "latest.pt"
-    torch.manual_seed(args.seed)
-    policy, action_space = make_token_policy(config)
+    policy, action_space = stages.make_config_policy(config, seed=args.seed)
     dataset = DemoDataset(demos)  # train_sft fits the token bins and state statistics on it
-    sft = SFTConfig(  # batch size, lr and schedule: those of `python -m trainers sft`
-        steps=args.sft_steps,
-        eval_interval=0,
-        save_interval=100,
-        log_interval=50,
-        image_shift=args.image_shift,
-        seed=args.seed,
-    )
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        print(f"  sft step {step}: loss {metrics.get('sft/loss', float('nan')):.4f}", flush=True)
-
-    history = train_sft(
-        policy, dataset, sft, action_space, checkpoint_path=path, resume=True, log=log
-    )
-    state["sft_curve"] = [(h["step"], h["sft/loss"]) for h in history if "sft/loss" in h]
+    # batch size, lr and schedule: those of `python -m trainers sft`
+    sft = stages.sft_config(args.sft_steps, image_shift=args.image_shift, seed=args.seed)
+    history = stages.train_sft_resuming(policy, dataset, sft, action_space, path)
+    state["sft_curve"] = stages.sft_curve(history)
     state["sft_demos"] = {"episodes": len(dataset), "steps": dataset.num_samples}
     if "sft_eval" not in state:
-        state["sft_eval"] = evaluate(config, policy.eval(), args.eval_episodes)
+        state["sft_eval"] = stages.evaluate(config, policy.eval(), args.eval_episodes)
     return path
 
 
 def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
-    from trainers.train import Trainer
-
-    config = train_config(
-        args,
-        work,
-        (
-            f"runner.init_checkpoint_path={sft_path}",
-            f"runner.max_iterations={args.rl_iterations}",
-            "runner.run_name=rl_ppo",
-            "runner.eval_interval=0",
-        ),
-    )
-    trainer = Trainer(config, resume_if_present=True)
-    curve = state.setdefault("rl_curve", [])
-    started = time.perf_counter()
-    try:
-        while trainer.iteration < args.rl_iterations:
-            if time.perf_counter() - started > 60 * args.rl_minutes:
-                print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
-                break
-            metrics = trainer.train_iteration()
-            trainer.logger.log(metrics, trainer.env_steps)
+    config = train_config(args, work, stages.rl_overrides(sft_path, args.rl_iterations, "rl_ppo"))
+    with stages.rl_trainer(config) as trainer:
+        curve = state.setdefault("rl_curve", [])
+        for metrics in stages.timed_iterations(trainer, args.rl_iterations, args.rl_minutes):
             point = {
                 "iteration": trainer.iteration,
                 "env_steps": trainer.env_steps,
@@ -210,15 +120,14 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 flush=True,
             )
         trainer.collector.close()  # its env processes and the evaluation's would not both fit
-        state["rl_eval"] = evaluate(config, trainer.rollout_policy.eval(), args.eval_episodes)
+        state["rl_eval"] = stages.evaluate(
+            config, trainer.rollout_policy.eval(), args.eval_episodes
+        )
         state["rl_eval"].update(
             iterations=trainer.iteration,
             env_steps=trainer.env_steps,
             train_minutes=trainer.elapsed / 60,
         )
-    finally:
-        trainer.collector.close()
-        trainer.logger.close()
 
 
 def stage_decoding_speed(args: argparse.Namespace, work: Path, demos: Path) -> dict[str, float]:
@@ -228,7 +137,7 @@ def stage_decoding_speed(args: argparse.Namespace, work: Path, demos: Path) -> d
     config = train_config(args, work)
     obs, _ = next(DemoDataset(demos).batches(8, config.env.action_chunk, shuffle_buffer=64))
     policies = {
-        decoding: make_token_policy(config, decoding=decoding)[0].eval()
+        decoding: stages.make_config_policy(config, decoding=decoding)[0].eval()
         for decoding in ("parallel", "autoregressive")
     }
     times: dict[str, list[float]] = {name: [] for name in policies}
@@ -291,27 +200,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--work", default="runs/learning_token")
-    parser.add_argument("--demos", type=int, default=96)
-    parser.add_argument(
-        "--action-noise",
-        type=float,
-        default=0.1,
-        help="DART noise on the expert's executed actions while collecting demos",
-    )
-    parser.add_argument(
-        "--expert",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="scripted-expert option while collecting demos, repeatable (e.g. max_speed=0.025)",
-    )
-    parser.add_argument(
-        "--demos-dir", default="", help="reuse an existing demo dataset (for every seed)"
-    )
-    parser.add_argument("--sft-steps", type=int, default=1500)
-    parser.add_argument(
-        "--image-shift", type=int, default=4, help="SFT random-shift augmentation (pixels)"
-    )
+    stages.add_demo_sft_arguments(parser)
     parser.add_argument("--rl-iterations", type=int, default=40)
     parser.add_argument("--rl-minutes", type=float, default=60.0)
     parser.add_argument("--eval-episodes", type=int, default=24)
@@ -319,14 +208,7 @@ def main() -> None:
     parser.add_argument("--backend", default="subproc")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--speed-repeats", type=int, default=20)
-    parser.add_argument(
-        "--seeds",
-        "--seed",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="training seeds, each run (and resumed) in <work>/seed<N>",
-    )
+    stages.add_seeds_argument(parser)
     parser.add_argument("--name", default="learning_token_panda_vision_ppo", help="result stem")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
@@ -335,19 +217,12 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
-    states = {}
-    for seed in args.seeds:
-        print(f"\n=== seed {seed} ===", flush=True)
-        states[seed] = run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
-    write_json(args, states)
+    write_json(args, stages.run_seeds(args, run_seed))
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     """Demos, SFT, decoding speed and RL of one training seed (``args.seed``), resuming."""
-    work = Path(args.work) / f"seed{args.seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.json"
-    state = load_state(state_path)
+    work, state_path, state = stages.open_seed(args)
     if not args.report_only:
         from _machine import describe_machine
 
@@ -377,9 +252,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
     """The result file, once every seed has its SFT and final PPO evaluation."""
     from _results import write_result
 
-    unfinished = [s for s, state in states.items() if "rl_eval" not in state]
-    if unfinished:
-        print(f"no result file yet: seeds {unfinished} have not finished")
+    if not stages.all_finished(states):
         return
     per_seed = {}
     for seed, state in states.items():
@@ -393,18 +266,9 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
         if state.get("decoding_speed"):
             per_seed[seed]["act() autoregressive / parallel"] = state["decoding_speed"]["ratio"]
     first = next(iter(states.values()))
-    sft_mean = np.mean([v["SFT success (%)"] for v in per_seed.values()])
-    rl_mean = np.mean([v["PPO success (%)"] for v in per_seed.values()])
-    demos = first.get("sft_demos", {})
-    if args.demos_dir:
-        source = f"the dataset {args.demos_dir} ({demos.get('episodes', '?')} episodes)"
-    else:
-        source = (
-            f"{args.demos} scripted-expert demos collected from env seeds N * "
-            f"{DEMO_SEED_STRIDE} on (action noise {args.action_noise}"
-            + "".join(f", {item}" for item in args.expert)
-            + ")"
-        )
+    sft_mean = stages.mean_of(per_seed, "SFT success (%)")
+    rl_mean = stages.mean_of(per_seed, "PPO success (%)")
+    source = stages.demos_source(args, first.get("sft_demos", {}))
     write_result(
         args.name,
         title=f"Action-token VLA: SFT then PPO on {ENV_ID}",
