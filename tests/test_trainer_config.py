@@ -160,7 +160,7 @@ def test_algorithm_settings_are_typed_per_algorithm():
         ["algorithm.name=grpo", "rollout.episodic=true", "algorithm.group_size=4"],
     )
     assert type(grpo.algorithm) is GRPOConfig
-    assert (grpo.algorithm.lr, grpo.algorithm.logprob_level) == (5e-5, "token")
+    assert (grpo.algorithm.lr, grpo.algorithm.logprob_level) == (2e-5, "token")
     assert not hasattr(grpo.algorithm, "critic_warmup_iterations")
     with pytest.raises(ConfigError, match=r"algorithm.name 'a2c' is unknown \(known: grpo, ppo\)"):
         load_config("panda_pick_cube_ppo_mlp_cpu", ["algorithm.name=a2c"])
