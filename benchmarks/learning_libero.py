@@ -370,7 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sft-steps", type=int, default=3000)
     parser.add_argument("--sft-batch-size", type=int, default=32)
-    parser.add_argument("--rl-iterations", type=int, default=1000)
+    parser.add_argument(
+        "--rl-iterations", type=int, default=0, help="0: the config's runner.max_iterations"
+    )
     parser.add_argument("--rl-minutes", type=float, default=90.0)
     parser.add_argument("--eval-every", type=int, default=0, help="RL iterations between evals")
     parser.add_argument(
@@ -387,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env.num_envs=6")
     args = parser.parse_args(argv)
+    if not args.rl_iterations:  # the recipe holds the run's length (and its lr schedule's)
+        config = train_config(stages.seed_args(args, 0), Path(args.work))
+        args.rl_iterations = config.runner.max_iterations
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
     write_json(args, stages.run_seeds(args, run_seed))
