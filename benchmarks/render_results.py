@@ -53,15 +53,14 @@ EXPECTED: dict[str, str] = {
     ),
     "learning_flow_panda_vision_ppo": (
         "python benchmarks/learning_flow.py --work runs/learning_flow_vision --seeds 0 1 2 "
-        "--demos 30 --expert max_speed=0.025 --sft-steps 1000 --num-envs 32 "
-        "--rl-iterations 70 --rl-minutes 90 --eval-every 10 --eval-episodes 48 "
-        "algorithm.global_batch_size=160"
+        "--demos 60 --expert max_speed=0.025 --sft-steps 2000 --rl-iterations 70 --rl-minutes 90 "
+        "--eval-every 10 --eval-episodes 100 --validation env.eval_episodes=100"
     ),
     "learning_flow_panda_vision_grpo": (
         "python benchmarks/learning_flow.py --config flow_panda_vision_grpo_cpu "
-        "--work runs/learning_flow_vision_grpo --seeds 0 1 2 --demos 30 --expert max_speed=0.025 "
-        "--sft-steps 1000 --num-envs 32 --rl-iterations 70 --rl-minutes 90 --eval-every 10 "
-        "--eval-episodes 48"
+        "--work runs/learning_flow_vision_grpo --seeds 0 1 2 --demos 60 --expert max_speed=0.025 "
+        "--sft-steps 2000 --rl-iterations 70 --rl-minutes 90 --eval-every 10 --eval-episodes 100 "
+        "--validation env.eval_episodes=100"
     ),
     "learning_flow_metaworld5_ppo": (
         "python benchmarks/learning_flow.py --config flow_metaworld5_ppo_cpu "
