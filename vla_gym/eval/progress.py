@@ -55,7 +55,7 @@ def progress_setting(choice: str) -> bool | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--progress``, ``--results-jsonl``, ``--json`` and the env kwargs (``--env-kwargs`` and
     ``env.kwargs.KEY=VALUE``, see :mod:`vla_gym.cli`), the evaluation command lines' shared
-    flags (:func:`report_result` honours ``--json``, :func:`command_env_kwargs` reads the env
+    flags (:func:`report_result` honours ``--json``, :func:`evaluate_kwargs` reads the env
     kwargs)."""
     parser.add_argument(
         "--progress",
@@ -71,30 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", default=None, help="also write the result as JSON here")
     add_env_kwargs_arguments(parser)
-
-
-def command_env_kwargs(
-    args: argparse.Namespace,
-    evaluate: Callable[..., Any],
-    shorthands: Mapping[str, str] | None = None,
-    fixed: Collection[str] = (),
-) -> dict[str, Any]:
-    """The env kwargs of an evaluation command line (``shorthands``: its own flags for some, see
-    :func:`vla_gym.cli.env_kwargs_from_args`). Refused before any env is built: a name of one of
-    ``evaluate``'s own parameters (passed on, it would set that parameter instead of reaching
-    the env) and one of the ``fixed`` kwargs the protocol sets itself."""
-    kwargs = env_kwargs_from_args(args, shorthands)
-    parameters = inspect.signature(evaluate).parameters
-    for name in kwargs:
-        parameter = parameters.get(name)
-        if parameter is not None and parameter.kind is not inspect.Parameter.VAR_KEYWORD:
-            raise SystemExit(
-                f"{ENV_KWARGS}.{name}: {name!r} is an option of the evaluation, not an env "
-                "kwarg (see --help)"
-            )
-        if name in fixed:
-            raise SystemExit(f"{ENV_KWARGS}.{name}: the evaluation protocol sets {name!r} itself")
-    return kwargs
 
 
 def parse_command_args(
@@ -118,8 +94,22 @@ def evaluate_kwargs(
     fixed_kwargs: Collection[str] = (),
 ) -> dict[str, Any]:
     """The ``evaluate`` kwargs that every evaluation command line passes the same way:
-    ``progress``, ``results_path`` and the env kwargs (see :func:`command_env_kwargs`)."""
-    env_kwargs = command_env_kwargs(args, evaluate, shorthands, fixed_kwargs)
+    ``progress``, ``results_path`` and the env kwargs (``shorthands``: the command's own flags
+    for some, see :func:`vla_gym.cli.env_kwargs_from_args`). Refused before any env is built:
+    an env kwarg named like one of ``evaluate``'s own parameters (passed on, it would set that
+    parameter instead of reaching the env) and one of the ``fixed_kwargs`` the protocol sets
+    itself."""
+    env_kwargs = env_kwargs_from_args(args, shorthands)
+    parameters = inspect.signature(evaluate).parameters
+    for name in env_kwargs:
+        parameter = parameters.get(name)
+        if parameter is not None and parameter.kind is not inspect.Parameter.VAR_KEYWORD:
+            raise SystemExit(
+                f"{ENV_KWARGS}.{name}: {name!r} is an option of the evaluation, not an env "
+                "kwarg (see --help)"
+            )
+        if name in fixed_kwargs:
+            raise SystemExit(f"{ENV_KWARGS}.{name}: the evaluation protocol sets {name!r} itself")
     return {
         "progress": progress_setting(args.progress),
         "results_path": args.results_jsonl,
