@@ -251,16 +251,28 @@ def rl_trainer(config: Any) -> Iterator[Any]:
 
 
 def timed_iterations(trainer: Any, iterations: int, minutes: float) -> Iterator[dict[str, float]]:
-    """The metrics of each (logged) RL iteration until the trainer reaches ``iterations`` or
-    this launch has trained ``minutes`` of wall time (``--rl-minutes``)."""
-    started = time.perf_counter()
+    """The metrics of each (logged) RL iteration until the trainer reaches ``iterations`` or one
+    more iteration of its average length would take its training time past ``minutes``
+    (``--rl-minutes``). ``trainer.elapsed`` is restored from the checkpoint, so the cap counts
+    the training time of every launch of a resumed run (evaluations in between excluded)."""
     while trainer.iteration < iterations:
-        if time.perf_counter() - started > 60 * minutes:
+        average = trainer.elapsed / trainer.iteration if trainer.iteration else 0.0
+        if trainer.elapsed + average > 60 * minutes:
             print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
             return
         metrics = trainer.train_iteration()
         trainer.logger.log(metrics, trainer.env_steps)
         yield metrics
+
+
+def rl_to_continue(rl_eval: Mapping[str, Any] | None, iterations: int, minutes: float) -> bool:
+    """RL has not run yet, or a larger budget (``--rl-iterations``, ``--rl-minutes``) than the
+    finished run's leaves room for more iterations (by the rule of :func:`timed_iterations`)."""
+    if rl_eval is None:
+        return True
+    done, trained = rl_eval["iterations"], rl_eval["train_minutes"]
+    average = trained / done if done else 0.0
+    return done < iterations and trained + average <= minutes
 
 
 # --------------------------------------------------------------------------------- result

@@ -178,24 +178,23 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
         clock = Clock()
         curve = state.setdefault("rl_curve", [])
         cpu_before = state.get("rl_cpu_seconds", 0.0)  # earlier launches of a resumed run
-        # trainer.elapsed is restored from the checkpoint: the cap spans every launch
-        while trainer.iteration < args.rl_iterations and trainer.elapsed < 60 * args.rl_minutes:
-            metrics = trainer.train_iteration()
-            trainer.logger.log(metrics, trainer.env_steps)
+        del curve[trainer.iteration :]  # points past the checkpoint a killed run resumes from
+        for metrics in stages.timed_iterations(trainer, args.rl_iterations, args.rl_minutes):
             trainer.save()
             curve.append(
                 {
                     "iteration": trainer.iteration,
                     "env_steps": trainer.env_steps,
                     "minutes": trainer.elapsed / 60,
-                    "success": metrics.get("env/success_once", float("nan")),
+                    # subtasks solved per finished training episode (NaN: none finished)
+                    "avg_len": metrics.get("env/avg_len", float("nan")),
                     "iteration_seconds": metrics["time/iteration"],
                 }
             )
             state["rl_cpu_seconds"] = cpu_before + clock.seconds()["cpu_seconds"]
             save_state(work / "state.json", state)
             print(
-                f"  rl iter {trainer.iteration}: train success {curve[-1]['success']:.2f}, "
+                f"  rl iter {trainer.iteration}: train avg. len {curve[-1]['avg_len']:.2f}, "
                 f"{metrics['time/iteration']:.1f} s",
                 flush=True,
             )

@@ -7,7 +7,8 @@ trainer config ``flow_panda_vision_ppo_cpu``:
 2. SFT (flow matching) for ``--sft-steps`` steps: deliberately weak, few demos;
 3. evaluate the SFT policy (deterministic ODE sampling) on held-out seeds;
 4. PPO with ``--method`` (flow_sde by default) from the SFT weights for ``--rl-iterations``
-   iterations or ``--rl-minutes`` of wall time, evaluating every ``--eval-every`` iterations;
+   iterations or ``--rl-minutes`` of training time (summed over resumed launches, evaluations
+   excluded), evaluating every ``--eval-every`` iterations;
 5. evaluate the RL policy on the same held-out seeds.
 
 It also measures the stochastic-sampling overhead (``act`` with flow_sde / flow_noise vs the
@@ -366,8 +367,7 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
             state["overhead"] = stage_overhead(args, work, demos, sft_path)
             save_state(state_path, state)
         print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
-        done = state.get("rl_eval", {}).get("iterations", 0)
-        if "rl_eval" not in state or done < args.rl_iterations:  # a larger budget continues
+        if stages.rl_to_continue(state.get("rl_eval"), args.rl_iterations, args.rl_minutes):
             state.pop("rl_eval", None)
             stage_rl(args, work, state, sft_path)
         # wall time over all launches of this seed (demos, SFT, evaluations and RL)

@@ -181,16 +181,9 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
     with stages.rl_trainer(config) as trainer:
         curve = state.setdefault("rl_curve", [])
         del curve[trainer.iteration :]  # points past the checkpoint a killed run resumes from
-        while trainer.iteration < args.rl_iterations:
-            # training time over all launches, with room for one more iteration
-            last = curve[-1]["iteration_seconds"] if curve else 0.0
-            if trainer.elapsed + last > 60 * args.rl_minutes:
-                print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
-                break
-            cpu = time.process_time()
-            metrics = trainer.train_iteration()
-            cpu = time.process_time() - cpu
-            trainer.logger.log(metrics, trainer.env_steps)
+        cpu = time.process_time()
+        for metrics in stages.timed_iterations(trainer, args.rl_iterations, args.rl_minutes):
+            iteration_cpu = time.process_time() - cpu
             trainer.save()
             point = {
                 "iteration": trainer.iteration,
@@ -205,7 +198,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 - metrics["time/policy_inference"],
                 "update_seconds": metrics["time/iteration"] - metrics["time/rollout"],
                 "iteration_seconds": metrics["time/iteration"],
-                "cpu_seconds": cpu,  # this process's CPU time: the cost on one free core
+                "cpu_seconds": iteration_cpu,  # this process's CPU time: the cost on one free core
             }
             if args.eval_every and trainer.iteration % args.eval_every == 0:
                 point["eval_success"] = evaluate(config, trainer.rollout_policy)["success"]
@@ -220,6 +213,7 @@ def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_pa
                 + (f", eval {point['eval_success']:.2f}" if "eval_success" in point else ""),
                 flush=True,
             )
+            cpu = time.process_time()  # saving and evaluating are not the iteration's cost
         trainer.collector.close()  # its envs and the evaluation's need not both be alive
         state["rl_eval"] = {
             **evaluate(config, trainer.rollout_policy.eval()),
@@ -288,11 +282,7 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
             config = train_config(args, work)
             state["sft_eval"] = evaluate(config, load_sft_policy(config, sft_path, args.device))
             save_state(state_path, state)
-        rl = state.get("rl_eval")
-        # not run yet, or a larger budget (iterations and minutes) continues it
-        if rl is None or (
-            rl["iterations"] < args.rl_iterations and rl["train_minutes"] < args.rl_minutes
-        ):
+        if stages.rl_to_continue(state.get("rl_eval"), args.rl_iterations, args.rl_minutes):
             print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
             state.pop("rl_eval", None)
             stage_rl(args, work, state, sft_path)

@@ -9,7 +9,8 @@ of 256 bins decoded in one pass) with the trainer config ``token_panda_vision_pp
    action-token statistics (q01/q99 per dimension) and the state statistics on the demos;
 3. evaluate the SFT policy (greedy tokens) on held-out seeds;
 4. PPO (token-level ratios, sampling at temperature 1.0 / top-k 50) from the SFT weights for
-   ``--rl-iterations`` iterations or ``--rl-minutes`` of wall time;
+   ``--rl-iterations`` iterations or ``--rl-minutes`` of training time (summed over resumed
+   launches);
 5. evaluate the PPO policy on the same held-out seeds.
 
 It also times ``act()`` on one batch with parallel (OFT) vs autoregressive decoding of the same
