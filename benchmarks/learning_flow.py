@@ -305,7 +305,9 @@ def plot(state: dict[str, Any], path: Path) -> None:
     print(f"plot: {path}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[int, dict[str, Any]]:
+    from _results import RESULTS_DIR
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -342,12 +344,15 @@ def main() -> None:
     parser.add_argument(
         "--name", default="", help="result file stem (default: learning_flow_<config>)"
     )
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. policy.image_grid=4")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
-    write_json(args, stages.run_seeds(args, run_seed))
+    states = stages.run_seeds(args, run_seed)
+    write_json(args, states)
+    return states
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
@@ -379,7 +384,7 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> None:
     """The result file, once every seed has its SFT and final RL evaluation."""
-    from _results import RESULTS_DIR, write_result
+    from _results import write_result
 
     if not stages.all_finished(states):
         return
@@ -405,7 +410,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
     rl_mean = stages.mean_of(per_seed, "RL success (%)")
     episodes = first["rl_eval"]["episodes"]
     source = stages.demos_source(args, first.get("sft_demos", {}))
-    plot = RESULTS_DIR / f"{name}.png"
+    plot = Path(args.results_dir) / f"{name}.png"
     plot_seeds(states, plot)
     write_result(
         name,
@@ -425,6 +430,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
         ),
         env_steps=int(sum(state["rl_eval"]["env_steps"] for state in states.values())),
         wall_seconds=sum(state.get("wall_seconds", 0.0) for state in states.values()),
+        directory=Path(args.results_dir),
     )
 
 
