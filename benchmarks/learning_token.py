@@ -196,7 +196,9 @@ def report(state: dict[str, Any]) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[int, dict[str, Any]]:
+    from _results import RESULTS_DIR
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -211,14 +213,17 @@ def main() -> None:
     parser.add_argument("--speed-repeats", type=int, default=20)
     stages.add_seeds_argument(parser)
     parser.add_argument("--name", default="learning_token_panda_vision_ppo", help="result stem")
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "overrides", nargs="*", help="dotted config overrides, e.g. policy.encoder.image_grid=4"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.report_only:
         torch.set_num_threads(args.torch_threads)
-    write_json(args, stages.run_seeds(args, run_seed))
+    states = stages.run_seeds(args, run_seed)
+    write_json(args, states)
+    return states
 
 
 def run_seed(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +245,8 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
             state["decoding_speed"] = stage_decoding_speed(args, work, demos)
             save_state(state_path, state)
         print(f"RL ... ({time.perf_counter() - start:.0f} s)", flush=True)
-        if "rl_eval" not in state and args.rl_iterations > 0:
+        if stages.rl_to_continue(state.get("rl_eval"), args.rl_iterations, args.rl_minutes):
+            state.pop("rl_eval", None)
             stage_rl(args, work, state, sft_path)
         # wall time over all launches of this seed (demos, SFT, evaluations and RL)
         state["wall_seconds"] = state.get("wall_seconds", 0.0) + time.perf_counter() - start
@@ -287,6 +293,7 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> N
         ),
         env_steps=int(sum(state["rl_eval"]["env_steps"] for state in states.values())),
         wall_seconds=sum(state.get("wall_seconds", 0.0) for state in states.values()),
+        directory=Path(args.results_dir),
     )
 
 
