@@ -1,4 +1,5 @@
-"""benchmarks/learning_flow.py at tiny sizes: two seeds, their result file and resumption."""
+"""benchmarks/learning_flow.py and learning_token.py at tiny sizes: two training seeds, their
+result file (per-seed values, mean, sample std) and resumption with a larger budget."""
 
 from __future__ import annotations
 
@@ -13,32 +14,44 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import learning_flow  # noqa: E402
+import learning_token  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = [
-    "--config", "flow_panda_state_ppo_cpu", "--demos", "2", "--sft-steps", "2",
-    "--eval-episodes", "2", "--num-envs", "2", "--backend", "sync", "--overhead-repeats", "1",
-    "env.max_steps=10", "algorithm.global_batch_size=4", "algorithm.micro_batch_size=2",
-    "algorithm.critic_warmup_iterations=0", "runner.max_iterations=2",
+    "--demos", "2", "--sft-steps", "2", "--eval-episodes", "2", "--num-envs", "2",
+    "--backend", "sync",
 ]  # fmt: skip
+TINY_OVERRIDES = [
+    "env.max_steps=10", "algorithm.global_batch_size=4", "algorithm.micro_batch_size=2",
+    "runner.max_iterations=2",
+]  # fmt: skip
+SCRIPTS = {  # module, its own flags, its own config overrides
+    "flow": (
+        learning_flow,
+        ["--config", "flow_panda_state_ppo_cpu", "--overhead-repeats", "1"],
+        ["algorithm.critic_warmup_iterations=0"],
+    ),
+    "token": (learning_token, ["--speed-repeats", "1"], []),
+}
 
 
-def run(tmp_path: Path, *extra: str) -> dict[int, dict]:
-    work, results = tmp_path / "work", tmp_path / "results"
-    argv = ["--work", str(work), "--results-dir", str(results), "--name", "tiny", *TINY, *extra]
-    return learning_flow.main(argv)
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_two_seeds_write_one_result_and_a_larger_budget_continues(tmp_path, script) -> None:
+    module, flags, overrides = SCRIPTS[script]
 
+    def run(*extra: str) -> dict[int, dict]:
+        work, results = tmp_path / "work", tmp_path / "results"
+        paths = ["--work", str(work), "--results-dir", str(results), "--name", "tiny"]
+        return module.main([*paths, *TINY, *flags, *extra, *TINY_OVERRIDES, *overrides])
 
-def test_two_seeds_write_one_result_and_a_larger_budget_continues(tmp_path) -> None:
-    states = run(tmp_path, "--seeds", "0", "1", "--rl-iterations", "1")
+    states = run("--seeds", "0", "1", "--rl-iterations", "1")
     assert sorted(states) == [0, 1]
     for state in states.values():
-        assert state["sft_demos"]["episodes"] == 2
         assert state["rl_eval"]["iterations"] == 1 and state["rl_eval"]["episodes"] == 2
         assert 0.0 <= state["sft_eval"]["success"] <= 1.0
     # the seeds differ in training: their demos come from different env seeds
-    demos = [np.load(tmp_path / f"work/seed{s}/demos/episode_000000.npz") for s in (0, 1)]
+    demos = [np.load(next((tmp_path / f"work/seed{s}/demos").glob("*.npz"))) for s in (0, 1)]
     assert not np.array_equal(demos[0]["state"], demos[1]["state"])
 
     result = json.loads((tmp_path / "results" / "tiny.json").read_text())
@@ -50,8 +63,7 @@ def test_two_seeds_write_one_result_and_a_larger_budget_continues(tmp_path) -> N
     # again with a larger budget: the finished demos and SFT are kept, RL continues from its
     # checkpoint for one more iteration
     sft_weights = (tmp_path / "work/seed0/sft/latest.pt").read_bytes()
-    again = run(tmp_path, "--seeds", "0", "--rl-iterations", "2")
+    again = run("--seeds", "0", "--rl-iterations", "2")
     assert again[0]["rl_eval"]["iterations"] == 2
     assert again[0]["sft_eval"] == states[0]["sft_eval"]
     assert (tmp_path / "work/seed0/sft/latest.pt").read_bytes() == sft_weights
-    assert len(again[0]["rl_curve"]) == 2
