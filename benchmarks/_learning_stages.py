@@ -256,8 +256,7 @@ def timed_iterations(trainer: Any, iterations: int, minutes: float) -> Iterator[
     (``--rl-minutes``). ``trainer.elapsed`` is restored from the checkpoint, so the cap counts
     the training time of every launch of a resumed run (evaluations in between excluded)."""
     while trainer.iteration < iterations:
-        average = trainer.elapsed / trainer.iteration if trainer.iteration else 0.0
-        if trainer.elapsed + average > 60 * minutes:
+        if not room_for_one_more(trainer.elapsed, trainer.iteration, 60 * minutes):
             print(f"  RL stopped by --rl-minutes after iteration {trainer.iteration}")
             return
         metrics = trainer.train_iteration()
@@ -270,9 +269,15 @@ def rl_to_continue(rl_eval: Mapping[str, Any] | None, iterations: int, minutes: 
     finished run's leaves room for more iterations (by the rule of :func:`timed_iterations`)."""
     if rl_eval is None:
         return True
-    done, trained = rl_eval["iterations"], rl_eval["train_minutes"]
+    done = rl_eval["iterations"]
+    return done < iterations and room_for_one_more(rl_eval["train_minutes"], done, minutes)
+
+
+def room_for_one_more(trained: float, done: int, budget: float) -> bool:
+    """One more iteration of the average length so far (``trained`` over ``done``) still ends
+    within ``budget`` (same unit as ``trained``): the RL time cap's rule."""
     average = trained / done if done else 0.0
-    return done < iterations and trained + average <= minutes
+    return trained + average <= budget
 
 
 # --------------------------------------------------------------------------------- result
