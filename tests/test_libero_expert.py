@@ -12,7 +12,7 @@ from conftest import SHARED_DIR
 from scipy.spatial.transform import Rotation
 
 import vla_gym
-from vla_gym.experts.libero import Body, LiberoExpert, hand_yaw, yaw_rotation
+from vla_gym.experts.libero import Body, LiberoExpert, hand_yaw, rim_order, yaw_rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = SHARED_DIR / "assets" / "libero"
@@ -28,6 +28,7 @@ def goal_info(goal: str = "on akita_black_bowl_1 plate_1") -> dict:
         "goal": goal,
         "goal_poses": np.array([[0.1, 0.0, 0.9, *identity], [0.0, 0.2, 0.9, *identity]]),
         "goal_boxes": np.array([[-0.04, -0.02, 0, 0.04, 0.02, 0.05]] * 2),
+        "goal_clearance": np.full(16, 0.8),
         "tcp_pos": np.array([0.0, 0.0, 1.1]),
         "tcp_quat": Rotation.from_matrix(yaw_rotation(0.0)).as_quat(),
         "elapsed_steps": 0,
@@ -63,6 +64,22 @@ def test_grasp_yaw_closes_fingers_across_the_narrow_side():
     assert abs(closing @ narrow) == pytest.approx(1.0)
     assert yaw == pytest.approx(turn)  # of the two equivalent yaws, the one nearest 0
     assert body.narrow_width() == pytest.approx(0.04)
+
+
+def test_rim_order_starts_at_the_free_side_facing_the_hand_and_spreads_out():
+    # 8 directions (every 45 degrees); a wall stands beside the object at 90 and 270 degrees
+    clearance = np.array([0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.2, 0.0])
+    order = np.degrees(rim_order(clearance, lowest_pad=0.1, facing=np.pi / 2))
+    # 45 and 135 are equally near the hand's side (90): the first in angle order wins; then
+    # the free side farthest from 45 (225), then the farthest from both (135 ties with 315);
+    # the blocked sides come last, the lower one first
+    np.testing.assert_allclose(order[:3], [45, 225, 135])
+    assert sorted(order[:6]) == [0, 45, 135, 180, 225, 315]
+    np.testing.assert_allclose(order[6:], [270, 90])
+    # nothing free: the lowest sides first
+    np.testing.assert_allclose(
+        np.degrees(rim_order(np.array([0.5, 0.2, 0.4, 0.3]), 0.1, 0.0)), [90, 270, 180, 0]
+    )
 
 
 def test_first_action_moves_over_the_object_with_gripper_open():
@@ -109,6 +126,28 @@ def test_env_reports_goal_state():
 
 
 @needs_libero
+def test_clearance_sees_the_walls_of_the_drawer_around_a_bowl():
+    """LIBERO-Spatial task 4: the bowl stands in an open drawer turned ~154 degrees about z.
+
+    Across the drawer (around world 90 and 270 degrees) its walls rise above the bowl's rim;
+    in a few directions towards the drawer's far corners there is room down to its floor. A
+    bowl on the open table (task 0) has room nearly all round."""
+    env = make("Spatial")
+    try:
+        _, drawer = env.reset(options={"task_id": 4, "init_state_id": 0})
+        _, table = env.reset(options={"task_id": 0, "init_state_id": 0})
+    finally:
+        env.close()
+    bowl = Body.from_info(drawer, 0)
+    clearance = drawer["goal_clearance"]
+    assert clearance.shape == (16,)
+    assert clearance[[3, 4, 5, 11, 12, 13]].min() > bowl.top  # the walls, above the rim
+    assert np.sum(clearance <= bowl.bottom + 0.005) >= 3  # the drawer's floor
+    open_table = Body.from_info(table, 0)
+    assert np.sum(np.abs(table["goal_clearance"] - open_table.bottom) < 0.005) >= 12
+
+
+@needs_libero
 def test_table_region_goal_reports_the_region_box():
     """A region on the table (no object of its own) reports its site's pose and box."""
     env = make("Goal", task_id=5)
@@ -138,7 +177,8 @@ def run(env: gym.Env, expert: LiberoExpert, task: int, init: int) -> tuple[bool,
     ("suite", "task", "init"),
     [
         ("Object", 1, 0),  # cream cheese: a flat box, held across its narrow side
-        ("Spatial", 4, 0),  # bowl in a drawer: the first rim grasp is blocked, another side works
+        ("Spatial", 4, 0),  # bowl in a drawer: held by a rim side along the drawer
+        ("Spatial", 4, 5),  # (the sides facing the hand and across the drawer are blocked)
     ],
 )
 def test_expert_succeeds(suite, task, init):

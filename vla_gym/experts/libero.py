@@ -5,9 +5,12 @@ The env reports the task's BDDL goal and the live poses and boxes of its argumen
 every task of LIBERO-Object and LIBERO-Spatial — are served by one closed-loop skill:
 hover over the object, descend, close, lift, carry the object's origin over the target's, lower,
 open. An object narrow enough for the fingers (8 cm) is held across its narrower side; a wider
-one (a bowl) by its wall. Targets are recomputed every step from the live poses, so a slipping
-or nudged object is followed. A descent blocked above the grasp point, an approach stuck on
-something or a grasp that did not lift the object is retried (a rim grasp from the next side).
+one (a bowl) by its wall, from a side where the env's ``goal_clearance`` leaves the outer finger
+room to go down (a bowl in a drawer is taken along the drawer, not against its walls). Targets
+are recomputed every step from the live poses, so a slipping or nudged object is followed. A
+descent blocked above the grasp point, an approach stuck on something or a grasp that did not
+lift the object is retried (a rim grasp from another free side, as far from the tried ones as
+possible).
 
 Actions are LIBERO's OSC_POSE deltas: position error over the controller's 0.05 m per unit,
 rotation error (axis-angle) over its 0.5 rad per unit, both clipped to [-1, 1]. The hand points
@@ -34,7 +37,9 @@ RIM_INSET = 0.006  # from a wide object's outer edge to the middle of its wall
 # A descent that stops this far above the grasp point is blocked (on a rim grasp, the outer
 # finger rests on whatever stands close to the wall, e.g. a drawer's side).
 BLOCKED_ABOVE, BLOCKED_ABOVE_RIM = 0.015, 0.007
+FINGER_ROOM = 0.005  # a rim side is free when nothing beside it rises above pads - this
 SUPPORTED_GOALS = ("in", "on")
+INFO_KEYS = ("goal", "goal_poses", "goal_boxes", "goal_clearance", "tcp_pos", "tcp_quat")
 
 
 def yaw_rotation(yaw: float) -> np.ndarray:
@@ -114,6 +119,29 @@ def _nearest_turn(yaw: float, current: float) -> float:
     return float(candidates[np.argmin(np.abs(candidates - current))])
 
 
+def rim_order(clearance: np.ndarray, lowest_pad: float, facing: float) -> list[float]:
+    """Directions (angles from world x) to take a rim from, one per try.
+
+    ``clearance[k]`` is the height of whatever stands beside the object at angle
+    ``2 pi k / len(clearance)``; a side is free when that is below ``lowest_pad`` (where the
+    outer finger's pads go down to). The free side nearest ``facing`` (the side facing the
+    hand) comes first, then each next free side as far as possible from those already in the
+    list; sides that are not free follow, the lowest first.
+    """
+    angles = 2 * np.pi * np.arange(len(clearance)) / len(clearance)
+    free = [float(a) for a in angles[clearance < lowest_pad]]
+    order: list[float] = []
+    while free:
+        if order:
+            side = max(free, key=lambda a: min(abs(_wrap(a - b)) for b in order))
+        else:
+            side = min(free, key=lambda a: abs(_wrap(a - facing)))
+        order.append(side)
+        free.remove(side)
+    blocked = np.argsort(clearance, kind="stable")
+    return order + [float(angles[k]) for k in blocked if clearance[k] >= lowest_pad]
+
+
 class PickPlace:
     """Pick the goal's first argument, put it in/on the second.
 
@@ -134,7 +162,7 @@ class PickPlace:
         self.grasp: np.ndarray | None = None  # TCP grasp point, fixed when the descent starts
         self.yaw: float | None = None
         self.rim = False  # whether the object is held by its rim
-        self.rim_side: float | None = None  # direction (angle) of the first rim grasp
+        self.rim_sides: list[float] | None = None  # rim grasp directions (angles) in turn
         self.lift_start: tuple[float, float] | None = None  # (tcp z, object z) when lifting
         self.last_tcp: np.ndarray | None = None
         self.last_yaw = 0.0
@@ -143,13 +171,14 @@ class PickPlace:
     def _goto(self, phase: str) -> None:
         self.phase, self.phase_steps, self.stalled = phase, 0, 0
 
-    def choose_grasp(self, obj: Body, tcp: np.ndarray, yaw: float) -> tuple[np.ndarray, float]:
+    def choose_grasp(
+        self, obj: Body, tcp: np.ndarray, yaw: float, clearance: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         """(TCP point where the fingers close, hand yaw) for the object as it is now.
 
         An object narrow enough is held across its narrower side, at its centre, low enough
         to hold it firmly. A wider one (a bowl) is held by its wall, the fingers closing across
-        it: first on the side (along y) facing the hand, then (after a blocked or failed try)
-        on the other sides in turn.
+        it, from the sides in :meth:`rim_order` (one per try).
         """
         centre = obj.centre
         self.rim = obj.narrow_width() > MAX_GRASP_WIDTH
@@ -159,12 +188,14 @@ class PickPlace:
             return np.array([centre[0], centre[1], z]), obj.grasp_yaw(yaw)
         corners = obj.corners()
         radius = 0.25 * float(np.sum(corners.max(0)[:2] - corners.min(0)[:2])) - RIM_INSET
-        if self.rim_side is None:  # the side facing the hand, across y: no wrist turn
-            self.rim_side = 0.5 * np.pi if tcp[1] >= centre[1] else -0.5 * np.pi
-        angle = self.rim_side + 0.5 * np.pi * self.retries  # then the next sides in turn
+        rim_z = obj.top - 0.02
+        if self.rim_sides is None:
+            facing = 0.5 * np.pi if tcp[1] >= centre[1] else -0.5 * np.pi
+            self.rim_sides = rim_order(clearance, rim_z - PAD_BELOW_TCP - FINGER_ROOM, facing)
+        angle = self.rim_sides[self.retries % len(self.rim_sides)]
         direction = np.array([np.cos(angle), np.sin(angle), 0.0])
         rim = centre + radius * direction
-        rim[2] = obj.top - 0.02
+        rim[2] = rim_z
         # turn the fingers' closing direction (world y at yaw 0) onto the radial one
         return rim, _nearest_turn(float(angle) - np.pi / 2, yaw)
 
@@ -175,7 +206,9 @@ class PickPlace:
         self._goto("approach")
         return tcp + [0.0, 0.0, 0.03], self.yaw, OPEN
 
-    def step(self, tcp: np.ndarray, rot: np.ndarray, obj: Body, target: Body):
+    def step(
+        self, tcp: np.ndarray, rot: np.ndarray, obj: Body, target: Body, clearance: np.ndarray
+    ):
         """-> (TCP target position, hand yaw, gripper command) for this step."""
         self.phase_steps += 1
         # progress: the TCP's travel, a turn of the hand counted at 5 cm per radian
@@ -189,7 +222,7 @@ class PickPlace:
         carry_z = max(target.top, self.grasp[2] if self.grasp is not None else 0.0)
 
         if self.phase == "approach":
-            point, self.yaw = self.choose_grasp(obj, tcp, hand_yaw(rot))
+            point, self.yaw = self.choose_grasp(obj, tcp, hand_yaw(rot), clearance)
             above = point + [0.0, 0.0, self.hover]
             xy_error = np.linalg.norm(tcp[:2] - above[:2])
             turned = abs(_wrap(hand_yaw(rot) - self.yaw)) < 0.1
@@ -258,7 +291,8 @@ class PickPlace:
 class LiberoExpert:
     """``act(obs, info)`` -> a 7-D OSC action for the current LIBERO goal.
 
-    Reads ``goal``, ``goal_poses``, ``goal_boxes``, ``tcp_pos`` and ``tcp_quat`` from ``info``;
+    Reads ``goal``, ``goal_poses``, ``goal_boxes``, ``goal_clearance``, ``tcp_pos`` and
+    ``tcp_quat`` from ``info``;
     a new episode (``info["elapsed_steps"] == 0``) or a new goal starts a new plan.
     """
 
@@ -275,9 +309,7 @@ class LiberoExpert:
         self._skill: PickPlace | None = None
 
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
-        missing = [
-            k for k in ("goal", "goal_poses", "goal_boxes", "tcp_pos", "tcp_quat") if k not in info
-        ]
+        missing = [k for k in INFO_KEYS if k not in info]
         if missing:
             raise KeyError(
                 f"the LIBERO expert needs info entries {missing} (reported by VLA/LIBERO-* envs)"
@@ -288,7 +320,8 @@ class LiberoExpert:
         tcp = np.asarray(info["tcp_pos"], np.float64)
         rot = Rotation.from_quat(np.asarray(info["tcp_quat"], np.float64)).as_matrix()
         obj, target = Body.from_info(info, 0), Body.from_info(info, 1)
-        goal_pos, yaw, gripper = self._skill.step(tcp, rot, obj, target)
+        clearance = np.asarray(info["goal_clearance"], np.float64)
+        goal_pos, yaw, gripper = self._skill.step(tcp, rot, obj, target, clearance)
         move = np.clip(self.gain * (goal_pos - tcp) / POS_SCALE, -1.0, 1.0)
         turn = Rotation.from_matrix(yaw_rotation(yaw) @ rot.T).as_rotvec()
         turn = np.clip(self.rot_gain * turn / ROT_SCALE, -1.0, 1.0)
