@@ -19,6 +19,7 @@ class CountdownEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-100, 100, (1,), np.float32)
         self.action_space = gym.spaces.Box(-1, 1, (2, 1), np.float32)  # chunk of 2
         self.t = 0
+        self.calls = 0  # step calls over every episode, resets included
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -27,6 +28,7 @@ class CountdownEnv(gym.Env):
         return np.array([float(seed or 0)], np.float32), {"executed_steps": 0}
 
     def step(self, action):
+        self.calls += 1
         self.t += 1
         end = self.t >= self.length
         info = {
@@ -113,6 +115,28 @@ def test_pipelined_collection_matches_unpipelined():
     assert sorted(stats_a.returns) == sorted(stats_b.returns)
     plain.close()
     piped.close()
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_episodic_rollout_stops_stepping_once_every_episode_ended(stages):
+    """Envs of episodes 2, 3, 1 and 2 policy steps long: a stage steps until its longest
+    episode ended (3 times, not 20), then the rollout is padded to its 20 steps with invalid,
+    reward-free steps."""
+    collector = RolloutCollector(
+        make_envs_factory([2, 3, 1, 2], True), 4, num_steps=20, episodic=True,
+        pipeline_stage_num=stages,
+    )  # fmt: skip
+    rollout, stats = collector.collect(ValueIsObs(), seeds=[0, 0, 0, 0])
+    assert rollout.num_steps == 20 and rollout.actions.shape == (20, 4, 2, 1)
+    assert rollout.valid.sum(0).tolist() == [2, 3, 1, 2]
+    assert not rollout.valid[3:].any() and not rollout.rewards[3:].any()
+    assert not rollout.dones[3:].any()
+    assert sorted(stats.returns) == [1.0, 2.0, 2.0, 3.0]
+    # step calls per env: 3 vector steps (one stage), or 3 and 2 (two stages), less the step
+    # after an episode's end, which resets that env instead
+    calls = [env.calls for stage in collector.stages for env in stage.envs.envs]
+    assert calls == ([2, 3, 2, 2] if stages == 1 else [2, 3, 1, 2])
+    collector.close()
 
 
 def test_evaluation_mode_stops_when_every_episode_ended():

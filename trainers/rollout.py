@@ -6,6 +6,8 @@ is ignored, reward 0). So with ``values[t] = V(obs_t)``:
 
 * ``valid[t]`` is False for such reset steps and, in episodic rollouts, for every step after an
   env's first episode ended ("masked after episode end"); invalid steps never enter the loss.
+  An episodic rollout stops stepping once every env's episode has ended; its remaining steps
+  are padding (invalid, zero reward), so a rollout always has ``num_steps`` steps.
 * truncation bootstrap needs no extra forward pass: after a truncated step ``t`` the next
   observation is the final one, so ``rewards[t] += gamma * values[t + 1]`` (``last_value`` at the
   end of the rollout).
@@ -269,6 +271,17 @@ class StepBuffer:
         self.terminated.append(torch.as_tensor(terminated))
         self.truncated.append(torch.as_tensor(truncated))
 
+    def pad(self, num_steps: int) -> None:
+        """Fill up to ``num_steps`` with invalid steps (repeats of the last, zero reward)."""
+        for _ in range(num_steps - len(self.rewards)):
+            self.obs.append(self.obs[-1])
+            for entries in (self.actions, self.log_probs, self.values, *self.extras.values()):
+                entries.append(entries[-1])
+            self.valid.append(torch.zeros_like(self.valid[-1]))
+            self.rewards.append(torch.zeros_like(self.rewards[-1]))
+            self.terminated.append(torch.zeros_like(self.terminated[-1]))
+            self.truncated.append(torch.zeros_like(self.truncated[-1]))
+
     def to_rollout(self, last_value: torch.Tensor) -> Rollout:
         return Rollout(
             obs=stack_obs(self.obs),
@@ -404,8 +417,8 @@ class RolloutCollector:
                 if not stage.active:
                     continue
                 self._receive(stage, stats)
-                # evaluation stops a stage once all its episodes are over
-                over = not record and self.episodic and bool(stage.ever_done.all())
+                # an episodic rollout has nothing left to collect once all episodes are over
+                over = self.episodic and bool(stage.ever_done.all())
                 stage.active = step + 1 < self.num_steps and not over
                 if stage.active:
                     self._act_and_send(stage, policy, deterministic)
@@ -477,4 +490,5 @@ class RolloutCollector:
         start = time.perf_counter()
         last_value = policy.value(obs_to_torch(stage.obs, self.device)).detach().cpu()
         self.timings.policy_inference += time.perf_counter() - start
+        stage.buffer.pad(self.num_steps)
         return stage.buffer.to_rollout(last_value.reshape(-1))
