@@ -1,7 +1,8 @@
 """Learning benchmark on CALVIN: expert demos, SFT of the flow VLA, RL, the official evaluation.
 
-Per training seed, with the trainer config ``calvin_d_ppo_flow_cpu`` (``--split D``) or
-``calvin_abc_ppo_flow_cpu`` (``--split ABC``: demos and RL in scenes A, B, C; evaluation in D):
+Per training seed, with the trainer config ``calvin_d_<algorithm>_flow_cpu`` (``--split D``) or
+``calvin_abc_<algorithm>_flow_cpu`` (``--split ABC``: demos and RL in scenes A, B, C; evaluation
+in D), ``--algorithm`` ``ppo`` or ``grpo``:
 
 1. collect ``--demos`` scripted-expert episodes through the vector layer, single subtasks
    (``--demo-subtasks 1``) or chains, from the evaluation's start states: each reset draws one
@@ -10,9 +11,10 @@ Per training seed, with the trainer config ``calvin_d_ppo_flow_cpu`` (``--split 
 2. SFT (flow matching; static + gripper cameras, MiniLM instruction, action chunks);
 3. the official long-horizon protocol (``vla_gym.eval.calvin``) on the first ``--chains`` of the
    1000 chains, always in scene D: 1/5..5/5, avg. len and per-task success;
-4. RL (the config's algorithm, PPO with flow_sde) from the SFT weights on single-subtask episodes
-   drawn like the evaluation (as in 1.) for ``--rl-iterations`` or ``--rl-minutes`` of training
-   wall time, whichever ends first; a checkpoint after every iteration;
+4. RL with flow_sde from the SFT weights on the config's episodes (PPO: single subtasks drawn
+   as in 1.; GRPO: whole chains drawn like the evaluation, groups sharing a start state) for
+   ``--rl-iterations`` or ``--rl-minutes`` of training time, whichever ends first; a
+   checkpoint after every iteration;
 5. the same evaluation of the RL policy.
 
 Every stage records its wall and CPU seconds in ``<work>/seed<N>/state.json``; a finished stage
@@ -23,8 +25,8 @@ per-seed avg. len before and after RL, 1/5..5/5 and per-task success go to
 writes the result from disk. Per-unit timings and the defaults: see
 ``benchmarks/notes/2026-12-03-calvin-learning-plan.md``.
 
-    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split D
-    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split ABC
+    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split D --algorithm grpo
+    nice -n 10 python benchmarks/learning_calvin.py --seeds 0 1 --split ABC --algorithm grpo
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ import _learning_stages as stages  # noqa: E402  (benchmarks/ is on sys.path now
 from _results import RESULTS_DIR, write_result  # noqa: E402
 from _state import save_state  # noqa: E402
 
-CONFIGS = {"D": "calvin_d_ppo_flow_cpu", "ABC": "calvin_abc_ppo_flow_cpu"}
+ALGORITHMS = ("ppo", "grpo")
+CONFIGS = {
+    (split, algorithm): f"calvin_{split.lower()}_{algorithm}_flow_cpu"
+    for split in ("D", "ABC")
+    for algorithm in ALGORITHMS
+}
 CHAIN_LENGTH = 5
 
 
@@ -74,7 +81,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = 
         *args.overrides,
         *extra,
     ]
-    return load_config(CONFIGS[args.split], overrides)
+    return load_config(CONFIGS[args.split, args.algorithm], overrides)
 
 
 def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
@@ -89,6 +96,7 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
     env = train_config(args, work).env
     # the expert's horizon is the env's own (360 steps per subtask), not RL's shorter one
     kwargs = {**env.kwargs, "obs_mode": env.obs_mode, "num_subtasks": args.demo_subtasks}
+    kwargs.pop("steps_per_subtask", None)
     collect(
         env.id,
         args.demos,
@@ -315,7 +323,8 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
             f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes} "
             f"takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
-            f"training seeds, config `{CONFIGS[args.split]}`, {collected['assets']} assets)."
+            f"training seeds, config `{CONFIGS[args.split, args.algorithm]}`, "
+            f"{collected['assets']} assets)."
         ),
         metric="gain",
         unit="avg. len",
@@ -342,8 +351,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--split", choices=sorted(CONFIGS), default="D")
-    parser.add_argument("--work", default="", help="default: runs/learning_calvin_<split>")
+    parser.add_argument("--split", choices=("D", "ABC"), default="D")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="ppo")
+    parser.add_argument(
+        "--work", default="", help="default: runs/learning_calvin_<split>_<algorithm>"
+    )
     parser.add_argument("--demos", type=int, default=1000, help="expert episodes per seed")
     parser.add_argument("--demo-subtasks", type=int, default=1, choices=range(1, 6))
     parser.add_argument("--collect-envs", type=int, default=4)
@@ -364,8 +376,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env.num_envs=8")
-    args = parser.parse_args(argv)
-    args.work = args.work or f"runs/learning_calvin_{args.split.lower()}"
+    args = parser.parse_intermixed_args(argv)  # overrides may come between options
+    args.work = args.work or f"runs/learning_calvin_{args.split.lower()}_{args.algorithm}"
     config = train_config(stages.seed_args(args, 0), Path(args.work))
     args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
     args.rl_iterations = args.rl_iterations or config.runner.max_iterations

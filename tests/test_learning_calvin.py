@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pybullet", reason="CALVIN needs pybullet (pip install pybullet)")
@@ -86,3 +87,17 @@ def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -
     assert "| 1/5 | 2/5 | 3/5 | 4/5 | 5/5 | avg. len |" in out
     first_task = next(iter(state["rl_eval"]["task_counts"]))
     assert any(line.startswith(first_task) for line in out.splitlines())
+
+
+def test_grpo_recipe_trains_on_whole_chains_in_groups(tmp_path) -> None:
+    """``--algorithm grpo``: two groups of two envs; each group shares a start state and chain,
+    scores count subtasks, and the claim names the GRPO recipe."""
+    state = run(
+        tmp_path, "--algorithm", "grpo", "--rl-iterations", "1",
+        "algorithm.group_size=2", "env.kwargs.steps_per_subtask=5",
+    )  # fmt: skip
+    assert state["collect"]["subtasks"] == 1 and state["rl"]["iterations"] == 1
+    curve = state["rl_curve"][0]
+    assert 0.0 <= curve["avg_len"] <= 5.0 or np.isnan(curve["avg_len"])
+    result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
+    assert "GRPO (flow_sde)" in result["claim"] and "calvin_d_grpo_flow_cpu" in result["claim"]
