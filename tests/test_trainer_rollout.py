@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from trainers.policies.base import ActorCriticPolicy, PolicyOutput
-from trainers.rollout import EpisodeStats, RolloutCollector, StepBuffer, make_single_env
+from trainers.rollout import (
+    EpisodeStats,
+    RolloutCollector,
+    StepBuffer,
+    _scatter,
+    make_single_env,
+)
+from vla_gym.vector.sync import SyncVectorEnv
 
 
 class CountdownEnv(gym.Env):
@@ -137,6 +144,47 @@ def test_episodic_rollout_stops_stepping_once_every_episode_ended(stages):
     calls = [env.calls for stage in collector.stages for env in stage.envs.envs]
     assert calls == ([2, 3, 2, 2] if stages == 1 else [2, 3, 1, 2])
     collector.close()
+
+
+def test_episodic_rollout_on_vla_gym_envs_steps_only_running_episodes():
+    """vla_gym's vector envs step a subset: an env whose episode ended is left alone (no
+    autoreset, no wasted steps); the rollout equals the one over Gymnasium's vector env."""
+    lengths = [2, 3, 1, 2]
+
+    def make_vla_gym(n):
+        return SyncVectorEnv([lambda k=k: CountdownEnv(k, True) for k in lengths])
+
+    ours = RolloutCollector(make_vla_gym, 4, num_steps=6, episodic=True)
+    plain = RolloutCollector(make_envs_factory(lengths, True), 4, num_steps=6, episodic=True)
+    a, stats_a = ours.collect(ValueIsObs(), seeds=[5, 5, 5, 5])
+    b, stats_b = plain.collect(ValueIsObs(), seeds=[5, 5, 5, 5])
+    assert [env.calls for env in ours.stages[0].envs.envs] == lengths  # exactly its episode
+    assert torch.equal(a.valid, b.valid)
+    for name in ("rewards", "dones", "values"):  # (invalid steps differ: never used)
+        assert torch.equal(getattr(a, name)[a.valid], getattr(b, name)[b.valid]), name
+    assert stats_a.returns == stats_b.returns and stats_a.lengths == stats_b.lengths
+    assert stats_a.env_steps == 2 * sum(lengths)  # executed steps only
+    # the next rollout resets every env and runs whole episodes again
+    a2, _ = ours.collect(ValueIsObs(), seeds=[6, 6, 6, 6])
+    assert a2.valid.sum(0).tolist() == lengths and a2.values[0].tolist() == [6.0] * 4
+    ours.close()
+    plain.close()
+
+
+def test_scatter_fills_the_rows_of_a_partial_batch():
+    ids = np.array([1, 3])
+    previous = {"state": np.arange(8.0).reshape(4, 2), "text": ("a", "b", "c", "d")}
+    part = {"state": np.array([[10.0, 11.0], [30.0, 31.0]]), "text": ("B", "D")}
+    full = _scatter(part, ids, previous, 4)
+    np.testing.assert_array_equal(full["state"][:, 0], [0.0, 10.0, 4.0, 30.0])
+    assert full["text"] == ("a", "B", "c", "D")
+    assert previous["state"][1, 0] == 2.0  # the previous batch is not written to
+    infos = {"success": np.array([True, False]), "_success": np.array([True, True])}
+    filled = _scatter(infos, ids, None, 4)
+    assert filled["success"].tolist() == [False, True, False, False]
+    assert filled["_success"].tolist() == [False, True, False, True]
+    objects = _scatter(np.array([{"k": 1}, None], dtype=object), ids, None, 4)
+    assert objects.tolist() == [None, {"k": 1}, None, None]
 
 
 def test_evaluation_mode_stops_when_every_episode_ended():

@@ -6,8 +6,9 @@ is ignored, reward 0). So with ``values[t] = V(obs_t)``:
 
 * ``valid[t]`` is False for such reset steps and, in episodic rollouts, for every step after an
   env's first episode ended ("masked after episode end"); invalid steps never enter the loss.
-  An episodic rollout stops stepping once every env's episode has ended; its remaining steps
-  are padding (invalid, zero reward), so a rollout always has ``num_steps`` steps.
+  An env whose episode has ended is not stepped again in an episodic rollout (on vla_gym's
+  vector envs, which step a subset of envs), and the rollout stops once every episode has
+  ended; its remaining steps are padding (invalid, zero reward): ``num_steps`` steps always.
 * truncation bootstrap needs no extra forward pass: after a truncated step ``t`` the next
   observation is the final one, so ``rewards[t] += gamma * values[t + 1]`` (``last_value`` at the
   end of the rollout).
@@ -309,6 +310,7 @@ class _Stage:
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
         self._pending: tuple | None = None
+        self._num_sent = 0
         # the current rollout
         self.buffer: StepBuffer | None = None
         self.ever_done = np.zeros(self.num_envs, dtype=bool)
@@ -325,25 +327,66 @@ class _Stage:
         self.ever_done = np.zeros(self.num_envs, dtype=bool)
         self.active = True
 
-    def send(self, actions: np.ndarray) -> None:
-        """Start stepping; with worker processes they step while this process continues."""
+    def send(self, actions: np.ndarray, env_ids: np.ndarray | None = None) -> None:
+        """Start stepping ``env_ids`` (None: all; Gymnasium's vector envs step all anyway);
+        with worker processes they step while this process continues."""
         self._pending = None
+        self._num_sent = self.num_envs if env_ids is None else len(env_ids)
         if hasattr(self.envs, "recv"):  # vla_gym's envpool-style send/recv
-            self.envs.send(actions)
+            if env_ids is None:
+                self.envs.send(actions)
+            else:
+                self.envs.send(actions[env_ids], env_ids)
         elif hasattr(self.envs, "step_async"):  # gymnasium.vector.AsyncVectorEnv
             self.envs.step_async(actions)
         else:
             self._pending = self.envs.step(actions)
 
     def recv(self) -> tuple:
+        """``(obs, rewards, terminated, truncated, infos, stepped)`` for every env; envs not
+        stepped (``stepped`` False) keep their observation, with reward 0 and no info."""
+        everyone = np.ones(self.num_envs, dtype=bool)
         if self._pending is not None:
             result, self._pending = self._pending, None
-            return result
-        if hasattr(self.envs, "recv"):
-            obs, rewards, terminated, truncated, infos = self.envs.recv(min_envs=self.num_envs)
-            infos.pop("env_id", None)
-            return obs, rewards, terminated, truncated, infos
-        return self.envs.step_wait()
+            return (*result, everyone)
+        if not hasattr(self.envs, "recv"):
+            return (*self.envs.step_wait(), everyone)
+        obs, rewards, terminated, truncated, infos = self.envs.recv(min_envs=self._num_sent)
+        ids = infos.pop("env_id")
+        if len(ids) == self.num_envs:
+            return obs, rewards, terminated, truncated, infos, everyone
+        stepped = np.zeros(self.num_envs, dtype=bool)
+        stepped[ids] = True
+        n = self.num_envs
+        return (
+            _scatter(obs, ids, self.obs, n),  # the others keep their last observation
+            *(_scatter(part, ids, None, n) for part in (rewards, terminated, truncated, infos)),
+            stepped,
+        )
+
+
+def _scatter(part: Any, ids: np.ndarray, full: Any, size: int) -> Any:
+    """A batch of ``size`` envs whose rows ``ids`` are ``part`` (a batch of ``len(ids)``) and
+    whose other rows are ``full``'s (when given) or empty: zeros, False, "" or None."""
+    if isinstance(part, dict):
+        return {
+            key: _scatter(value, ids, None if full is None else full[key], size)
+            for key, value in part.items()
+        }
+    if isinstance(part, tuple):  # text leaves: one string per env
+        rows = list(full) if full is not None else [""] * size
+        for row, value in zip(ids, part, strict=True):
+            rows[row] = value
+        return tuple(rows)
+    part = np.asarray(part)
+    if full is not None:
+        out = np.array(full, copy=True)
+    elif part.dtype == object:
+        out = np.full((size, *part.shape[1:]), None, dtype=object)
+    else:
+        out = np.zeros((size, *part.shape[1:]), dtype=part.dtype)
+    out[ids] = part
+    return out
 
 
 class RolloutCollector:
@@ -438,14 +481,18 @@ class RolloutCollector:
             valid &= ~stage.ever_done
         if stage.buffer is not None:
             stage.buffer.add_action(obs, out, valid)
+        # an env whose episode has ended has nothing more to give to an episodic rollout
+        running = None
+        if self.episodic and stage.ever_done.any():
+            running = np.flatnonzero(~stage.ever_done)
         start = time.perf_counter()
-        stage.send(actions.numpy())
+        stage.send(actions.numpy(), running)
         self.timings.env_step += time.perf_counter() - start
         stage.sent_valid = valid
 
     def _receive(self, stage: _Stage, stats: EpisodeStats) -> None:
         start = time.perf_counter()
-        next_obs, reward, terminated, truncated, infos = stage.recv()
+        next_obs, reward, terminated, truncated, infos, stepped = stage.recv()
         self.timings.env_step += time.perf_counter() - start
         valid = stage.sent_valid
         reward = np.asarray(reward, dtype=np.float64)
@@ -453,7 +500,7 @@ class RolloutCollector:
         truncated = np.asarray(truncated, dtype=bool)
         done = terminated | truncated
         executed = _info_array(infos, "executed_steps", stage.num_envs, 1.0)
-        executed = np.where(stage.prev_done, 0.0, executed)  # reset steps execute nothing
+        executed = np.where(stage.prev_done | ~stepped, 0.0, executed)  # resets execute nothing
         stats.env_steps += int(executed.sum())
         stats.reward_sum += float(reward[~stage.prev_done].sum())
         stage.episode_return += np.where(stage.prev_done, 0.0, reward)
@@ -464,7 +511,7 @@ class RolloutCollector:
         if stage.buffer is not None:
             stage.buffer.add_outcome(reward, terminated & valid, truncated & valid)
         stage.ever_done |= finished
-        stage.prev_done = done
+        stage.prev_done = np.where(stepped, done, stage.prev_done)
         stage.obs = next_obs
 
     def _record_episodes(
