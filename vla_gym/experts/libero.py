@@ -7,10 +7,10 @@ hover over the object, descend, close, lift, carry the object's origin over the 
 open. An object narrow enough for the fingers (8 cm) is held across its narrower side; a wider
 one (a bowl) by its wall, from a side where the env's ``goal_clearance`` leaves the outer finger
 room to go down (a bowl in a drawer is taken along the drawer, not against its walls). Targets
-are recomputed every step from the live poses, so a slipping or nudged object is followed. A
-descent blocked above the grasp point, an approach stuck on something or a grasp that did not
-lift the object is retried (a rim grasp from another free side, as far from the tried ones as
-possible).
+are recomputed every step from the live poses, so a slipping or nudged object is followed; the
+descent waits for the object to be at rest. A descent blocked above the grasp point, an
+approach stuck on something or a grasp that did not lift the object is retried (a rim grasp
+from another free side, as far from the tried ones as possible).
 
 Actions are LIBERO's OSC_POSE deltas: position error over the controller's 0.05 m per unit,
 rotation error (axis-angle) over its 0.5 rad per unit, both clipped to [-1, 1]. The hand points
@@ -165,6 +165,7 @@ class PickPlace:
         self.rim_sides: list[float] | None = None  # rim grasp directions (angles) in turn
         self.lift_start: tuple[float, float] | None = None  # (tcp z, object z) when lifting
         self.last_tcp: np.ndarray | None = None
+        self.last_object: np.ndarray | None = None  # the object's centre at the last step
         self.last_yaw = 0.0
         self.stalled = 0
 
@@ -218,6 +219,11 @@ class PickPlace:
             moved = np.linalg.norm(tcp - self.last_tcp) + 0.05 * abs(_wrap(yaw - self.last_yaw))
         self.stalled = self.stalled + 1 if moved < 0.001 else 0
         self.last_tcp, self.last_yaw = tcp.copy(), yaw
+        # a grasp is planned on an object at rest (not one still tipping back after a slip)
+        object_moved = 0.0
+        if self.last_object is not None:
+            object_moved = float(np.linalg.norm(obj.centre - self.last_object))
+        self.last_object = obj.centre
         # The carried object's bottom must clear the target (and where it came from).
         carry_z = max(target.top, self.grasp[2] if self.grasp is not None else 0.0)
 
@@ -226,10 +232,12 @@ class PickPlace:
             above = point + [0.0, 0.0, self.hover]
             xy_error = np.linalg.norm(tcp[:2] - above[:2])
             turned = abs(_wrap(hand_yaw(rot) - self.yaw)) < 0.1
-            if xy_error < 0.015 and abs(tcp[2] - above[2]) < 0.03 and turned:
+            over = xy_error < 0.015 and abs(tcp[2] - above[2]) < 0.03 and turned
+            at_rest = object_moved < 0.001 or self.phase_steps > 60
+            if over and at_rest:
                 self.grasp = point
                 self._goto("descend")
-            elif self.stalled >= 5:  # the hand is stuck on something: try another grasp
+            elif self.stalled >= 5 and not over:  # stuck on something: try another grasp
                 return self._retry(tcp)
             else:
                 if xy_error > 0.02 or not turned:  # travel (and turn) high, then come down
