@@ -141,7 +141,8 @@ def test_clearance_sees_the_walls_of_the_drawer_around_a_bowl():
     bowl = Body.from_info(drawer, 0)
     clearance = drawer["goal_clearance"]
     assert clearance.shape == (16,)
-    assert clearance[[3, 4, 5, 11, 12, 13]].min() > bowl.top  # the walls, above the rim
+    assert clearance[[4, 12]].min() > bowl.top  # the walls, above the rim
+    assert clearance[[3, 5, 11, 13]].min() > bowl.top - 0.02  # walls or handle, near the rim
     assert np.sum(clearance <= bowl.bottom + 0.005) >= 3  # the drawer's floor
     open_table = Body.from_info(table, 0)
     assert np.sum(np.abs(table["goal_clearance"] - open_table.bottom) < 0.005) >= 12
