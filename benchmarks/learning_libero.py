@@ -25,7 +25,7 @@ RL iteration split into env / policy / update) are recorded too.
 
 LIBERO assets: ``--libero-assets`` or ``$VLA_GYM_LIBERO_ASSETS``.
 
-    nice -n 10 python benchmarks/learning_libero.py --seeds 0 1
+    nice -n 10 python benchmarks/learning_libero.py --seeds 0 1 2
     python benchmarks/learning_libero.py --config libero_object3_grpo_flow --device cuda  # GPU
 """
 

@@ -71,7 +71,7 @@ EXPECTED: dict[str, str] = {
     ),
     "learning_calvin_d": "python benchmarks/learning_calvin.py --seeds 0 1 --split D",
     "learning_calvin_abc": "python benchmarks/learning_calvin.py --seeds 0 1 --split ABC",
-    "learning_libero_object3_grpo_flow": "python benchmarks/learning_libero.py --seeds 0 1",
+    "learning_libero_object3_grpo_flow": "python benchmarks/learning_libero.py --seeds 0 1 2",
     "learning_token_panda_vision_ppo": (
         "python benchmarks/learning_token.py --work runs/learning_token --seeds 0 1 2 "
         "--demos 30 --expert max_speed=0.025 --sft-steps 1000 --num-envs 32 "
