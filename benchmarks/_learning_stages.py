@@ -8,6 +8,7 @@ replace ``trainers.sft.train_sft`` or ``trainers.train.Trainer`` and must reach 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _state import load_state  # benchmarks/ is on sys.path in every script
+from _state import load_state, save_state  # benchmarks/ is on sys.path in every script
 
 DEMO_SEED_STRIDE = 10_000  # training seed N collects its demos from env seeds N * 10000 on
 EVAL_SEED = 700_000  # held out: demos come from seeds N * 10000.., RL from the trainer's seeds
@@ -45,12 +46,67 @@ def seed_args(args: argparse.Namespace, seed: int) -> argparse.Namespace:
 def run_seeds(
     args: argparse.Namespace, run_seed: Callable[[argparse.Namespace], State]
 ) -> dict[int, State]:
-    """``run_seed`` for every ``--seeds`` entry, in order: the per-seed states."""
+    """``run_seed`` for every ``--seeds`` entry, in order: the per-seed states.
+
+    A finished seed (one with its final ``rl_eval``) is also kept in the results folder
+    (:func:`archive_path`), which is committed with the results. A seed whose work folder holds
+    no state but which was finished earlier with the same arguments is taken from there and
+    not run again, so the seeds of one claim may run in separate launches, on other machines.
+    """
     states = {}
     for seed in args.seeds:
+        one = seed_args(args, seed)
+        local = Path(args.work) / f"seed{seed}" / "state.json"
+        archived = None if local.exists() else load_archived(one)
+        if archived is not None:
+            print(f"\n=== seed {seed}: finished earlier, from {archive_path(one)} ===", flush=True)
+            states[seed] = archived
+            continue
         print(f"\n=== seed {seed} ===", flush=True)
-        states[seed] = run_seed(seed_args(args, seed))
+        states[seed] = run_seed(one)
+        if "rl_eval" in states[seed]:
+            archive_seed(one, states[seed])
     return states
+
+
+# Arguments that do not change what a seed computes.
+_NOT_COMPARED = {"seed", "seeds", "work", "results_dir", "report_only"}
+
+
+def archive_path(args: argparse.Namespace) -> Path:
+    """``<results-dir>/raw/seeds/<work folder name>/seed<N>.json``."""
+    return Path(args.results_dir) / "raw" / "seeds" / Path(args.work).name / f"seed{args.seed}.json"
+
+
+def seed_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments that define a seed's run, as JSON values."""
+    compared = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_COMPARED}
+    return json.loads(json.dumps(compared, default=str))
+
+
+def archive_seed(args: argparse.Namespace, state: State) -> None:
+    from _results import git_commit
+
+    path = archive_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"arguments": seed_arguments(args), "commit": git_commit(), "state": state}
+    record["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    save_state(path, record)
+
+
+def load_archived(args: argparse.Namespace) -> State | None:
+    """The kept state of this seed, or ``None`` (none kept, or kept from other arguments)."""
+    path = archive_path(args)
+    if not path.exists():
+        return None
+    record = load_state(path)
+    current = seed_arguments(args)
+    kept = record["arguments"]
+    changed = sorted(k for k in current.keys() | kept.keys() if current.get(k) != kept.get(k))
+    if changed:
+        print(f"seed {args.seed}: {path} was run with other {', '.join(changed)}; running it")
+        return None
+    return record["state"]
 
 
 def open_seed(args: argparse.Namespace) -> tuple[Path, Path, State]:

@@ -387,10 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[int, dict[str, Any]]:
     args = parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    states = {}
-    for seed in args.seeds:
-        print(f"\n=== seed {seed} ({args.split}->D) ===", flush=True)
-        states[seed] = run_seed(stages.seed_args(args, seed))
+    states = stages.run_seeds(args, run_seed)
     for seed, state in states.items():
         report(seed, state)
     write_json(args, states)

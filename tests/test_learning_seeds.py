@@ -3,6 +3,7 @@ result file (per-seed values, mean, sample std) and resumption with a larger bud
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import _learning_stages as stages  # noqa: E402
 import learning_flow  # noqa: E402
 import learning_token  # noqa: E402
 
@@ -67,3 +69,37 @@ def test_two_seeds_write_one_result_and_a_larger_budget_continues(tmp_path, scri
     assert again[0]["rl_eval"]["iterations"] == 2
     assert again[0]["sft_eval"] == states[0]["sft_eval"]
     assert (tmp_path / "work/seed0/sft/latest.pt").read_bytes() == sft_weights
+
+
+def test_a_finished_seed_is_kept_and_reused_without_its_work_folder(tmp_path) -> None:
+    """A seed finished in another launch (its work folder gone, e.g. on another machine) is
+    taken from the results folder when the arguments match, and run again when they differ."""
+    runs = []
+
+    def run_seed(args: argparse.Namespace) -> dict:
+        runs.append(args.seed)
+        work, state_path, state = stages.open_seed(args)
+        state["rl_eval"] = {"success": args.seed / 10, "iterations": args.rl_iterations}
+        stages.save_state(state_path, state)
+        return state
+
+    def launch(seeds: list[int], iterations: int = 3) -> dict[int, dict]:
+        args = argparse.Namespace(
+            work=str(tmp_path / "runs" / "job"), results_dir=str(tmp_path / "results"),
+            seeds=seeds, report_only=False, rl_iterations=iterations, overrides=["a=1"],
+        )  # fmt: skip
+        return stages.run_seeds(args, run_seed)
+
+    first = launch([0, 1])
+    kept = json.loads((tmp_path / "results/raw/seeds/job/seed1.json").read_text())
+    assert kept["state"] == first[1] and kept["arguments"]["rl_iterations"] == 3
+    assert len(kept["commit"]) >= 7
+
+    for seed in (0, 1):
+        (tmp_path / f"runs/job/seed{seed}/state.json").unlink()
+    again = launch([0, 1, 2])
+    assert again[0] == first[0] and again[1] == first[1]
+    assert runs == [0, 1, 2]  # only the new seed ran
+
+    other = launch([0], iterations=4)  # another budget: not the kept run
+    assert runs == [0, 1, 2, 0] and other[0]["rl_eval"]["iterations"] == 4
