@@ -56,15 +56,14 @@ def run_seeds(
     states = {}
     for seed in args.seeds:
         one = seed_args(args, seed)
-        local = Path(args.work) / f"seed{seed}" / "state.json"
-        archived = None if local.exists() else load_archived(one)
+        archived = None if seed_state_path(one).exists() else load_archived(one)
         if archived is not None:
             print(f"\n=== seed {seed}: finished earlier, from {archive_path(one)} ===", flush=True)
             states[seed] = archived
             continue
         print(f"\n=== seed {seed} ===", flush=True)
         states[seed] = run_seed(one)
-        if "rl_eval" in states[seed]:
+        if is_finished(states[seed]):
             archive_seed(one, states[seed])
     return states
 
@@ -85,12 +84,18 @@ def seed_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def archive_seed(args: argparse.Namespace, state: State) -> None:
-    from _results import git_commit
+    """Keep a finished seed; a kept record of the same run stays as it is (its commit and date
+    are those of the launch that finished it, not of a later report)."""
+    from _results import git_commit, utc_now
 
     path = archive_path(args)
+    arguments = seed_arguments(args)
+    if path.exists():
+        kept = load_state(path)
+        if kept["arguments"] == arguments and kept["state"] == state:
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"arguments": seed_arguments(args), "commit": git_commit(), "state": state}
-    record["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record = {"arguments": arguments, "commit": git_commit(), "date": utc_now(), "state": state}
     save_state(path, record)
 
 
@@ -109,13 +114,17 @@ def load_archived(args: argparse.Namespace) -> State | None:
     return record["state"]
 
 
+def seed_state_path(args: argparse.Namespace) -> Path:
+    """``<work>/seed<N>/state.json``."""
+    return Path(args.work) / f"seed{args.seed}" / "state.json"
+
+
 def open_seed(args: argparse.Namespace) -> tuple[Path, Path, State]:
     """The seed's folder ``<work>/seed<N>`` (created), its state file and the state saved
     there by an earlier launch (empty at first)."""
-    work = Path(args.work) / f"seed{args.seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.json"
-    return work, state_path, load_state(state_path)
+    state_path = seed_state_path(args)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    return state_path.parent, state_path, load_state(state_path)
 
 
 # ---------------------------------------------------------------------------------- demos
@@ -337,9 +346,14 @@ def room_for_one_more(trained: float, done: int, budget: float) -> bool:
 
 
 # --------------------------------------------------------------------------------- result
+def is_finished(state: State) -> bool:
+    """A seed is finished once it has its final RL evaluation."""
+    return "rl_eval" in state
+
+
 def all_finished(states: Mapping[int, State]) -> bool:
-    """Every seed has its final RL evaluation (``rl_eval``); else says which have not."""
-    unfinished = [seed for seed, state in states.items() if "rl_eval" not in state]
+    """Every seed is finished (:func:`is_finished`); else says which have not."""
+    unfinished = [seed for seed, state in states.items() if not is_finished(state)]
     if unfinished:
         print(f"no result file yet: seeds {unfinished} have not finished")
     return not unfinished

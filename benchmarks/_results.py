@@ -62,6 +62,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def git_commit() -> str:
     """The checked-out commit, with ``-dirty`` when tracked files have uncommitted changes."""
 
@@ -128,7 +132,7 @@ def write_result(
         "wall_seconds": wall_seconds,
         "command": command or command_line(),
         "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "machine": describe_machine(),
     }
     directory.mkdir(parents=True, exist_ok=True)
