@@ -28,11 +28,19 @@ def worker_pids(envs) -> list[int]:
     return [info["pid"] for info in envs.worker_info()]
 
 
+def is_running(pid: int) -> bool:
+    """True while `pid` is a live, non-zombie process (it may exit between any two calls)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def assert_gone(pids: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     alive = pids
     while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        alive = [p for p in pids if is_running(p)]
         if not alive:
             return
         time.sleep(0.05)
