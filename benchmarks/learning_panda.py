@@ -1,8 +1,9 @@
 """Learning benchmark on VLA/PandaPickCube-v0 (state): SB3 SAC, SB3 PPO and our PPO MLP.
 
 Same env settings (``obs_mode="flat"``, 100-step episodes), same seeds, same env-step budget.
-Each algorithm runs in its own niced process (run side by side, so they share the machine's load
-alike), trains in slices of ``--eval-every`` env steps, and after each slice:
+Each (algorithm, seed) run is its own process with one torch thread, at most ``--jobs`` of them
+at once (default: one per CPU, so that each run has a core and training wall times compare),
+trains in slices of ``--eval-every`` env steps, and after each slice:
   * evaluates the deterministic policy with one shared evaluator (``--eval-episodes`` episodes
     from fixed seeds, success = ``success_once`` at the episode's end),
   * saves a checkpoint and appends the point to ``<out>/<algo>_seed<k>.jsonl``.
@@ -10,13 +11,18 @@ alike), trains in slices of ``--eval-every`` env steps, and after each slice:
 initialisation, env seeds and sampling; the evaluation episodes are the same for all), each with
 its own log and checkpoint folder (``<out>/<algo>_seed<N>.jsonl``, ``<out>/ours_ppo_seed<N>/``,
 ``<out>/sb3_<algo>_seed<N>/``). Re-running the same command resumes every run from its last
-checkpoint. Wall time counts training only (evaluation excluded). At the end it prints a markdown
-table, writes a PNG plot (success vs env steps and vs wall time) and, once every run has trained,
+checkpoint. A run that has finished (its budget or ``--max-minutes`` reached) is kept in
+``benchmarks/results/raw/seeds/<name>_<algo>/seed<N>.json`` with its arguments; a later launch
+on a machine without its log takes it from there when the arguments match, so the runs of one
+result may be made in separate launches. Wall time counts training only (evaluation excluded).
+At the end it prints a markdown table, writes a PNG plot (success vs env steps and vs wall time)
+and, once every run has finished,
 ``benchmarks/results/<name>.json`` with each seed's success at the common env-step count and the
 env steps it took to reach 90 % (``benchmarks/_results.py``). ``--speed-check`` writes
 ``<name>_speed.json``.
 
     nice -n 10 python benchmarks/learning_panda.py --seeds 0 1 2 --budget-steps 300000
+    nice -n 10 python benchmarks/learning_panda.py --algos sb3_sac --seeds 2 --budget-steps 300000
     python benchmarks/learning_panda.py --report-only --seeds 0 1 2   # table, plot and result
 """
 
@@ -28,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _learning_stages as stages  # noqa: E402  (benchmarks/ is on sys.path now)
+from _results import RESULTS_DIR  # noqa: E402
 
 ENV_ID = "VLA/PandaPickCube-v0"
 # The episode runs on after the lift: with termination at success, a policy that hovers by the
@@ -325,6 +335,74 @@ def speed_check(
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ launching and keeping
+def worker_command(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
+    return [sys.executable, __file__, "--worker", f"{algo}:{seed}"] + [
+        f"--budget-steps={args.budget_steps}",
+        f"--max-minutes={args.max_minutes}",
+        f"--eval-every={args.eval_every}",
+        f"--eval-episodes={args.eval_episodes}",
+        f"--out={args.out}",
+        f"--sb3-hyperparameters={args.sb3_hyperparameters}",
+        f"--sac-envs={args.sac_envs}",
+        "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs",
+    ]
+
+
+def run_worker(command: list[str]) -> int:
+    """One run's worker process, to its end: its exit code."""
+    return subprocess.run(command).returncode
+
+
+def kept_run(args: argparse.Namespace, algo: str, seed: int) -> argparse.Namespace:
+    """One run's arguments as ``_learning_stages`` keeps finished seeds: the record is
+    ``<results-dir>/raw/seeds/<name>_<algo>/seed<N>.json``."""
+    return argparse.Namespace(
+        work=str(Path(args.out) / f"{args.name}_{algo}"),
+        results_dir=args.results_dir,
+        seed=seed,
+        algo=algo,
+        budget_steps=args.budget_steps,
+        max_minutes=args.max_minutes,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        sb3_hyperparameters=json.loads(args.sb3_hyperparameters),
+        sac_envs=args.sac_envs,
+        sb3_normalize_obs=args.sb3_normalize_obs,
+    )
+
+
+def is_finished(points: list[dict], args: argparse.Namespace) -> bool:
+    last = points[-1] if points else {"env_steps": 0, "wall_s": 0.0}
+    return last["env_steps"] >= args.budget_steps or last["wall_s"] >= args.max_minutes * 60
+
+
+def train_all(args: argparse.Namespace, algos: list[str], seeds: list[int]) -> None:
+    """Run every (algorithm, seed) not finished yet, ``--jobs`` at once, then keep the
+    finished ones; a run without a log here but kept from the same arguments is restored."""
+    out = Path(args.out)
+    todo = []
+    for algo in algos:
+        for seed in seeds:
+            log = out / f"{algo}_seed{seed}.jsonl"
+            kept = None if log.exists() else stages.load_archived(kept_run(args, algo, seed))
+            if kept is not None:
+                print(f"{algo} seed {seed}: finished earlier, from the kept record", flush=True)
+                log.write_text("".join(json.dumps(p) + "\n" for p in kept["points"]))
+            elif not is_finished(load_points(out, algo, seed), args):
+                todo.append((algo, seed))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        commands = [worker_command(args, algo, seed) for algo, seed in todo]
+        codes = list(pool.map(run_worker, commands))
+    if any(codes):
+        print(f"worker exit codes: {dict(zip(todo, codes, strict=True))}", file=sys.stderr)
+    for algo in algos:
+        for seed in seeds:
+            points = load_points(out, algo, seed)
+            if is_finished(points, args):
+                stages.archive_seed(kept_run(args, algo, seed), {"points": points})
+
+
 # ---------------------------------------------------------------------------- the report
 def load_points(out: Path, algo: str, seed: int) -> list[dict]:
     log = out / f"{algo}_seed{seed}.jsonl"
@@ -422,13 +500,16 @@ def report(out: Path, seeds: list[int], plot_path: Path) -> str:
     return "\n".join(lines)
 
 
-def write_json(out: Path, algos: list[str], seeds: list[int], plot: Path, name: str) -> None:
-    """The result file, once every (algorithm, seed) run has trained past its first slice."""
+def write_json(args: argparse.Namespace, algos: list[str], seeds: list[int], plot: Path) -> None:
+    """The result file, once every (algorithm, seed) run has finished."""
     from _results import write_result
 
+    out, name = Path(args.out), args.name
     runs = {algo: {seed: load_points(out, algo, seed) for seed in seeds} for algo in algos}
-    if any(len(points) < 2 for per_seed in runs.values() for points in per_seed.values()):
-        print("no result file yet: some runs have not trained")
+    if not all(
+        is_finished(points, args) for by_seed in runs.values() for points in by_seed.values()
+    ):
+        print("no result file yet: some runs have not finished")
         return
     # every run is compared at the env steps all of them reached
     finals = [points[-1] for by_seed in runs.values() for points in by_seed.values()]
@@ -462,10 +543,11 @@ def write_json(out: Path, algos: list[str], seeds: list[int], plot: Path, name: 
         plot=plot,
         env_steps=sum(final["env_steps"] for final in finals),
         wall_seconds=sum(final["wall_s"] for final in finals),
+        directory=Path(args.results_dir),
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
@@ -497,12 +579,16 @@ def main() -> int:
         help="SB3 PPO and SAC observe through VecNormalize (observations only; default: on)",
     )
     parser.add_argument("--sac-envs", type=int, default=1, help="SB3 SAC's number of envs")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: CPUs)"
+    )
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = args.seeds
-    plot = Path(args.plot or ROOT / "benchmarks" / "results" / f"{args.name}.png")
+    plot = Path(args.plot or Path(args.results_dir) / f"{args.name}.png")
     if args.speed_check:
         print(
             speed_check(out, args.speed_check, args.speed_steps, args.sb3_normalize_obs, args.name)
@@ -523,27 +609,12 @@ def main() -> int:
             normalize_obs=args.sb3_normalize_obs,
         )
         return 0
+    algos = args.algos.split(",")
     if not args.report_only:
-        workers = []
-        for algo in args.algos.split(","):
-            for seed in seeds:
-                command = [sys.executable, __file__, "--worker", f"{algo}:{seed}"] + [
-                    f"--budget-steps={args.budget_steps}",
-                    f"--max-minutes={args.max_minutes}",
-                    f"--eval-every={args.eval_every}",
-                    f"--eval-episodes={args.eval_episodes}",
-                    f"--out={out}",
-                    f"--sb3-hyperparameters={args.sb3_hyperparameters}",
-                    f"--sac-envs={args.sac_envs}",
-                    "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs",
-                ]
-                workers.append(subprocess.Popen(command))
-        codes = [worker.wait() for worker in workers]
-        if any(codes):
-            print(f"worker exit codes: {codes}", file=sys.stderr)
+        train_all(args, algos, seeds)
     print(report(out, seeds, plot))
     print(f"plot: {plot}")
-    write_json(out, args.algos.split(","), seeds, plot, args.name)
+    write_json(args, algos, seeds, plot)
     return 0
 
 

@@ -46,7 +46,7 @@ EXPECTED: dict[str, str] = {
     "ray_rollout": "python benchmarks/ray_rollout.py",
     "learning_panda": (
         "python benchmarks/learning_panda.py --algos ours_ppo,sb3_ppo,sb3_sac --seeds 0 1 2 "
-        "--budget-steps 196608 --max-minutes 30 --eval-every 32768 --eval-episodes 32"
+        "--budget-steps 196608 --max-minutes 60 --eval-every 32768 --eval-episodes 32"
     ),
     "learning_panda_speed": (
         "python benchmarks/learning_panda.py --speed-check 3 --speed-steps 4096"
