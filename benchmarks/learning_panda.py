@@ -244,8 +244,12 @@ def run_one(
         )
     )
     wall = points[-1]["wall_s"] if points else 0.0
-    if learner.env_steps != (points[-1]["env_steps"] if points else 0):
-        print(f"{algo}: checkpoint at {learner.env_steps} steps, log at {points[-1:]}", flush=True)
+    logged = points[-1]["env_steps"] if points else 0
+    if learner.env_steps < logged:  # e.g. a kept run's log restored without its checkpoint
+        raise SystemExit(
+            f"{algo} seed {seed}: {log} reaches {logged} env steps but the checkpoint has "
+            f"{learner.env_steps}; remove the log to train this run again"
+        )
     if not points:
         points.append(
             {"env_steps": 0, "wall_s": 0.0, "success": evaluate(learner.predict, episodes, 777)}
@@ -377,20 +381,27 @@ def is_finished(points: list[dict], args: argparse.Namespace) -> bool:
     return last["env_steps"] >= args.budget_steps or last["wall_s"] >= args.max_minutes * 60
 
 
-def train_all(args: argparse.Namespace, algos: list[str], seeds: list[int]) -> None:
-    """Run every (algorithm, seed) not finished yet, ``--jobs`` at once, then keep the
-    finished ones; a run without a log here but kept from the same arguments is restored."""
-    out = Path(args.out)
-    todo = []
+def restore_kept(args: argparse.Namespace, algos: list[str], seeds: list[int]) -> None:
+    """Write the log of every run that has none here but was kept from the same arguments."""
     for algo in algos:
         for seed in seeds:
-            log = out / f"{algo}_seed{seed}.jsonl"
+            log = Path(args.out) / f"{algo}_seed{seed}.jsonl"
             kept = None if log.exists() else stages.load_archived(kept_run(args, algo, seed))
             if kept is not None:
                 print(f"{algo} seed {seed}: finished earlier, from the kept record", flush=True)
                 log.write_text("".join(json.dumps(p) + "\n" for p in kept["points"]))
-            elif not is_finished(load_points(out, algo, seed), args):
-                todo.append((algo, seed))
+
+
+def train_all(args: argparse.Namespace, algos: list[str], seeds: list[int]) -> None:
+    """Run every (algorithm, seed) not finished yet, ``--jobs`` at once, then keep the
+    finished ones."""
+    out = Path(args.out)
+    todo = [
+        (algo, seed)
+        for algo in algos
+        for seed in seeds
+        if not is_finished(load_points(out, algo, seed), args)
+    ]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         commands = [worker_command(args, algo, seed) for algo, seed in todo]
         codes = list(pool.map(run_worker, commands))
@@ -610,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     algos = args.algos.split(",")
+    restore_kept(args, algos, seeds)
     if not args.report_only:
         train_all(args, algos, seeds)
     print(report(out, seeds, plot))

@@ -56,11 +56,14 @@ def test_runs_are_limited_to_jobs_kept_and_restored(tmp_path, monkeypatch):
     )
 
     shutil.rmtree(out)  # another machine: no logs, the kept runs are taken as they are
+    (results / "learning_panda.json").unlink()
     launched.clear()
-    learning_panda.main(argv)
+    learning_panda.main([*argv, "--report-only"])
     assert launched == []
     again = json.loads((results / "learning_panda.json").read_text())
     assert again["per_seed"] == result["per_seed"]
+    learning_panda.main(argv)
+    assert launched == []
 
     learning_panda.main([*argv[:-2], "--jobs", "1", "--budget-steps", "128"])  # a larger budget
     assert sorted(launched) == runs and peak[0] == 2
