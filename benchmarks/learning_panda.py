@@ -229,7 +229,7 @@ def run_one(
     import torch
 
     torch.set_num_threads(1)
-    log = out / f"{algo}_seed{seed}.jsonl"
+    log = log_path(out, algo, seed)
     points = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     learner = (
         OursPPO(out, seed)
@@ -340,17 +340,23 @@ def speed_check(
 
 
 # ------------------------------------------------------------------ launching and keeping
+# The options that define what a run computes: passed to its worker and kept with its record.
+RUN_OPTIONS = (
+    "budget_steps",
+    "max_minutes",
+    "eval_every",
+    "eval_episodes",
+    "sb3_hyperparameters",
+    "sac_envs",
+    "sb3_normalize_obs",
+)
+
+
 def worker_command(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
-    return [sys.executable, __file__, "--worker", f"{algo}:{seed}"] + [
-        f"--budget-steps={args.budget_steps}",
-        f"--max-minutes={args.max_minutes}",
-        f"--eval-every={args.eval_every}",
-        f"--eval-episodes={args.eval_episodes}",
-        f"--out={args.out}",
-        f"--sb3-hyperparameters={args.sb3_hyperparameters}",
-        f"--sac-envs={args.sac_envs}",
-        "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs",
-    ]
+    flags = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in RUN_OPTIONS[:-1]]
+    normalize = "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs"
+    run = [sys.executable, __file__, "--worker", f"{algo}:{seed}", f"--out={args.out}"]
+    return [*run, *flags, normalize]
 
 
 def run_worker(command: list[str]) -> int:
@@ -361,18 +367,14 @@ def run_worker(command: list[str]) -> int:
 def kept_run(args: argparse.Namespace, algo: str, seed: int) -> argparse.Namespace:
     """One run's arguments as ``_learning_stages`` keeps finished seeds: the record is
     ``<results-dir>/raw/seeds/<name>_<algo>/seed<N>.json``."""
+    options = {name: getattr(args, name) for name in RUN_OPTIONS}
+    options["sb3_hyperparameters"] = json.loads(args.sb3_hyperparameters)
     return argparse.Namespace(
         work=str(Path(args.out) / f"{args.name}_{algo}"),
         results_dir=args.results_dir,
         seed=seed,
         algo=algo,
-        budget_steps=args.budget_steps,
-        max_minutes=args.max_minutes,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        sb3_hyperparameters=json.loads(args.sb3_hyperparameters),
-        sac_envs=args.sac_envs,
-        sb3_normalize_obs=args.sb3_normalize_obs,
+        **options,
     )
 
 
@@ -385,7 +387,7 @@ def restore_kept(args: argparse.Namespace, algos: list[str], seeds: list[int]) -
     """Write the log of every run that has none here but was kept from the same arguments."""
     for algo in algos:
         for seed in seeds:
-            log = Path(args.out) / f"{algo}_seed{seed}.jsonl"
+            log = log_path(Path(args.out), algo, seed)
             kept = None if log.exists() else stages.load_archived(kept_run(args, algo, seed))
             if kept is not None:
                 print(f"{algo} seed {seed}: finished earlier, from the kept record", flush=True)
@@ -415,8 +417,12 @@ def train_all(args: argparse.Namespace, algos: list[str], seeds: list[int]) -> N
 
 
 # ---------------------------------------------------------------------------- the report
+def log_path(out: Path, algo: str, seed: int) -> Path:
+    return out / f"{algo}_seed{seed}.jsonl"
+
+
 def load_points(out: Path, algo: str, seed: int) -> list[dict]:
-    log = out / f"{algo}_seed{seed}.jsonl"
+    log = log_path(out, algo, seed)
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
