@@ -14,7 +14,9 @@ in D), ``--algorithm`` ``ppo`` or ``grpo``:
 4. RL with flow_sde from the SFT weights on the config's episodes (PPO: single subtasks drawn
    as in 1.; GRPO: whole chains drawn like the evaluation, groups sharing a start state) for
    ``--rl-iterations`` or ``--rl-minutes`` of training time, whichever ends first; a
-   checkpoint after every iteration;
+   checkpoint after every iteration. With ``--start-chains N``, RL episodes start instead
+   from where each subtask of N scripted-expert chains (in the RL scenes, no rendering) began,
+   so that they cover the later subtasks of a chain as the evaluation does;
 5. the same evaluation of the RL policy.
 
 Every stage records its wall and CPU seconds in ``<work>/seed<N>/state.json``; a finished stage
@@ -55,6 +57,7 @@ CONFIGS = {
     for algorithm in ALGORITHMS
 }
 CHAIN_LENGTH = 5
+STARTS_SEED = 5000  # start-state chains use env seeds apart from the demos' (N * 10000 on)
 
 
 class Clock:
@@ -176,11 +179,45 @@ def evaluate_chains(args: argparse.Namespace, work: Path, checkpoint: Path) -> d
     }
 
 
-def stage_rl(args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path) -> None:
+def stage_starts(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path | None:
+    """With ``--start-chains N``: where each subtask of N expert chains in the RL scenes began
+    (``vla_gym.envs.calvin.start_states``), for RL episodes spread over the chain positions."""
+    from vla_gym.envs.calvin.start_states import record_chain_starts, save_start_states
+
+    if not args.start_chains:
+        return None
+    path = work / "start_states.npz"
+    if "starts" in state:
+        return path
+    clock = Clock()
+    env = train_config(args, work).env
+    kwargs = {k: v for k, v in env.kwargs.items() if k in ("assets", "calvin_root")}
+    starts = record_chain_starts(
+        env.id, args.start_chains, seed=stages.DEMO_SEED_STRIDE * args.seed + STARTS_SEED, **kwargs
+    )
+    save_start_states(path, starts)
+    state["starts"] = {
+        "chains": args.start_chains,
+        "states": len(starts),
+        "per_position": np.bincount(starts.position, minlength=CHAIN_LENGTH).tolist(),
+        **clock.seconds(),
+    }
+    return path
+
+
+def stage_rl(
+    args: argparse.Namespace,
+    work: Path,
+    state: dict[str, Any],
+    sft_path: Path,
+    starts: Path | None,
+) -> None:
     overrides = (
         *stages.rl_overrides(sft_path, args.rl_iterations, "rl"),
         "runner.video_interval=0",
     )
+    if starts is not None:  # RL episodes only: the evaluation keeps the official start states
+        overrides += (f"env.kwargs.start_states={starts}", "env.eval_kwargs.start_states=null")
     config = train_config(args, work, overrides)
     with stages.rl_trainer(config) as trainer:  # continues from a checkpoint if any
         clock = Clock()
@@ -231,9 +268,11 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
         print(f"evaluating the SFT policy on {args.chains} chains ...", flush=True)
         state["sft_eval"] = evaluate_chains(args, work, sft_path)
         save_state(state_path, state)
+    starts = stage_starts(args, work, state)
+    save_state(state_path, state)
     if "rl" not in state:
         print("RL ...", flush=True)
-        stage_rl(args, work, state, sft_path)
+        stage_rl(args, work, state, sft_path, starts)
         save_state(state_path, state)
     if "rl_eval" not in state:
         print(f"evaluating the RL policy on {args.chains} chains ...", flush=True)
@@ -324,7 +363,13 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
             f"takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
             f"training seeds, config `{CONFIGS[args.split, args.algorithm]}`, "
-            f"{collected['assets']} assets)."
+            f"{collected['assets']} assets"
+            + (
+                f"; RL episodes start where the subtasks of {first['starts']['chains']} expert "
+                "chains began)."
+                if "starts" in first
+                else ")."
+            )
         ),
         metric="gain",
         unit="avg. len",
@@ -371,6 +416,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rl-iterations", type=int, default=0, help="0: the config's runner.max_iterations"
     )
     parser.add_argument("--rl-minutes", type=float, default=90.0)
+    parser.add_argument(
+        "--start-chains",
+        type=int,
+        default=0,
+        help="0: RL resets from the evaluation's start states; N: from where each subtask of N "
+        "expert chains began",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0])
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))

@@ -89,15 +89,26 @@ def test_pipeline_writes_the_result_and_resumes(tmp_path, monkeypatch, capsys) -
     assert any(line.startswith(first_task) for line in out.splitlines())
 
 
-def test_grpo_recipe_trains_on_whole_chains_in_groups(tmp_path) -> None:
-    """``--algorithm grpo``: two groups of two envs; each group shares a start state and chain,
-    scores count subtasks, and the claim names the GRPO recipe."""
+def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None:
+    """``--algorithm grpo --start-chains 1``: one group of two envs on single subtasks that
+    start where the subtasks of one expert chain began; the evaluation keeps the official
+    start states, and the claim names the GRPO recipe and the start states."""
     state = run(
-        tmp_path, "--algorithm", "grpo", "--rl-iterations", "1",
-        "algorithm.group_size=2", "env.kwargs.steps_per_subtask=5",
+        tmp_path, "--algorithm", "grpo", "--rl-iterations", "1", "--start-chains", "1",
+        "algorithm.group_size=2",
     )  # fmt: skip
     assert state["collect"]["subtasks"] == 1 and state["rl"]["iterations"] == 1
+    starts = state["starts"]
+    assert starts["chains"] == 1 and starts["per_position"][0] == 1
+    assert starts["states"] == sum(starts["per_position"])
+    from trainers.config import load_config
+
+    seed_dir = tmp_path / "work" / "seed0"
+    config = load_config(str(seed_dir / "rl" / "config.yaml"))
+    assert config.env.kwargs["start_states"] == str(seed_dir / "start_states.npz")
+    assert config.env.kwargs["num_subtasks"] == 1 and config.env.eval_kwargs["start_states"] is None
     curve = state["rl_curve"][0]
-    assert 0.0 <= curve["avg_len"] <= 5.0 or np.isnan(curve["avg_len"])
+    assert 0.0 <= curve["avg_len"] <= 1.0 or np.isnan(curve["avg_len"])
     result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
     assert "GRPO (flow_sde)" in result["claim"] and "calvin_d_grpo_flow_cpu" in result["claim"]
+    assert "where the subtasks of 1 expert chains began" in result["claim"]

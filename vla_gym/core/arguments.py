@@ -120,5 +120,5 @@ def render_mode(value: Any, supported: Sequence[str]) -> str | None:
 def optional_path(name: str, value: Any) -> str | os.PathLike | None:
     """``None`` or a filesystem path (whether it exists is the env's to check)."""
     if value is not None and not isinstance(value, str | os.PathLike):
-        raise ValueError(f"{name} must be None or a folder path, got {value!r}")
+        raise ValueError(f"{name} must be None or a filesystem path, got {value!r}")
     return value

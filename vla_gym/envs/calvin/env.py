@@ -27,7 +27,9 @@ position + euler, privileged), ``scene``, ``asset_mode``, ``renderer``, ``task``
 Start states: ``initial_state="eval"`` (default) draws one of the evaluation's 192 symbolic
 states and builds it like the evaluation (scene D's block slots; the other scenes use the same
 construction on their own surfaces) with yaws from ``np_random``; ``"random"`` is calvin_env's
-random reset (articulations closed, lights off, blocks anywhere on the three surfaces). Chains
+random reset (articulations closed, lights off, blocks anywhere on the three surfaces);
+``start_states=PATH`` draws one of the states recorded in that file instead (see
+``start_states.py``: where each subtask of expert chains began) and continues its chain. Chains
 are drawn with the official preconditions from the symbolic state of the scene. A single task
 starts from a state where it is possible: its block in the open drawer (``lift_*_drawer``),
 two blocks stacked (``unstack_block``) or a block already held at the neutral pose
@@ -51,6 +53,7 @@ from vla_gym.envs.calvin.assets import find_calvin_root, resolve_mode, scene_fil
 from vla_gym.envs.calvin.cameras import DEFAULT_SIZES
 from vla_gym.envs.calvin.language import Instructions
 from vla_gym.envs.calvin.layout import NEUTRAL_TCP_EULER, SCENES, get_layout
+from vla_gym.envs.calvin.start_states import load_start_states
 from vla_gym.envs.calvin.tasks import ORACLES, TASK_NAMES, check_task
 from vla_gym.envs.calvin.world import CalvinWorld
 
@@ -78,6 +81,7 @@ class CalvinEnv(VLAEnv):
         calvin_root: str | None = None,
         instructions: str = "builtin",
         initial_state: str = "eval",
+        start_states: str | None = None,
         action_mode: str = "relative",
         static_size: int = DEFAULT_SIZES["static"],
         gripper_size: int = DEFAULT_SIZES["gripper"],
@@ -96,6 +100,16 @@ class CalvinEnv(VLAEnv):
                 f"{', '.join(TASK_NAMES)}"
             )
         self.initial_state = arguments.choice("initial_state", initial_state, INITIAL_STATES)
+        self.start_states = None
+        if start_states is not None:
+            if task is not None:
+                raise ValueError("CALVIN: start_states and task exclude each other")
+            path = arguments.optional_path("start_states", start_states)
+            self.start_states = load_start_states(path).of_scenes(self.scenes)
+            if not len(self.start_states):
+                raise ValueError(
+                    f"CALVIN: {path} holds no start states of scenes {list(self.scenes)}"
+                )
         self.action_mode = arguments.choice("action_mode", action_mode, ACTION_MODES)
         num_subtasks = arguments.integer("num_subtasks", num_subtasks, 1, 5)
         self.steps_per_subtask = arguments.integer(
@@ -180,6 +194,8 @@ class CalvinEnv(VLAEnv):
             self.world.reset(robot_obs, scene_obs)
         elif tasks is not None and len(tasks) == 1:
             grasp = self._reset_for_task(tasks[0])
+        elif self.start_states is not None and tasks is None:
+            tasks = self._reset_recorded_state(options.get("scene"))
         elif self.initial_state == "random":
             self.world.reset(None, None, self.np_random)
         else:
@@ -263,6 +279,18 @@ class CalvinEnv(VLAEnv):
     def _reset_eval_state(self) -> None:
         state = self._random_eval_state()
         self.world.reset(*symbolic.state_to_obs(state, self.scene, self.np_random))
+
+    def _reset_recorded_state(self, scene: str | None) -> list[str]:
+        """Reset to a row of ``start_states`` (of ``scene`` if given); returns the rest of its
+        chain, at most ``num_subtasks`` subtasks."""
+        states = self.start_states if scene is None else self.start_states.of_scenes((scene,))
+        if not len(states):
+            raise ValueError(f"CALVIN: start_states holds no state of scene {scene!r}")
+        index = int(self.np_random.integers(len(states)))
+        self.scene = str(states.scene[index])
+        self.world = self._world(self.scene)
+        self.world.reset(states.robot_obs[index], states.scene_obs[index])
+        return states.tasks(index, self.num_subtasks)
 
     def _sample_chain(self) -> list[str]:
         state = symbolic.state_from_scene_obs(self.world.scene_obs(), self.world.layout)
