@@ -536,10 +536,13 @@ def write_json(args: argparse.Namespace, algos: list[str], seeds: list[int], plo
         per_seed[seed] = {}
         for algo in algos:
             points = runs[algo][seed]
-            # None (not reached) in any seed keeps this column out of the mean and std
-            reached = next((p["env_steps"] for p in points if p["success"] >= 0.9), None)
+            # the first evaluation at >= 90 %, or None (not reached: in any seed, this keeps the
+            # column out of the mean and std)
+            reached = next((p for p in points if p["success"] >= 0.9), None)
             per_seed[seed][f"{LABELS[algo]} success (%)"] = 100 * success_at(points, common)
-            per_seed[seed][f"{LABELS[algo]} env steps to 90 %"] = reached
+            label = LABELS[algo]
+            per_seed[seed][f"{label} env steps to 90 %"] = reached and reached["env_steps"]
+            per_seed[seed][f"{label} training minutes to 90 %"] = reached and reached["wall_s"] / 60
     lead = "ours_ppo" if "ours_ppo" in algos else algos[0]
     means = {
         algo: np.mean([v[f"{LABELS[algo]} success (%)"] for v in per_seed.values()])
