@@ -11,8 +11,8 @@ in D), ``--algorithm`` ``ppo`` or ``grpo``:
 2. SFT (flow matching; static + gripper cameras, MiniLM instruction, action chunks);
 3. the official long-horizon protocol (``vla_gym.eval.calvin``) on the first ``--chains`` of the
    1000 chains, always in scene D: 1/5..5/5, avg. len and per-task success;
-4. RL with flow_sde from the SFT weights on the config's episodes (PPO: single subtasks drawn
-   as in 1.; GRPO: whole chains drawn like the evaluation, groups sharing a start state) for
+4. RL with flow_sde from the SFT weights on the config's episodes (single subtasks drawn as in
+   1.; GRPO: in groups of envs sharing a start state and subtask) for
    ``--rl-iterations`` or ``--rl-minutes`` of training time, whichever ends first; a
    checkpoint after every iteration. With ``--start-chains N``, RL episodes start instead
    from where each subtask of N scripted-expert chains (in the RL scenes, no rendering) began,
