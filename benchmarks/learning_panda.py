@@ -229,8 +229,7 @@ def run_one(
     import torch
 
     torch.set_num_threads(1)
-    log = log_path(out, algo, seed)
-    points = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    log, points = log_path(out, algo, seed), load_points(out, algo, seed)
     learner = (
         OursPPO(out, seed)
         if algo == "ours_ppo"
@@ -353,10 +352,14 @@ RUN_OPTIONS = (
 
 
 def worker_command(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
-    flags = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in RUN_OPTIONS[:-1]]
-    normalize = "--sb3-normalize-obs" if args.sb3_normalize_obs else "--no-sb3-normalize-obs"
+    def flag(name: str) -> str:
+        option, value = name.replace("_", "-"), getattr(args, name)
+        if isinstance(value, bool):  # a BooleanOptionalAction
+            return f"--{option}" if value else f"--no-{option}"
+        return f"--{option}={value}"
+
     run = [sys.executable, __file__, "--worker", f"{algo}:{seed}", f"--out={args.out}"]
-    return [*run, *flags, normalize]
+    return [*run, *map(flag, RUN_OPTIONS)]
 
 
 def run_worker(command: list[str]) -> int:
@@ -539,8 +542,8 @@ def write_json(args: argparse.Namespace, algos: list[str], seeds: list[int], plo
             # the first evaluation at >= 90 %, or None (not reached: in any seed, this keeps the
             # column out of the mean and std)
             reached = next((p for p in points if p["success"] >= 0.9), None)
-            per_seed[seed][f"{LABELS[algo]} success (%)"] = 100 * success_at(points, common)
             label = LABELS[algo]
+            per_seed[seed][f"{label} success (%)"] = 100 * success_at(points, common)
             per_seed[seed][f"{label} env steps to 90 %"] = reached and reached["env_steps"]
             per_seed[seed][f"{label} training minutes to 90 %"] = reached and reached["wall_s"] / 60
     lead = "ours_ppo" if "ours_ppo" in algos else algos[0]
