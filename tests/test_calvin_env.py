@@ -172,6 +172,51 @@ def test_chain_episode_rewards_and_instruction_switch(env_d):
     assert not info["success"]
 
 
+def test_progress_reward_pays_the_potential_change_and_one_per_subtask():
+    from vla_gym.envs.calvin.env import PROGRESS_WEIGHT
+    from vla_gym.experts import make_expert
+
+    task = "lift_red_block_table"
+    env = gym.make(
+        "VLA/CALVIN-D-v0",
+        assets="builtin",
+        obs_mode="flat",
+        reward_type="progress",
+        num_subtasks=1,
+    )
+    obs, info = env.reset(seed=3, options={"task": task})
+    start = env.unwrapped._progress_potential()
+    tcp = env.unwrapped.world.robot.tcp_pose()[0]
+    block = env.unwrapped.world.snapshot().blocks["red"].pos
+    reach = np.exp(-10 * np.linalg.norm(tcp - block))
+    assert start == pytest.approx(PROGRESS_WEIGHT * 0.25 * reach) and 0 < start < 0.125
+    expert, total, returns = make_expert("VLA/CALVIN-D-v0", task=task), 0.0, []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+        total += reward
+        returns.append(total)
+    # Before the lift succeeds the return is the potential's change, below the 0.5 of a
+    # complete grade; the solving step tops it up to exactly one subtask minus the start.
+    assert info["subtasks_solved"] == 1 and terminated
+    assert max(returns[:-1]) < PROGRESS_WEIGHT and max(returns[:-1]) > 0.1
+    assert total == pytest.approx(1.0 - start)
+    # Sparse rewards on the same episode: 1 on the solving step only.
+    sparse = gym.make("VLA/CALVIN-D-v0", assets="builtin", obs_mode="flat", num_subtasks=1)
+    obs, info = sparse.reset(seed=3, options={"task": task})
+    expert.reset()
+    rewards = []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = sparse.step(expert.act(obs, info))
+        rewards.append(reward)
+    assert rewards == [0.0] * (len(returns) - 1) + [1.0]
+    with pytest.raises(ValueError, match="reward_type"):
+        gym.make("VLA/CALVIN-D-v0", assets="builtin", reward_type="dense")
+    env.close()
+    sparse.close()
+
+
 def test_chain_fails_after_steps_per_subtask():
     env = gym.make("VLA/CALVIN-D-v0", assets="builtin", steps_per_subtask=3, **SMALL)
     env.reset(seed=0)

@@ -15,6 +15,8 @@ from vla_gym.envs.calvin.tasks import (
     achieved_tasks,
     check_task,
     relative_rotation_xyz_degrees,
+    task_block,
+    task_progress,
 )
 
 TABLE = ("table", "base_link")
@@ -152,3 +154,38 @@ def test_relative_rotation_matches_scipy():
         expected = (b * a.inv()).as_euler("xyz", degrees=True)
         got = relative_rotation_xyz_degrees(a.as_quat(), b.as_quat())
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_graded_progress_is_the_oracle_quantity_over_its_threshold():
+    start = snapshot()
+    assert task_progress("lift_red_block_table", start, snapshot(red=block(z=0.485))) == (
+        pytest.approx(0.5)
+    )
+    assert task_progress("lift_red_block_slider", start, snapshot(red=block(z=0.50))) == 1.0
+    assert task_progress("lift_red_block_table", start, snapshot(red=block(z=0.40))) == 0.0
+    assert task_progress("push_blue_block_left", start, snapshot(blue=block(x=0.07))) == (
+        pytest.approx(0.3)
+    )
+    assert task_progress("push_blue_block_right", start, snapshot(blue=block(x=0.07))) == 0.0
+    assert task_progress("rotate_pink_block_right", start, snapshot(pink=block(yaw=-30))) == (
+        pytest.approx(0.5)
+    )
+    assert task_progress("rotate_pink_block_left", start, snapshot(pink=block(yaw=-30))) == 0.0
+    assert task_progress("open_drawer", start, snapshot(drawer=0.06)) == pytest.approx(0.5)
+    assert task_progress("close_drawer", snapshot(drawer=0.2), snapshot(drawer=0.0)) == 1.0
+    assert task_progress("move_slider_right", start, snapshot(door=-0.03)) == pytest.approx(0.2)
+    # Every positive case of the graded tasks is complete; ungraded tasks stay at 0.
+    for task in TASK_NAMES:
+        begin, positive, *_ = cases(task)
+        graded = task_progress(task, begin, positive)
+        is_graded = task_block(task) is not None or task.split("_")[0] in ("move", "open", "close")
+        assert graded == (1.0 if is_graded else 0.0), task
+    with pytest.raises(ValueError, match="unknown CALVIN task"):
+        task_progress("fly", start, start)
+
+
+def test_task_block_names_the_manipulated_block():
+    assert task_block("rotate_red_block_left") == "red"
+    assert task_block("lift_pink_block_drawer") == "pink"
+    assert task_block("push_into_drawer") is None
+    assert task_block("stack_block") is None and task_block("open_drawer") is None

@@ -17,6 +17,14 @@ out of steps terminates the chain (the evaluation protocol's "first failure ends
 solving all of them terminates with ``success``. With ``task="open_drawer"`` the episode is
 that one task: +1 and termination on success, truncation after ``max_steps`` (360).
 
+``reward_type="progress"`` adds potential-based shaping for RL from policies that rarely solve
+a subtask: the potential is ``PROGRESS_WEIGHT`` (0.5) times the current subtask's graded
+progress (``tasks.task_progress``: a block's turn, shift or rise, the slider's or drawer's
+travel towards the oracle's threshold), for rotate/push/lift tasks ``0.75 * progress + 0.25 *
+exp(-10 * |TCP - block|)``. Each step pays the potential's change besides the +1 of a solved
+subtask, so an episode earns ``subtasks solved + potential(end) - potential(start)``: a
+solved subtask is worth 1 whatever its path, an unsolved one at most 0.5.
+
 ``info``: ``robot_obs``, ``scene_obs``, ``tcp_target`` (the controller's accumulated target
 position + euler, privileged), ``scene``, ``asset_mode``, ``renderer``, ``task``
 (current), ``tasks`` (the chain), ``subtasks_solved``, ``task_success`` (34 bools in
@@ -54,7 +62,7 @@ from vla_gym.envs.calvin.cameras import DEFAULT_SIZES
 from vla_gym.envs.calvin.language import Instructions
 from vla_gym.envs.calvin.layout import NEUTRAL_TCP_EULER, SCENES, get_layout
 from vla_gym.envs.calvin.start_states import load_start_states
-from vla_gym.envs.calvin.tasks import ORACLES, TASK_NAMES, check_task
+from vla_gym.envs.calvin.tasks import ORACLES, TASK_NAMES, check_task, task_block, task_progress
 from vla_gym.envs.calvin.world import CalvinWorld
 
 ROBOT_OBS_DIM, SCENE_OBS_DIM = 15, 24
@@ -65,6 +73,8 @@ INITIAL_STATES = ("eval", "random")
 ACTION_MODES = ("relative", "absolute")
 GRASP_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")  # start with a held block
 MAX_STEPS_PER_SUBTASK = 100_000
+REWARD_TYPES = ("sparse", "progress")
+PROGRESS_WEIGHT = 0.5  # an unsolved subtask's shaping stays below a solved one's +1
 
 
 class CalvinEnv(VLAEnv):
@@ -90,9 +100,11 @@ class CalvinEnv(VLAEnv):
         action_chunk: int = 1,
         max_steps: int | None = None,
         terminate_on_success: bool = True,
+        reward_type: str = "sparse",
         render_mode: str | None = None,
         render_quality: str | None = "auto",
     ) -> None:
+        self.reward_type = arguments.choice("reward_type", reward_type, REWARD_TYPES)
         self.scenes = tuple(arguments.names("scenes", scenes, SCENES))
         if task is not None and (not isinstance(task, str) or task not in ORACLES):
             raise ValueError(
@@ -151,6 +163,7 @@ class CalvinEnv(VLAEnv):
         self.subtasks_solved = 0
         self._subtask_steps = 0
         self._start = self._now = None
+        self._potential = 0.0
         self.instruction = ""
 
     # ------------------------------------------------------------- worlds
@@ -208,6 +221,7 @@ class CalvinEnv(VLAEnv):
         self.subtasks_solved = 0
         self._subtask_steps = 0
         self._start = self._now = self.world.snapshot()
+        self._potential = self._progress_potential()
         self._set_instruction()
 
     def _step_sim(self, action: np.ndarray) -> tuple[float, bool, bool]:
@@ -221,16 +235,36 @@ class CalvinEnv(VLAEnv):
         if self.subtasks_solved >= len(self.tasks):  # finished, still stepping
             return 0.0, True, False
         self._subtask_steps += 1
-        if check_task(self.tasks[self.subtasks_solved], self._start, self._now):
+        solved = check_task(self.tasks[self.subtasks_solved], self._start, self._now)
+        if solved:
             self.subtasks_solved += 1
             self._subtask_steps = 0
             self._start = self._now
-            done = self.subtasks_solved == len(self.tasks)
-            if not done:
-                self._set_instruction()
-            return 1.0, done, done
+        done = self.subtasks_solved == len(self.tasks)
+        if solved and not done:
+            self._set_instruction()
+        reward = float(solved)
+        if self.reward_type == "progress":
+            potential = 0.0 if done else self._progress_potential()
+            reward += potential - self._potential
+            self._potential = potential
+        if solved:
+            return reward, done, done
         chain_failed = self.task is None and self._subtask_steps >= self.steps_per_subtask
-        return 0.0, False, chain_failed
+        return reward, False, chain_failed
+
+    def _progress_potential(self) -> float:
+        """The shaping potential of the current subtask (``reward_type="progress"``)."""
+        if self.reward_type != "progress":
+            return 0.0
+        task = self.current_task
+        progress = task_progress(task, self._start, self._now)
+        colour = task_block(task)
+        if colour is not None:
+            tcp = self.world.robot.tcp_pose()[0]
+            reach = float(np.exp(-10.0 * np.linalg.norm(tcp - self._now.blocks[colour].pos)))
+            progress = 0.75 * progress + 0.25 * reach
+        return PROGRESS_WEIGHT * progress
 
     def _get_state(self) -> np.ndarray:
         return self.world.robot_obs().astype(np.float32)

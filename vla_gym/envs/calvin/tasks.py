@@ -171,11 +171,77 @@ ORACLES: dict[str, Oracle] = _build_oracles()
 TASK_NAMES: tuple[str, ...] = tuple(ORACLES)
 
 
-def check_task(task: str, start: SceneSnapshot, end: SceneSnapshot) -> bool:
-    """Whether ``task`` was achieved between ``start`` and ``end``."""
+def _check_name(task: str) -> None:
     if task not in ORACLES:
         raise ValueError(f"unknown CALVIN task {task!r}; tasks: {', '.join(TASK_NAMES)}")
+
+
+def check_task(task: str, start: SceneSnapshot, end: SceneSnapshot) -> bool:
+    """Whether ``task`` was achieved between ``start`` and ``end``."""
+    _check_name(task)
     return bool(ORACLES[task](start, end))
+
+
+# Graded progress: how far a task's oracle quantity has moved towards its threshold, in [0, 1].
+# Only the quantity is graded; the oracle's other conditions (contacts, tilt) are not.
+
+
+def _fraction(moved: float, threshold: float) -> float:
+    return float(np.clip(moved / threshold, 0.0, 1.0))
+
+
+def rotation_progress(colour: str, z_degrees: float, start: SceneSnapshot, end: SceneSnapshot):
+    z = relative_rotation_xyz_degrees(start.blocks[colour].orn, end.blocks[colour].orn)[2]
+    return _fraction(z, z_degrees)
+
+
+def push_progress(colour: str, dx: float, start: SceneSnapshot, end: SceneSnapshot) -> float:
+    return _fraction(end.blocks[colour].pos[0] - start.blocks[colour].pos[0], dx)
+
+
+def lift_progress(colour: str, dz: float, start: SceneSnapshot, end: SceneSnapshot) -> float:
+    return _fraction(end.blocks[colour].pos[2] - start.blocks[colour].pos[2], dz)
+
+
+def joint_progress(joint: str, threshold: float, start: SceneSnapshot, end: SceneSnapshot):
+    return _fraction(getattr(end, joint) - getattr(start, joint), threshold)
+
+
+def _build_progress() -> dict[str, Oracle]:
+    """The graded tasks: rotations, pushes and lifts of a block, the slider and the drawer."""
+    progress: dict[str, Oracle] = {}
+    for colour in BLOCKS:
+        progress[f"rotate_{colour}_block_right"] = partial(rotation_progress, colour, -60)
+        progress[f"rotate_{colour}_block_left"] = partial(rotation_progress, colour, 60)
+        progress[f"push_{colour}_block_right"] = partial(push_progress, colour, 0.1)
+        progress[f"push_{colour}_block_left"] = partial(push_progress, colour, -0.1)
+        progress[f"lift_{colour}_block_table"] = partial(lift_progress, colour, 0.05)
+        progress[f"lift_{colour}_block_slider"] = partial(lift_progress, colour, 0.03)
+        progress[f"lift_{colour}_block_drawer"] = partial(lift_progress, colour, 0.05)
+    progress["move_slider_left"] = partial(joint_progress, "door", 0.15)
+    progress["move_slider_right"] = partial(joint_progress, "door", -0.15)
+    progress["open_drawer"] = partial(joint_progress, "drawer", 0.12)
+    progress["close_drawer"] = partial(joint_progress, "drawer", -0.12)
+    return progress
+
+
+PROGRESS: dict[str, Oracle] = _build_progress()
+
+
+def task_progress(task: str, start: SceneSnapshot, end: SceneSnapshot) -> float:
+    """How far ``task``'s oracle quantity (a block's turn, shift or rise, the slider's or the
+    drawer's travel) has moved from ``start`` to ``end`` towards its threshold, in [0, 1];
+    0 for the tasks without one (lights, placing, stacking, pushing into the drawer)."""
+    _check_name(task)
+    grade = PROGRESS.get(task)
+    return grade(start, end) if grade is not None else 0.0
+
+
+def task_block(task: str) -> str | None:
+    """The block a rotate/push/lift task names (``"red"``), else None."""
+    parts = task.split("_")
+    named = parts[0] in ("rotate", "push", "lift") and len(parts) == 4 and parts[2] == "block"
+    return parts[1] if named and parts[1] in BLOCKS else None
 
 
 def achieved_tasks(start: SceneSnapshot, end: SceneSnapshot) -> list[str]:
