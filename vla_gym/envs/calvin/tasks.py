@@ -18,6 +18,10 @@ from vla_gym.envs.calvin.scene import SceneSnapshot
 Oracle = Callable[[SceneSnapshot, SceneSnapshot], bool]
 
 BLOCK_BODIES = frozenset(f"block_{c}" for c in BLOCKS)
+# The oracles' thresholds, shared by the graded progress below.
+TURN_DEGREES, PUSH_METRES, SLIDER_METRES, DRAWER_METRES = 60, 0.1, 0.15, 0.12
+LIFT_METRES = {"table": 0.05, "slider": 0.03, "drawer": 0.05}
+LIFT_LINKS = {"table": "base_link", "slider": "plank_link", "drawer": "drawer_link"}
 
 
 def _bodies(contacts) -> set[str]:
@@ -142,19 +146,20 @@ def _build_oracles() -> dict[str, Oracle]:
     """In the official ``task_names`` order (spec §6.2), which the chain generator relies on."""
     oracles: dict[str, Oracle] = {}
     for colour in BLOCKS:
-        oracles[f"rotate_{colour}_block_right"] = partial(rotate_object, colour, -60)
-        oracles[f"rotate_{colour}_block_left"] = partial(rotate_object, colour, 60)
+        oracles[f"rotate_{colour}_block_right"] = partial(rotate_object, colour, -TURN_DEGREES)
+        oracles[f"rotate_{colour}_block_left"] = partial(rotate_object, colour, TURN_DEGREES)
     for colour in BLOCKS:
-        oracles[f"push_{colour}_block_right"] = partial(push_object, colour, 0.1)
-        oracles[f"push_{colour}_block_left"] = partial(push_object, colour, -0.1)
-    oracles["move_slider_left"] = partial(move_joint, "door", 0.15)
-    oracles["move_slider_right"] = partial(move_joint, "door", -0.15)
-    oracles["open_drawer"] = partial(move_joint, "drawer", 0.12)
-    oracles["close_drawer"] = partial(move_joint, "drawer", -0.12)
+        oracles[f"push_{colour}_block_right"] = partial(push_object, colour, PUSH_METRES)
+        oracles[f"push_{colour}_block_left"] = partial(push_object, colour, -PUSH_METRES)
+    oracles["move_slider_left"] = partial(move_joint, "door", SLIDER_METRES)
+    oracles["move_slider_right"] = partial(move_joint, "door", -SLIDER_METRES)
+    oracles["open_drawer"] = partial(move_joint, "drawer", DRAWER_METRES)
+    oracles["close_drawer"] = partial(move_joint, "drawer", -DRAWER_METRES)
     for colour in BLOCKS:
-        oracles[f"lift_{colour}_block_table"] = partial(lift_object, colour, 0.05, "base_link")
-        oracles[f"lift_{colour}_block_slider"] = partial(lift_object, colour, 0.03, "plank_link")
-        oracles[f"lift_{colour}_block_drawer"] = partial(lift_object, colour, 0.05, "drawer_link")
+        for surface, dz in LIFT_METRES.items():
+            oracles[f"lift_{colour}_block_{surface}"] = partial(
+                lift_object, colour, dz, LIFT_LINKS[surface]
+            )
     oracles["place_in_slider"] = partial(place_object, "plank_link")
     oracles["place_in_drawer"] = partial(place_object, "drawer_link")
     oracles["stack_block"] = stack_blocks
@@ -211,17 +216,16 @@ def _build_progress() -> dict[str, Oracle]:
     """The graded tasks: rotations, pushes and lifts of a block, the slider and the drawer."""
     progress: dict[str, Oracle] = {}
     for colour in BLOCKS:
-        progress[f"rotate_{colour}_block_right"] = partial(rotation_progress, colour, -60)
-        progress[f"rotate_{colour}_block_left"] = partial(rotation_progress, colour, 60)
-        progress[f"push_{colour}_block_right"] = partial(push_progress, colour, 0.1)
-        progress[f"push_{colour}_block_left"] = partial(push_progress, colour, -0.1)
-        progress[f"lift_{colour}_block_table"] = partial(lift_progress, colour, 0.05)
-        progress[f"lift_{colour}_block_slider"] = partial(lift_progress, colour, 0.03)
-        progress[f"lift_{colour}_block_drawer"] = partial(lift_progress, colour, 0.05)
-    progress["move_slider_left"] = partial(joint_progress, "door", 0.15)
-    progress["move_slider_right"] = partial(joint_progress, "door", -0.15)
-    progress["open_drawer"] = partial(joint_progress, "drawer", 0.12)
-    progress["close_drawer"] = partial(joint_progress, "drawer", -0.12)
+        progress[f"rotate_{colour}_block_right"] = partial(rotation_progress, colour, -TURN_DEGREES)
+        progress[f"rotate_{colour}_block_left"] = partial(rotation_progress, colour, TURN_DEGREES)
+        progress[f"push_{colour}_block_right"] = partial(push_progress, colour, PUSH_METRES)
+        progress[f"push_{colour}_block_left"] = partial(push_progress, colour, -PUSH_METRES)
+        for surface, dz in LIFT_METRES.items():
+            progress[f"lift_{colour}_block_{surface}"] = partial(lift_progress, colour, dz)
+    progress["move_slider_left"] = partial(joint_progress, "door", SLIDER_METRES)
+    progress["move_slider_right"] = partial(joint_progress, "door", -SLIDER_METRES)
+    progress["open_drawer"] = partial(joint_progress, "drawer", DRAWER_METRES)
+    progress["close_drawer"] = partial(joint_progress, "drawer", -DRAWER_METRES)
     return progress
 
 
