@@ -87,7 +87,11 @@ def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = 
     return load_config(CONFIGS[args.split, args.algorithm], overrides)
 
 
-def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
+def stage_collect(
+    args: argparse.Namespace, work: Path, state: dict[str, Any], starts: Path | None
+) -> Path:
+    """``--demos`` expert episodes from the evaluation's start states, then ``--chain-demos``
+    single subtasks from the recorded chain starts (every position of a chain) into one folder."""
     from trainers.collect import collect
     from trainers.demos import read_index
     from vla_gym.envs.calvin.assets import resolve_mode
@@ -100,25 +104,36 @@ def stage_collect(args: argparse.Namespace, work: Path, state: dict[str, Any]) -
     # the expert's horizon is the env's own (360 steps per subtask), not RL's shorter one
     kwargs = {**env.kwargs, "obs_mode": env.obs_mode, "num_subtasks": args.demo_subtasks}
     kwargs.pop("steps_per_subtask", None)
-    collect(
-        env.id,
-        args.demos,
-        str(out),
-        num_envs=args.collect_envs,
-        seed=stages.DEMO_SEED_STRIDE * args.seed,
-        only_success=False,  # failures are kept (and skipped by SFT): the expert's success rate
-        action_noise=args.action_noise,
-        env_kwargs=kwargs,
-        verbose=False,
-        progress="off",
-    )
+    parts = [(args.demos, kwargs)]
+    if args.chain_demos:
+        parts.append((args.chain_demos, {**kwargs, "num_subtasks": 1, "start_states": str(starts)}))
+    total = 0
+    for episodes, env_kwargs in parts:
+        total += episodes
+        collect(  # continues the folder: a later part starts from fresh episode seeds
+            env.id,
+            total,
+            str(out),
+            num_envs=args.collect_envs,
+            backend=args.collect_backend,
+            seed=stages.DEMO_SEED_STRIDE * args.seed,
+            only_success=False,  # failures are kept (and skipped by SFT): the expert's rate
+            action_noise=args.action_noise,
+            env_kwargs=env_kwargs,
+            verbose=False,
+            progress="off",
+        )
     records = read_index(out)
     assets, _ = resolve_mode(kwargs.get("assets", "auto"), kwargs.get("calvin_root"))
     state["collect"] = {
         "assets": assets,  # builtin or official: the result says which
         "episodes": len(records),
         "subtasks": args.demo_subtasks,
+        "chain_demos": args.chain_demos,
         "expert_success": float(np.mean([r["success"] for r in records])),
+        "expert_success_chain_starts": float(
+            np.mean([r["success"] for r in records[args.demos :]] or [np.nan])
+        ),
         "steps": int(sum(r["length"] for r in records)),
         **clock.seconds(),
     }
@@ -258,8 +273,10 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     if args.report_only:
         return state
     torch.manual_seed(args.seed)
+    starts = stage_starts(args, work, state)  # first: --chain-demos start from them
+    save_state(state_path, state)
     print("collecting demonstrations ...", flush=True)
-    demos = stage_collect(args, work, state)
+    demos = stage_collect(args, work, state, starts)
     save_state(state_path, state)
     print(f"expert success {state['collect']['expert_success']:.0%}; SFT ...", flush=True)
     sft_path = stage_sft(args, work, state, demos)
@@ -268,8 +285,6 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
         print(f"evaluating the SFT policy on {args.chains} chains ...", flush=True)
         state["sft_eval"] = evaluate_chains(args, work, sft_path)
         save_state(state_path, state)
-    starts = stage_starts(args, work, state)
-    save_state(state_path, state)
     if "rl" not in state:
         print("RL ...", flush=True)
         stage_rl(args, work, state, sft_path, starts)
@@ -403,7 +418,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--demos", type=int, default=1000, help="expert episodes per seed")
     parser.add_argument("--demo-subtasks", type=int, default=1, choices=range(1, 6))
+    parser.add_argument(
+        "--chain-demos",
+        type=int,
+        default=0,
+        help="N more single-subtask expert demos from the recorded chain starts (--start-chains)",
+    )
     parser.add_argument("--collect-envs", type=int, default=4)
+    parser.add_argument("--collect-backend", choices=("sync", "subproc"), default="sync")
     parser.add_argument("--action-noise", type=float, default=0.0, help="DART noise (demos)")
     parser.add_argument("--sft-steps", type=int, default=15000)
     parser.add_argument("--sft-batch", type=int, default=64)
@@ -433,6 +455,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config = train_config(stages.seed_args(args, 0), Path(args.work))
     args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
     args.rl_iterations = args.rl_iterations or config.runner.max_iterations
+    if args.chain_demos and not args.start_chains:
+        parser.error("--chain-demos needs --start-chains (the chain starts the demos begin at)")
     return args
 
 
