@@ -7,7 +7,10 @@ in D), ``--algorithm`` ``ppo`` or ``grpo``:
 1. collect ``--demos`` scripted-expert episodes through the vector layer, single subtasks
    (``--demo-subtasks 1``) or chains, from the evaluation's start states: each reset draws one
    of the evaluation's symbolic initial states and a subtask valid in it by the official
-   preconditions. The expert's own success rate is recorded; SFT uses its successful episodes;
+   preconditions. With ``--chain-demos N`` (and ``--start-chains``), N more single subtasks
+   start where the subtasks of recorded expert chains began (see 4.), so that the demos cover
+   every position of a chain. The expert's own success rate is recorded; SFT uses its
+   successful episodes;
 2. SFT (flow matching; static + gripper cameras, MiniLM instruction, action chunks);
 3. the official long-horizon protocol (``vla_gym.eval.calvin``) on the first ``--chains`` of the
    1000 chains, always in scene D: 1/5..5/5, avg. len and per-task success;
@@ -393,7 +396,13 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         starts_from=(  # from the state: --report-only may run with other arguments
             f"one SFT checkpoint per training seed N: {collected['episodes']} scripted-expert "
             f"episodes of {collected['subtasks']} subtask(s) in {scenes} from env seeds N * "
-            f"{stages.DEMO_SEED_STRIDE} on (successful ones kept), {trained['steps']} SFT steps of "
+            f"{stages.DEMO_SEED_STRIDE} on"
+            + (
+                f" ({collected['chain_demos']} of them from the recorded chain starts)"
+                if collected.get("chain_demos")
+                else ""
+            )
+            + f" (successful ones kept), {trained['steps']} SFT steps of "
             f"batch {trained['batch']} with seed N"
         ),
         env_steps=int(sum(s["rl"]["env_steps"] for s in states.values())),

@@ -95,9 +95,19 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
     start states, and the claim names the GRPO recipe and the start states."""
     state = run(
         tmp_path, "--algorithm", "grpo", "--rl-iterations", "1", "--start-chains", "1",
-        "algorithm.group_size=2",
+        "--chain-demos", "2", "algorithm.group_size=2",
     )  # fmt: skip
     assert state["collect"]["subtasks"] == 1 and state["rl"]["iterations"] == 1
+    # --chain-demos: two more expert subtasks, each the task of its recorded chain position
+    from trainers.demos import read_index
+    from vla_gym.envs.calvin.language import BUILTIN_SENTENCES
+    from vla_gym.envs.calvin.start_states import load_start_states
+
+    assert state["collect"]["episodes"] == 4 and state["collect"]["chain_demos"] == 2
+    recorded = load_start_states(tmp_path / "work" / "seed0" / "start_states.npz")
+    chain_tasks = {BUILTIN_SENTENCES[task] for task in recorded.chain[0]}
+    records = read_index(tmp_path / "work" / "seed0" / "demos")
+    assert all(r["instructions"][0] in chain_tasks for r in records[2:])
     starts = state["starts"]
     assert starts["chains"] == 1 and starts["per_position"][0] == 1
     assert starts["states"] == sum(starts["per_position"])
@@ -112,3 +122,9 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
     result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
     assert "GRPO (flow_sde)" in result["claim"] and "calvin_d_grpo_flow_cpu" in result["claim"]
     assert "where the subtasks of 1 expert chains began" in result["claim"]
+
+
+def test_chain_demos_need_recorded_chain_starts(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--chain-demos", "2")
+    assert "--chain-demos needs --start-chains" in capsys.readouterr().err
