@@ -61,6 +61,7 @@ CONFIGS = {
 }
 CHAIN_LENGTH = 5
 STARTS_SEED = 5000  # start-state chains use env seeds apart from the demos' (N * 10000 on)
+PROBE_SEED = 20_000_003  # probe episodes: seeds apart from RL's
 
 
 class Clock:
@@ -223,6 +224,78 @@ def stage_starts(args: argparse.Namespace, work: Path, state: dict[str, Any]) ->
     return path
 
 
+@torch.no_grad()
+def probe_task_counts(config: Any, checkpoint_path: Path, episodes: int) -> dict[str, list[int]]:
+    """[successes, episodes] per task of a checkpoint's sampled (RL) actions on ``episodes`` of
+    RL's own episodes (``config.env``), each env's first episode per round."""
+    from trainers import checkpoint
+    from trainers.config import env_kwargs, vector_options
+    from trainers.evaluate import load_policy
+    from trainers.rollout import make_vector_env, obs_to_torch
+
+    env = config.env
+    kwargs = {**env_kwargs(env), **vector_options(env)}
+    envs = make_vector_env(
+        env.id, env.num_envs, kwargs, backend=env.backend, envs_per_worker=env.envs_per_worker
+    )
+    state = checkpoint.load(checkpoint_path, "cpu")
+    spaces = (envs.single_observation_space, envs.single_action_space)
+    policy = load_policy(state, *spaces, torch.device("cpu"), state["config"]["policy"])
+    policy.eval()
+    counts: dict[str, list[int]] = {}
+    try:
+        for round_index in range(-(-episodes // env.num_envs)):
+            seed = PROBE_SEED + round_index * env.num_envs
+            obs, info = envs.reset(seed=[seed + i for i in range(env.num_envs)])
+            tasks = [str(t) for t in info["task"]]
+            solved = np.zeros(env.num_envs, dtype=bool)
+            done = np.zeros(env.num_envs, dtype=bool)
+            while not done.all():
+                actions = policy.act(obs_to_torch(obs, torch.device("cpu"))).actions
+                obs, _, terminated, truncated, info = envs.step(actions.numpy())
+                ending = (terminated | truncated) & ~done  # later episodes are not counted
+                solved |= ending & (np.asarray(info["subtasks_solved"]) > 0)
+                done |= ending
+            for task, success in zip(tasks, solved, strict=True):
+                entry = counts.setdefault(task, [0, 0])
+                entry[0], entry[1] = entry[0] + int(success), entry[1] + 1
+    finally:
+        envs.close()
+    return counts
+
+
+def task_weights(counts: dict[str, list[int]], tasks: set[str]) -> dict[str, float]:
+    """p (1 - p) per task, p = (successes + 1) / (episodes + 2): largest where a GRPO group of
+    the task is least likely to be all successes or all failures; unprobed tasks get p = 0.5."""
+    weights = {}
+    for task in tasks:
+        success, total = counts.get(task, (0, 0))
+        p = (success + 1) / (total + 2)
+        weights[task] = p * (1 - p)
+    return weights
+
+
+def stage_probe(
+    args: argparse.Namespace, work: Path, state: dict[str, Any], sft_path: Path, starts: Path
+) -> Path:
+    """With ``--probe-episodes N``: the SFT policy's success per task on N RL episodes, and a
+    copy of the start states drawn by ``task_weights`` for RL."""
+    from vla_gym.envs.calvin.start_states import load_start_states, save_start_states
+
+    path = work / "start_states_weighted.npz"
+    if "probe" in state:
+        return path
+    clock = Clock()
+    config = train_config(args, work, (f"env.kwargs.start_states={starts}",))
+    counts = probe_task_counts(config, sft_path, args.probe_episodes)
+    recorded = load_start_states(starts)
+    weights = task_weights(counts, set(recorded.starting_tasks().tolist()))
+    save_start_states(path, recorded.weighted_by_task(weights))
+    episodes = sum(total for _, total in counts.values())  # whole rounds of the envs
+    state["probe"] = {"episodes": episodes, "task_counts": counts, **clock.seconds()}
+    return path
+
+
 def stage_rl(
     args: argparse.Namespace,
     work: Path,
@@ -287,6 +360,10 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
     if "sft_eval" not in state:
         print(f"evaluating the SFT policy on {args.chains} chains ...", flush=True)
         state["sft_eval"] = evaluate_chains(args, work, sft_path)
+        save_state(state_path, state)
+    if args.probe_episodes:
+        print(f"probing the SFT policy on {args.probe_episodes} RL episodes ...", flush=True)
+        starts = stage_probe(args, work, state, sft_path, starts)
         save_state(state_path, state)
     if "rl" not in state:
         print("RL ...", flush=True)
@@ -454,6 +531,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="0: RL resets from the evaluation's start states; N: from where each subtask of N "
         "expert chains began",
     )
+    parser.add_argument(
+        "--probe-episodes",
+        type=int,
+        default=0,
+        help="N > 0: RL draws the chain starts by p (1 - p) of the SFT policy's success p on "
+        "their task, measured on N RL episodes (needs --start-chains)",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0])
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
@@ -464,8 +548,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config = train_config(stages.seed_args(args, 0), Path(args.work))
     args.chains = args.chains or config.env.eval_episodes  # the recipe holds the run's sizes
     args.rl_iterations = args.rl_iterations or config.runner.max_iterations
-    if args.chain_demos and not args.start_chains:
-        parser.error("--chain-demos needs --start-chains (the chain starts the demos begin at)")
+    for option in ("chain_demos", "probe_episodes"):
+        if getattr(args, option) and not args.start_chains:
+            flag = "--" + option.replace("_", "-")
+            parser.error(f"{flag} needs --start-chains (the recorded chain starts it uses)")
     return args
 
 

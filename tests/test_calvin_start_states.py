@@ -88,6 +88,36 @@ def test_reset_restores_a_recorded_state_and_continues_its_chain(recorded) -> No
     env.close()
 
 
+def test_task_weights_steer_the_draws_and_survive_the_file(recorded, tmp_path) -> None:
+    states, _ = recorded
+    tasks = states.starting_tasks()
+    assert tasks.tolist() == [states.tasks(i, 1)[0] for i in range(len(states))]
+    favourite = str(tasks[-1])
+    weighted = states.weighted_by_task({t: 1.0 if t == favourite else 0.0 for t in set(tasks)})
+    path = save_start_states(tmp_path / "weighted.npz", weighted)
+    np.testing.assert_array_equal(load_start_states(path).weight, weighted.weight)
+    env = make(str(path), num_subtasks=1)
+    for seed in range(6):  # weight 0 elsewhere: only rows that start the favourite
+        _, info = env.reset(seed=seed)
+        assert info["task"] == favourite
+        assert tasks[recorded_row(states, info)] == favourite
+    env.close()
+    # uniform weights draw exactly what a file without weights draws
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    uniform = states.weighted_by_task(dict.fromkeys(tasks.tolist(), 2.0))
+    assert [uniform.draw(rng_a) for _ in range(20)] == [
+        int(rng_b.integers(len(states))) for _ in range(20)
+    ]
+    # draws follow the weights: half the weight on one row's task
+    rng = np.random.default_rng(0)
+    skewed = states.weighted_by_task({t: 3.0 if t == favourite else 1.0 for t in set(tasks)})
+    share = np.mean([tasks[skewed.draw(rng)] == favourite for _ in range(4000)])
+    expected = skewed.weight[tasks == favourite].sum() / skewed.weight.sum()
+    assert share == pytest.approx(expected, abs=0.03)
+    with pytest.raises(ValueError, match="no weight for the tasks"):
+        states.weighted_by_task({favourite: 1.0} if len(set(tasks)) > 1 else {})
+
+
 def test_explicit_reset_options_take_precedence(recorded) -> None:
     _, path = recorded
     env = make(path)
@@ -144,6 +174,10 @@ def test_bad_files_and_arguments_are_refused(recorded, tmp_path) -> None:
     with pytest.raises(ValueError, match="position must be in"):
         StartStates(states.scene, states.robot_obs, states.scene_obs, states.chain,
                     states.position + 5)  # fmt: skip
+    for weight in (np.zeros(len(states)), np.full(len(states), -1.0), np.ones(2)):
+        with pytest.raises(ValueError, match="weight"):
+            StartStates(states.scene, states.robot_obs, states.scene_obs, states.chain,
+                        states.position, weight)  # fmt: skip
     with pytest.raises(ValueError, match="exclude each other"):
         make(path, task="open_drawer")
     with pytest.raises(ValueError, match="no start states of scenes"):

@@ -95,7 +95,7 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
     start states, and the claim names the GRPO recipe and the start states."""
     state = run(
         tmp_path, "--algorithm", "grpo", "--rl-iterations", "1", "--start-chains", "1",
-        "--chain-demos", "2", "algorithm.group_size=2",
+        "--chain-demos", "2", "--probe-episodes", "3", "algorithm.group_size=2",
     )  # fmt: skip
     assert state["collect"]["subtasks"] == 1 and state["rl"]["iterations"] == 1
     # --chain-demos: two more expert subtasks, each the task of its recorded chain position
@@ -115,7 +115,14 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
 
     seed_dir = tmp_path / "work" / "seed0"
     config = load_config(str(seed_dir / "rl" / "config.yaml"))
-    assert config.env.kwargs["start_states"] == str(seed_dir / "start_states.npz")
+    # --probe-episodes: the SFT policy's success per task on RL episodes weighs RL's starts
+    probe = state["probe"]["task_counts"]
+    assert sum(total for _, total in probe.values()) == 4  # whole rounds of the two envs
+    assert all(0 <= success <= total for success, total in probe.values())
+    weighted = load_start_states(seed_dir / "start_states_weighted.npz")
+    weights = learning_calvin.task_weights(probe, set(weighted.starting_tasks().tolist()))
+    assert weighted.weight.tolist() == [weights[t] for t in weighted.starting_tasks()]
+    assert config.env.kwargs["start_states"] == str(seed_dir / "start_states_weighted.npz")
     assert config.env.kwargs["num_subtasks"] == 1 and config.env.eval_kwargs["start_states"] is None
     curve = state["rl_curve"][0]
     assert 0.0 <= curve["avg_len"] <= 1.0 or np.isnan(curve["avg_len"])
@@ -124,7 +131,22 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
     assert "where the subtasks of 1 expert chains began" in result["claim"]
 
 
-def test_chain_demos_need_recorded_chain_starts(tmp_path, capsys) -> None:
+def test_task_weights_favour_tasks_solved_sometimes() -> None:
+    weights = learning_calvin.task_weights(
+        {"open_drawer": [10, 10], "stack_block": [0, 10], "push_into_drawer": [5, 10]},
+        {"open_drawer", "stack_block", "push_into_drawer", "turn_on_led"},
+    )
+    assert weights["push_into_drawer"] == pytest.approx(0.25)
+    assert weights["turn_on_led"] == pytest.approx(0.25)  # not probed: p = 0.5
+    assert (
+        weights["open_drawer"]
+        == pytest.approx(weights["stack_block"])
+        == pytest.approx((11 / 12) * (1 / 12))
+    )
+
+
+@pytest.mark.parametrize("flag", ["--chain-demos", "--probe-episodes"])
+def test_start_chain_options_need_recorded_chain_starts(tmp_path, capsys, flag) -> None:
     with pytest.raises(SystemExit):
-        run(tmp_path, "--chain-demos", "2")
-    assert "--chain-demos needs --start-chains" in capsys.readouterr().err
+        run(tmp_path, flag, "2")
+    assert f"{flag} needs --start-chains" in capsys.readouterr().err

@@ -320,7 +320,7 @@ class CalvinEnv(VLAEnv):
         states = self.start_states if scene is None else self.start_states.of_scenes((scene,))
         if not len(states):
             raise ValueError(f"CALVIN: start_states holds no state of scene {scene!r}")
-        index = int(self.np_random.integers(len(states)))
+        index = states.draw(self.np_random)
         self.scene = str(states.scene[index])
         self.world = self._world(self.scene)
         self.world.reset(states.robot_obs[index], states.scene_obs[index])

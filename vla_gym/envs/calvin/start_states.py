@@ -17,7 +17,8 @@ A file is a NumPy ``.npz`` archive of the arrays of ``StartStates`` (``FIELDS``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,21 @@ class StartStates:
     scene_obs: np.ndarray  # (N, 24)
     chain: np.ndarray  # (N, 5) task names: the whole chain the state was recorded in
     position: np.ndarray  # (N,) index into ``chain`` of the subtask that starts here
+    # (N,) relative frequency of each row in ``CalvinEnv``'s resets; None: all equal
+    weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scene)
+        if self.weight is None:
+            object.__setattr__(self, "weight", np.ones(n))
+        weight = np.asarray(self.weight, dtype=np.float64)
+        object.__setattr__(self, "weight", weight)
+        if weight.shape != (n,):
+            raise ValueError(
+                f"CALVIN start states: weight must have shape {(n,)}, got {weight.shape}"
+            )
+        if not np.all(np.isfinite(weight)) or np.any(weight < 0) or (n and weight.sum() <= 0):
+            raise ValueError("CALVIN start states: weights must be finite, >= 0 and not all 0")
         shapes = {
             "scene": (n,),
             "robot_obs": (n, ROBOT_OBS_DIM),
@@ -78,10 +91,32 @@ class StartStates:
         start = int(self.position[index])
         return [str(t) for t in self.chain[index, start : start + count]]
 
+    def starting_tasks(self) -> np.ndarray:
+        """(N,) the subtask each row starts."""
+        return self.chain[np.arange(len(self)), self.position]
+
     def of_scenes(self, scenes: tuple[str, ...]) -> StartStates:
         """The rows recorded in ``scenes``."""
         keep = np.isin(self.scene, list(scenes))
-        return StartStates(**{name: getattr(self, name)[keep] for name in FIELDS})
+        return StartStates(**{name: getattr(self, name)[keep] for name in (*FIELDS, "weight")})
+
+    def weighted_by_task(self, task_weights: Mapping[str, float]) -> StartStates:
+        """The same rows, each drawn in proportion to the weight of the subtask it starts
+        (e.g. to spend RL episodes on the tasks a policy sometimes solves); every task a row
+        starts must have a weight."""
+        tasks = self.starting_tasks()
+        missing = sorted(set(tasks.tolist()) - set(task_weights))
+        if missing:
+            raise ValueError(f"CALVIN start states: no weight for the tasks {missing}")
+        weight = np.array([task_weights[str(t)] for t in tasks], dtype=np.float64)
+        return replace(self, weight=weight)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """A row index drawn by ``weight`` (uniform weights: ``rng.integers``, the same draws
+        as a file without weights)."""
+        if np.all(self.weight == self.weight[0]):
+            return int(rng.integers(len(self)))
+        return int(rng.choice(len(self), p=self.weight / self.weight.sum()))
 
 
 def save_start_states(path: str | Path, states: StartStates) -> Path:
@@ -96,6 +131,7 @@ def save_start_states(path: str | Path, states: StartStates) -> Path:
             scene_obs=states.scene_obs.astype(np.float64),
             chain=states.chain.astype(str),
             position=states.position.astype(np.int64),
+            weight=states.weight,
         )
     return path
 
@@ -109,7 +145,8 @@ def load_start_states(path: str | Path) -> StartStates:
         missing = [name for name in FIELDS if name not in archive.files]
         if missing:
             raise ValueError(f"CALVIN start states: {path} lacks the arrays {missing}")
-        return StartStates(**{name: archive[name] for name in FIELDS})
+        weight = archive["weight"] if "weight" in archive.files else None  # optional
+        return StartStates(**{name: archive[name] for name in FIELDS}, weight=weight)
 
 
 def record_chain_starts(
