@@ -37,7 +37,8 @@ states and builds it like the evaluation (scene D's block slots; the other scene
 construction on their own surfaces) with yaws from ``np_random``; ``"random"`` is calvin_env's
 random reset (articulations closed, lights off, blocks anywhere on the three surfaces);
 ``start_states=PATH`` draws one of the states recorded in that file instead (see
-``start_states.py``: where each subtask of expert chains began) and continues its chain. Chains
+``start_states.py``: where each subtask of expert chains began; rows are drawn by the file's
+weights, uniformly without them) and continues its chain. Chains
 are drawn with the official preconditions from the symbolic state of the scene. A single task
 starts from a state where it is possible: its block in the open drawer (``lift_*_drawer``),
 two blocks stacked (``unstack_block``) or a block already held at the neutral pose

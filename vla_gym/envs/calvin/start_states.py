@@ -12,7 +12,14 @@ starts), e.g. for RL on single subtasks spread over the chain positions like the
     save_start_states("starts.npz", states)
     env = gym.make("VLA/CALVIN-D-v0", num_subtasks=1, start_states="starts.npz")
 
-A file is a NumPy ``.npz`` archive of the arrays of ``StartStates`` (``FIELDS``).
+Rows are drawn in proportion to an optional ``weight`` (uniformly without one);
+``weighted_by_task`` sets it per starting subtask, e.g. to spend RL episodes where a policy
+succeeds sometimes::
+
+    save_start_states("weighted.npz", states.weighted_by_task({"open_drawer": 0.1, ...}))
+
+A file is a NumPy ``.npz`` archive of the arrays of ``StartStates`` (``FIELDS``, and ``weight``
+if set).
 """
 
 from __future__ import annotations
