@@ -18,8 +18,8 @@ succeeds sometimes::
 
     save_start_states("weighted.npz", states.weighted_by_task({"open_drawer": 0.1, ...}))
 
-A file is a NumPy ``.npz`` archive of the arrays of ``StartStates`` (``FIELDS``, and ``weight``
-if set).
+A file is a NumPy ``.npz`` archive of the arrays of ``StartStates`` (``FIELDS`` and
+``weight``; a file without ``weight`` loads with equal weights).
 """
 
 from __future__ import annotations
