@@ -135,12 +135,12 @@ def stage_collect(
         "subtasks": args.demo_subtasks,
         "chain_demos": args.chain_demos,
         "expert_success": float(np.mean([r["success"] for r in records])),
-        "expert_success_chain_starts": float(
-            np.mean([r["success"] for r in records[args.demos :]] or [np.nan])
-        ),
         "steps": int(sum(r["length"] for r in records)),
         **clock.seconds(),
     }
+    if args.chain_demos:
+        chain_starts = [r["success"] for r in records[args.demos :]]
+        state["collect"]["expert_success_chain_starts"] = float(np.mean(chain_starts))
     return out
 
 
