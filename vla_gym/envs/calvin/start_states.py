@@ -52,10 +52,8 @@ class StartStates:
 
     def __post_init__(self) -> None:
         n = len(self.scene)
-        if self.weight is None:
-            object.__setattr__(self, "weight", np.ones(n))
-        weight = np.asarray(self.weight, dtype=np.float64)
-        object.__setattr__(self, "weight", weight)
+        weight = np.ones(n) if self.weight is None else np.asarray(self.weight, dtype=np.float64)
+        object.__setattr__(self, "weight", weight)  # frozen: set once, as a float array
         if weight.shape != (n,):
             raise ValueError(
                 f"CALVIN start states: weight must have shape {(n,)}, got {weight.shape}"
