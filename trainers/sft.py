@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from trainers import checkpoint
 from trainers.cli import mapping_overrides
 from trainers.demos import Demonstrations
-from trainers.policies.base import ActorCriticPolicy
+from trainers.policies.base import ActorCriticPolicy, Observation
+from trainers.rollout import obs_to_device
 from trainers.tracking import ProgressBar
 from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
@@ -73,6 +74,27 @@ def check_compatible(dataset: Demonstrations, action_space: gym.spaces.Box) -> N
         )
 
 
+def demo_batches(
+    dataset: Demonstrations,
+    action_space: gym.spaces.Box,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle_buffer: int = 4096,
+) -> Iterator[tuple[Observation, torch.Tensor]]:
+    """Endless shuffled ``(obs, actions)`` batches of ``dataset`` shaped for ``action_space``:
+    actions ``(B, chunk, A)`` for a chunked space ``(chunk, A)``, ``(B, A)`` otherwise."""
+    check_compatible(dataset, action_space)
+    chunked = len(action_space.shape) == 2
+    return dataset.batches(
+        batch_size,
+        action_space.shape[0] if chunked else 1,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        single_action_shape=not chunked,
+    )
+
+
 def train_sft(
     policy: ActorCriticPolicy,
     dataset: Demonstrations,
@@ -98,7 +120,6 @@ def train_sft(
     check_compatible(dataset, action_space)
     device = torch.device(device)
     policy.to(device)
-    chunk = action_space.shape[0] if len(action_space.shape) == 2 else 1
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -140,12 +161,12 @@ def train_sft(
         if log is not None:
             log(metrics, step)
 
-    batches = dataset.batches(
+    batches = demo_batches(
+        dataset,
+        action_space,
         config.batch_size,
-        chunk,
-        shuffle_buffer=config.shuffle_buffer,
         seed=config.seed + step,  # a resumed run draws a fresh order
-        single_action_shape=len(action_space.shape) == 1,
+        shuffle_buffer=config.shuffle_buffer,
     )
     shift_rng = torch.Generator().manual_seed(config.seed + step)
     started, losses = time.time(), []
@@ -162,7 +183,7 @@ def train_sft(
             }
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = policy.sft_loss(_to(obs, device), actions.to(device))
+        loss = policy.sft_loss(obs_to_device(obs, device), actions.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
@@ -202,12 +223,6 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> 
     channel = torch.arange(3)[None, :, None, None]
     shifted = padded[index, channel, rows, cols]
     return shifted.permute(0, 2, 3, 1).round().to(images.dtype)
-
-
-def _to(obs: Any, device: torch.device) -> Any:
-    if isinstance(obs, dict):
-        return {key: _to(value, device) for key, value in obs.items()}
-    return obs.to(device) if isinstance(obs, torch.Tensor) else obs
 
 
 # ---------------------------------------------------------------------------------- the CLI

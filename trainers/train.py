@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from trainers.algorithms import make_algorithm
 from trainers.algorithms.update import make_batch, make_optimizer, update
 from trainers.cli import mapping_overrides
 from trainers.config import TrainConfig, env_kwargs, load_config, validate_ranks, vector_options
+from trainers.datasets import load_demos
 from trainers.evaluate import (
     VALIDATION_SEED_OFFSET,
     evaluate_policy,
@@ -39,6 +41,7 @@ from trainers.evaluate import (
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.rollout import EpisodeStats, Rollout, RolloutCollector, make_vector_env
+from trainers.sft import demo_batches
 from trainers.tracking import MetricLogger, ProgressBar, progress_bar_enabled
 from vla_gym.cli import add_env_kwargs_flag, parse_mapping
 
@@ -133,6 +136,7 @@ class Trainer:
                 "runner.log_dir on a filesystem every node shares (or pass --resume PATH)"
             )
         distributed.broadcast_module(self.policy)  # rank 0's initial weights everywhere
+        self.demos = self._demo_batches()
         self._saved_iteration = self.iteration  # the latest checkpoint holds this iteration
         self._consistent = True  # False while an update is half-applied (not worth saving)
         self._sync_rollout_policy()
@@ -271,6 +275,19 @@ class Trainer:
                 actor_buffers[name].copy_(buffer)
 
     # ------------------------------------------------------------------------ training
+    def _demo_batches(self) -> Iterator[tuple[Any, torch.Tensor]] | None:
+        """The demonstration batches of the behaviour-cloning term (``algorithm.sft_coef``)."""
+        algorithm = self.config.algorithm
+        if algorithm.sft_coef == 0:
+            return None
+        return demo_batches(
+            load_demos(algorithm.sft_demos),
+            self.collector.action_space,
+            algorithm.sft_batch_size,
+            # per rank, and a resumed run draws a fresh order
+            seed=distributed.rank_seed(self.config.runner.seed) + self.iteration,
+        )
+
     def _collect(self) -> tuple[list[Rollout], EpisodeStats]:
         rollouts, stats = [], EpisodeStats()
         config = self.config
@@ -312,6 +329,7 @@ class Trainer:
                     self.actor_device,
                     train_actor=train_actor,
                     generator=self.generator,
+                    demos=self.demos,
                 )
             )
             metrics["actor/critic_warmup"] = float(not train_actor)

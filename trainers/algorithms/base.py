@@ -47,6 +47,13 @@ class AlgorithmConfig:
     # iterations: Adam's first steps move every weight by about the full rate whatever its
     # gradient, which from an SFT start is the largest policy change of a run
     lr_warmup_iterations: int = 0
+    # behaviour-cloning regularisation: every optimiser step also minimises sft_coef times the
+    # policy's SFT loss on a batch of sft_batch_size demonstration samples from sft_demos. RL
+    # updates on a few tasks at a time move the weights every task shares; the demonstrations
+    # of all tasks hold the policy near what SFT taught where RL's episodes give no signal.
+    sft_coef: float = 0.0
+    sft_demos: str | None = None  # a demo directory or local LeRobotDataset
+    sft_batch_size: int = 64
 
     def lr_scale(self, iteration: int, max_iterations: int) -> float:
         """The factor on both learning rates for the update of ``iteration`` (0-based)."""
@@ -66,6 +73,12 @@ class AlgorithmConfig:
         check(self.clip_ratio_high >= 0, "algorithm.clip_ratio_high must be >= 0")
         check(self.lr_warmup_iterations >= 0, "algorithm.lr_warmup_iterations must be >= 0")
         check(self.update_epochs >= 1, "algorithm.update_epochs must be >= 1")
+        check(self.sft_coef >= 0, f"algorithm.sft_coef must be >= 0, got {self.sft_coef}")
+        check(
+            self.sft_coef == 0 or bool(self.sft_demos),
+            "algorithm.sft_coef > 0 needs algorithm.sft_demos (the demonstrations to clone)",
+        )
+        check(self.sft_batch_size >= 1, "algorithm.sft_batch_size must be >= 1")
         check(self.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
         check(
             self.global_batch_size % self.micro_batch_size == 0,

@@ -9,6 +9,7 @@ keeps one ratio per element (the step's advantage broadcast to its elements).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,8 +22,8 @@ from trainers.algorithms.base import (
     LossTerms,
     bootstrap_truncated,
 )
-from trainers.policies.base import ActorCriticPolicy
-from trainers.rollout import Rollout, concat_obs, flatten_obs, index_obs
+from trainers.policies.base import ActorCriticPolicy, Observation
+from trainers.rollout import Rollout, concat_obs, flatten_obs, index_obs, obs_to_device
 
 
 def _flat(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -151,10 +152,13 @@ def update(
     *,
     train_actor: bool = True,
     generator: torch.Generator | None = None,
+    demos: Iterator[tuple[Observation, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """``update_epochs`` passes over the batch in shuffled global batches of micro-batches.
 
-    With ``train_actor=False`` only the value loss is minimised (critic warm-up).
+    With ``train_actor=False`` only the value loss is minimised (critic warm-up). With
+    ``config.sft_coef > 0`` every optimiser step that trains the actor also takes one
+    ``(obs, actions)`` batch from ``demos`` and adds ``sft_coef`` times the policy's SFT loss.
 
     Over several ranks ``batch`` is this rank's part of the global batch (the ranks' parts in
     rank order). Every rank draws the same permutation of the global batch from ``generator``
@@ -166,6 +170,10 @@ def update(
     sums = dict.fromkeys(LOGGED_TERMS, 0.0)
     count = 0
     grad_norms: dict[str, list[float]] = {}
+    sft_losses: list[float] = []
+    clone = train_actor and config.sft_coef > 0
+    if clone and demos is None:
+        raise ValueError("algorithm.sft_coef > 0 needs demonstration batches (demos)")
     sizes = distributed.all_gather_object(batch.size)
     offset, global_size = sum(sizes[: distributed.rank()]), sum(sizes)
     policy.train()
@@ -186,6 +194,12 @@ def update(
                 for name in LOGGED_TERMS:
                     sums[name] += float(getattr(terms, name).detach()) * len(index)
                 count += len(index)
+            if clone:
+                obs, actions = next(demos)
+                sft_loss = policy.sft_loss(obs_to_device(obs, device), actions.to(device))
+                # every rank clones its own batch; the summed gradients weigh them as one
+                (config.sft_coef * sft_loss / distributed.world_size()).backward()
+                sft_losses.append(float(sft_loss.detach()))
             distributed.all_reduce_gradients(policy.parameters())
             # Each parameter group (actor, critic) is clipped on its own: with one joint norm,
             # a large value loss (the minibatches holding the rare high-return episodes) would
@@ -208,6 +222,8 @@ def update(
         "actor/lr": optimizer.param_groups[0]["lr"],
         "time/update": time.perf_counter() - start,
     }
+    if sft_losses:
+        metrics["actor/sft_loss"] = float(np.mean(sft_losses))
     if "critic" in grad_norms:
         metrics["critic/grad_norm"] = float(np.mean(grad_norms["critic"]))
     if algorithm.uses_value:
