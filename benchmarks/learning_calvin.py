@@ -85,6 +85,7 @@ def train_config(args: argparse.Namespace, work: Path, extra: tuple[str, ...] = 
         "runner.progress_bar='off'",
         f"runner.torch_threads={args.torch_threads}",
         f"runner.seed={args.seed}",
+        f"algorithm.sft_demos={work / 'demos'}",  # cloned in RL if the recipe sets sft_coef
         *args.overrides,
         *extra,
     ]
@@ -302,12 +303,10 @@ def stage_rl(
     state: dict[str, Any],
     sft_path: Path,
     starts: Path | None,
-    demos: Path,
 ) -> None:
     overrides = (
         *stages.rl_overrides(sft_path, args.rl_iterations, "rl"),
         "runner.video_interval=0",
-        f"algorithm.sft_demos={demos}",  # cloned when the recipe sets algorithm.sft_coef
     )
     if starts is not None:  # RL episodes only: the evaluation keeps the official start states
         overrides += (f"env.kwargs.start_states={starts}", "env.eval_kwargs.start_states=null")
@@ -369,7 +368,7 @@ def run_seed(args: argparse.Namespace) -> dict[str, Any]:
         save_state(state_path, state)
     if "rl" not in state:
         print("RL ...", flush=True)
-        stage_rl(args, work, state, sft_path, starts, demos)
+        stage_rl(args, work, state, sft_path, starts)
         save_state(state_path, state)
     if "rl_eval" not in state:
         print(f"evaluating the RL policy on {args.chains} chains ...", flush=True)
