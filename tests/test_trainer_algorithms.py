@@ -363,3 +363,93 @@ def test_a_new_algorithm_is_one_class_and_a_registry_entry(monkeypatch):
     batch, _ = make_batch([rollout], algorithms.make_algorithm(config.algorithm))
     assert batch.advantages.tolist() == [2.5, 0.5, 1.5, 0.5]
     assert batch.returns is None and batch.values is None
+
+
+def clonable(policy):
+    """The tiny MLP policy with an SFT loss: the demo actions' negative log-likelihood."""
+    policy.sft_loss = lambda obs, actions: -policy.evaluate(obs, actions, {}).log_prob.mean()
+    return policy
+
+
+def counted(batches):
+    """An endless iterator over ``batches`` that counts what was drawn."""
+    drawn = []
+
+    def generate():
+        while True:
+            for batch in batches:
+                drawn.append(batch)
+                yield batch
+
+    return generate(), drawn
+
+
+def test_sft_term_pulls_the_actor_towards_the_demonstrations():
+    # zero advantages: without the term the actor would not move at all
+    policy, batch = tiny_mlp_batch(32, advantages=torch.zeros(32))
+    policy = clonable(policy)
+    demo_obs = torch.randn(16, 3, generator=torch.Generator().manual_seed(3))
+    demo_actions = torch.full((16, 2), 0.8)
+    with torch.no_grad():
+        before = float(policy.sft_loss(demo_obs, demo_actions))
+    config = GRPOConfig(
+        update_epochs=2,
+        micro_batch_size=8,
+        global_batch_size=16,
+        lr=1e-2,
+        sft_coef=1.0,
+        sft_demos="unused-here",
+    )
+    demos, drawn = counted([(demo_obs, demo_actions)])
+    optimizer = update.make_optimizer(policy, config)
+    metrics = update.update(
+        GRPO(config), policy, optimizer, batch, torch.device("cpu"), demos=demos
+    )
+    assert len(drawn) == 2 * 2  # one demo batch per optimiser step: 2 epochs x 2 global batches
+    assert metrics["actor/sft_loss"] < before  # the mean over the steps, the first at `before`
+    with torch.no_grad():
+        assert float(policy.sft_loss(demo_obs, demo_actions)) < before - 0.1
+
+
+def test_sft_term_is_off_at_zero_and_during_critic_warmup():
+    demo = (torch.zeros(4, 3), torch.zeros(4, 2))
+    for config, train_actor in (
+        (PPOConfig(update_epochs=1, micro_batch_size=16, global_batch_size=16), True),
+        (
+            PPOConfig(
+                update_epochs=1,
+                micro_batch_size=16,
+                global_batch_size=16,
+                sft_coef=1.0,
+                sft_demos="d",
+            ),
+            False,
+        ),
+    ):
+        policy, batch = tiny_mlp_batch(16)
+        demos, drawn = counted([demo])
+        optimizer = update.make_optimizer(policy, config)
+        metrics = update.update(
+            PPO(config),
+            policy,
+            optimizer,
+            batch,
+            torch.device("cpu"),
+            train_actor=train_actor,
+            demos=demos,
+        )
+        assert drawn == [] and "actor/sft_loss" not in metrics
+
+
+def test_sft_term_needs_its_demonstrations():
+    with pytest.raises(ConfigError, match="algorithm.sft_coef > 0 needs algorithm.sft_demos"):
+        GRPOConfig(sft_coef=0.5)
+    with pytest.raises(ConfigError, match="algorithm.sft_coef must be >= 0"):
+        GRPOConfig(sft_coef=-1.0, sft_demos="d")
+    with pytest.raises(ConfigError, match="algorithm.sft_batch_size must be >= 1"):
+        PPOConfig(sft_batch_size=0)
+    policy, batch = tiny_mlp_batch(16)
+    config = GRPOConfig(micro_batch_size=16, global_batch_size=16, sft_coef=1.0, sft_demos="d")
+    optimizer = update.make_optimizer(policy, config)
+    with pytest.raises(ValueError, match="needs demonstration batches"):
+        update.update(GRPO(config), policy, optimizer, batch, torch.device("cpu"))

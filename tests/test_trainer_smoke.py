@@ -298,3 +298,23 @@ def test_lr_warmup_rises_linearly_then_the_anneal_takes_over(tmp_path):
     assert seen == pytest.approx([0.5e-3, 1e-3])
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3, 2e-3])
     trainer.collector.close()
+
+
+def test_behaviour_cloning_term_trains_on_the_named_demonstrations(tmp_path):
+    from trainers.collect import collect
+
+    def config_with(demos):
+        overrides = [f"runner.log_dir={tmp_path}", "algorithm.critic_warmup_iterations=0"]
+        overrides += ["algorithm.sft_coef=0.5", f"algorithm.sft_demos={demos}"]
+        return load_config("flow_panda_state_ppo_cpu", overrides, smoke=True)
+
+    with pytest.raises(FileNotFoundError, match="nowhere is neither a demonstration directory"):
+        Trainer(config_with(tmp_path / "nowhere"))
+    config = config_with(tmp_path / "demos")
+    env = config.env
+    demo_kwargs = {**env.kwargs, "obs_mode": env.obs_mode}
+    collect(env.id, 1, str(tmp_path / "demos"), num_envs=1, env_kwargs=demo_kwargs)
+    trainer = Trainer(config)
+    metrics = trainer.train_iteration()
+    trainer.collector.close()
+    assert 0 < metrics["actor/sft_loss"] < 10

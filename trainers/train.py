@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +67,9 @@ class Trainer:
         self._remove_unfinished_checkpoints()
         # checked before any env is built: a missing checkpoint fails at once
         self.resumed_from = self._resume_path(resume, resume_if_present)
+        # the demonstrations of the behaviour-cloning term (algorithm.sft_coef), also at once
+        algorithm = config.algorithm
+        demos = load_demos(algorithm.sft_demos) if algorithm.sft_coef > 0 else None
         placement = distributed.rank_placement(
             config.cluster.component_placement,
             distributed.local_rank(),
@@ -136,7 +138,15 @@ class Trainer:
                 "runner.log_dir on a filesystem every node shares (or pass --resume PATH)"
             )
         distributed.broadcast_module(self.policy)  # rank 0's initial weights everywhere
-        self.demos = self._demo_batches()
+        self.demos = None
+        if demos is not None:
+            self.demos = demo_batches(
+                demos,
+                self.collector.action_space,
+                algorithm.sft_batch_size,
+                # per rank, and a resumed run draws a fresh order
+                seed=distributed.rank_seed(config.runner.seed) + self.iteration,
+            )
         self._saved_iteration = self.iteration  # the latest checkpoint holds this iteration
         self._consistent = True  # False while an update is half-applied (not worth saving)
         self._sync_rollout_policy()
@@ -275,19 +285,6 @@ class Trainer:
                 actor_buffers[name].copy_(buffer)
 
     # ------------------------------------------------------------------------ training
-    def _demo_batches(self) -> Iterator[tuple[Any, torch.Tensor]] | None:
-        """The demonstration batches of the behaviour-cloning term (``algorithm.sft_coef``)."""
-        algorithm = self.config.algorithm
-        if algorithm.sft_coef == 0:
-            return None
-        return demo_batches(
-            load_demos(algorithm.sft_demos),
-            self.collector.action_space,
-            algorithm.sft_batch_size,
-            # per rank, and a resumed run draws a fresh order
-            seed=distributed.rank_seed(self.config.runner.seed) + self.iteration,
-        )
-
     def _collect(self) -> tuple[list[Rollout], EpisodeStats]:
         rollouts, stats = [], EpisodeStats()
         config = self.config
