@@ -17,6 +17,7 @@ from conftest import SHARED_DIR
 import vla_gym  # noqa: F401  (registers the IDs)
 from trainers.config import available_configs, load_config
 from trainers.policies import policy_class
+from trainers.schema import ConfigError
 from trainers.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,6 +311,8 @@ def test_behaviour_cloning_term_trains_on_the_named_demonstrations(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nowhere is neither a demonstration directory"):
         Trainer(config_with(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="algorithm.sft_coef > 0 needs algorithm.sft_demos"):
+        Trainer(config_with(""))
     config = config_with(tmp_path / "demos")
     env = config.env
     demo_kwargs = {**env.kwargs, "obs_mode": env.obs_mode}

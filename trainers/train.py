@@ -40,6 +40,7 @@ from trainers.evaluate import (
 from trainers.placement import env_devices, torch_device
 from trainers.policies import make_policy
 from trainers.rollout import EpisodeStats, Rollout, RolloutCollector, make_vector_env
+from trainers.schema import check
 from trainers.sft import demo_batches
 from trainers.tracking import MetricLogger, ProgressBar, progress_bar_enabled
 from vla_gym.cli import add_env_kwargs_flag, parse_mapping
@@ -69,7 +70,13 @@ class Trainer:
         self.resumed_from = self._resume_path(resume, resume_if_present)
         # the demonstrations of the behaviour-cloning term (algorithm.sft_coef), also at once
         algorithm = config.algorithm
-        demos = load_demos(algorithm.sft_demos) if algorithm.sft_coef > 0 else None
+        demos = None
+        if algorithm.sft_coef > 0:
+            check(
+                bool(algorithm.sft_demos),
+                "algorithm.sft_coef > 0 needs algorithm.sft_demos (the demonstrations to clone)",
+            )
+            demos = load_demos(algorithm.sft_demos)
         placement = distributed.rank_placement(
             config.cluster.component_placement,
             distributed.local_rank(),

@@ -74,10 +74,6 @@ class AlgorithmConfig:
         check(self.lr_warmup_iterations >= 0, "algorithm.lr_warmup_iterations must be >= 0")
         check(self.update_epochs >= 1, "algorithm.update_epochs must be >= 1")
         check(self.sft_coef >= 0, f"algorithm.sft_coef must be >= 0, got {self.sft_coef}")
-        check(
-            self.sft_coef == 0 or bool(self.sft_demos),
-            "algorithm.sft_coef > 0 needs algorithm.sft_demos (the demonstrations to clone)",
-        )
         check(self.sft_batch_size >= 1, "algorithm.sft_batch_size must be >= 1")
         check(self.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
         check(
