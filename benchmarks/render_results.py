@@ -69,8 +69,14 @@ EXPECTED: dict[str, str] = {
         "--final-eval-episodes 250 --overhead-repeats 2 "
         "--validation 'env.eval_kwargs={trial_seed: 2, num_trials: 20, terminate_on_success: true}'"
     ),
-    "learning_calvin_d": "python benchmarks/learning_calvin.py --seeds 0 1 --split D",
-    "learning_calvin_abc": "python benchmarks/learning_calvin.py --seeds 0 1 --split ABC",
+    **{
+        f"learning_calvin_{split.lower()}": (
+            f"python benchmarks/learning_calvin.py --split {split} --algorithm grpo --seeds 0 1 "
+            "--demos 1000 --demo-subtasks 1 --start-chains 300 --chain-demos 1000 "
+            "--collect-backend subproc --sft-steps 20000 --rl-iterations 400 --rl-minutes 90"
+        )
+        for split in ("D", "ABC")
+    },
     "learning_libero_object3_grpo_flow": "python benchmarks/learning_libero.py --seeds 0 1 2",
     "learning_token_panda_vision_ppo": (
         "python benchmarks/learning_token.py --work runs/learning_token --seeds 0 1 2 "
