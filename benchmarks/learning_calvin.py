@@ -455,8 +455,14 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
         f"learning_calvin_{args.split.lower()}",
         title=f"CALVIN {args.split}->D: flow VLA, SFT on expert demos then RL ({config.env.id})",
         claim=(
-            f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes} "
-            f"takes the official protocol's avg. len on the first {chains} chains in "
+            f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes}"
+            + (
+                f", cloning the SFT demonstrations in every update (sft_coef "
+                f"{config.algorithm.sft_coef:g}),"
+                if config.algorithm.sft_coef
+                else ""
+            )
+            + f" takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
             f"training seeds, config `{CONFIGS[args.split, args.algorithm]}`, "
             f"{collected['assets']} assets"

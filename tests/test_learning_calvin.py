@@ -124,11 +124,14 @@ def test_grpo_recipe_trains_on_recorded_chain_starts_in_groups(tmp_path) -> None
     assert weighted.weight.tolist() == [weights[t] for t in weighted.starting_tasks()]
     assert config.env.kwargs["start_states"] == str(seed_dir / "start_states_weighted.npz")
     assert config.env.kwargs["num_subtasks"] == 1 and config.env.eval_kwargs["start_states"] is None
+    # the recipe's behaviour-cloning term clones this seed's demonstrations
+    assert config.algorithm.sft_coef == 10 and config.algorithm.sft_demos == str(seed_dir / "demos")
     curve = state["rl_curve"][0]
     assert 0.0 <= curve["avg_len"] <= 1.0 or np.isnan(curve["avg_len"])
     result = json.loads((tmp_path / "results" / "learning_calvin_d.json").read_text())
     assert "GRPO (flow_sde)" in result["claim"] and "calvin_d_grpo_flow_cpu" in result["claim"]
     assert "where the subtasks of 1 expert chains began" in result["claim"]
+    assert "cloning the SFT demonstrations in every update (sft_coef 10)" in result["claim"]
 
 
 def test_task_weights_favour_tasks_solved_sometimes() -> None:
