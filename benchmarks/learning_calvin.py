@@ -451,18 +451,18 @@ def write_json(args: argparse.Namespace, states: dict[int, dict[str, Any]]) -> P
     chains = first["rl_eval"]["chains"]
     collected, trained = first["collect"], first["sft"]
     scenes = "scene D" if args.split == "D" else "scenes A, B, C"
+    sft_coef = config.algorithm.sft_coef
+    cloning = (
+        f", cloning the SFT demonstrations in every update (sft_coef {sft_coef:g}),"
+        if sft_coef
+        else ""
+    )
     return write_result(
         f"learning_calvin_{args.split.lower()}",
         title=f"CALVIN {args.split}->D: flow VLA, SFT on expert demos then RL ({config.env.id})",
         claim=(
             f"{config.algorithm.name.upper()} ({config.policy.get('noise_method')}) in {scenes}"
-            + (
-                f", cloning the SFT demonstrations in every update (sft_coef "
-                f"{config.algorithm.sft_coef:g}),"
-                if config.algorithm.sft_coef
-                else ""
-            )
-            + f" takes the official protocol's avg. len on the first {chains} chains in "
+            f"{cloning} takes the official protocol's avg. len on the first {chains} chains in "
             f"scene D from {sft_mean:.2f} after SFT to {rl_mean:.2f} (mean over {len(states)} "
             f"training seeds, config `{CONFIGS[args.split, args.algorithm]}`, "
             f"{collected['assets']} assets"
